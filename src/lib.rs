@@ -3,3 +3,4 @@
 
 pub mod diag;
 pub mod spec;
+pub mod vault;
