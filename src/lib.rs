@@ -16,4 +16,5 @@ pub mod render;
 pub mod spec;
 pub mod stream;
 pub mod tree;
+pub mod vault;
 pub mod workload;
