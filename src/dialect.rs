@@ -152,14 +152,14 @@ pub struct PodRequest {
     pub env_refs: Vec<EnvRefUse>,
     pub containers: Vec<Container>,
     pub annotations: NodeId,
+    /// Already expanded by an earlier render (`status: injected`): render leaves it as is.
+    pub injected: bool,
 }
 
 #[derive(Debug)]
 pub enum Gate {
     /// Not opted in (and nothing wrong found).
     NotOptedIn,
-    /// Already expanded by an earlier render.
-    Injected,
     OptedIn(PodRequest),
 }
 
@@ -314,9 +314,8 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         );
         return Gate::NotOptedIn;
     }
-    if tree.get(annotations, STATUS_KEY).and_then(|s| tree.str(s)) == Some(STATUS_INJECTED) {
-        return Gate::Injected;
-    }
+    let injected =
+        tree.get(annotations, STATUS_KEY).and_then(|s| tree.str(s)) == Some(STATUS_INJECTED);
 
     let mut role = None;
     let mut file_entries: Vec<(String, NodeId, NodeId)> = Vec::new();
@@ -390,13 +389,14 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
             files.push(f);
         }
     }
-    check_file_clashes(ctx, &files, &containers, &afield);
+    check_file_clashes(ctx, &files, &containers, &afield, injected);
     Gate::OptedIn(PodRequest {
         role,
         files,
         env_refs,
         containers,
         annotations,
+        injected,
     })
 }
 
@@ -683,7 +683,15 @@ fn parse_file_secret(
     })
 }
 
-fn check_file_clashes(ctx: &mut Ctx, files: &[FileSecret], containers: &[Container], afield: &str) {
+/// Two files at one path in one container, and mount paths the container already uses
+/// (except on an injected pod, whose mounts are secretstore's own).
+fn check_file_clashes(
+    ctx: &mut Ctx,
+    files: &[FileSecret],
+    containers: &[Container],
+    afield: &str,
+    injected: bool,
+) {
     let mut seen: Vec<(usize, &str, &str, &str)> = Vec::new();
     for f in files {
         for &c in &f.containers {
@@ -694,7 +702,7 @@ fn check_file_clashes(ctx: &mut Ctx, files: &[FileSecret], containers: &[Contain
             } else {
                 &f.mount_path
             };
-            if container.mount_paths.iter().any(|p| p == &f.mount_path) {
+            if !injected && container.mount_paths.iter().any(|p| p == &f.mount_path) {
                 ctx.error(
                     code::MOUNT_PATH_IN_USE,
                     f.node,

@@ -350,7 +350,7 @@ fn plan_document(
                 ))
             });
         }
-        if error_count(&ctx) > errors_before {
+        if request.injected || error_count(&ctx) > errors_before {
             continue;
         }
         if let Some((_spec, pod_edits)) = plan::plan(&mut ctx, settings, &request, template, &field)
