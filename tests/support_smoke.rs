@@ -3,7 +3,12 @@
 mod support;
 
 use serde_json::json;
-use support::{tool, validate_k8s, JwtRole, OpenBao, Postgres, ServiceAccountIssuer};
+use support::helm::HelmHome;
+use support::jwt::{JwtRole, ServiceAccountIssuer};
+use support::k8s::validate_k8s;
+use support::openbao::OpenBao;
+use support::postgres::Postgres;
+use support::{assert_no_secret, tool};
 
 #[test]
 fn openbao_kv2_write_then_read() {
@@ -144,6 +149,44 @@ fn helm_and_kubectl_print_versions() {
             "{name}: {stdout}"
         );
     }
+}
+
+#[test]
+fn helm_home_is_isolated() {
+    let home = HelmHome::new();
+    let output = home
+        .command("helm4")
+        .args(["env"])
+        .output()
+        .expect("run helm4 env");
+    let env = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    let data_home = home.path().join("data");
+    assert!(
+        env.contains(&format!("HELM_DATA_HOME=\"{}\"", data_home.display())),
+        "{env}"
+    );
+}
+
+#[test]
+fn openbao_starts_on_a_given_port() {
+    let port = support::free_port();
+    let vault = OpenBao::start_on_port(port);
+    assert_eq!(vault.addr(), format!("http://127.0.0.1:{port}"));
+    assert_eq!(vault.health_status(), 200);
+}
+
+#[test]
+fn assert_no_secret_masks_what_leaked() {
+    assert_no_secret("all clear", &["hunter2"]);
+    let panic =
+        std::panic::catch_unwind(|| assert_no_secret("password=hunter2", &["x", "hunter2"]))
+            .expect_err("a leak panics");
+    let message = panic.downcast_ref::<String>().expect("message");
+    assert!(
+        message.contains("password=<SECRET #1>") && !message.contains("hunter2"),
+        "{message}"
+    );
 }
 
 #[test]

@@ -25,6 +25,16 @@ impl OpenBao {
     /// Starts a dev server and waits until `sys/health` reports it active. KV v2 is
     /// mounted at `secret/`, as in every dev server.
     pub fn start() -> OpenBao {
+        Self::start_with(None)
+    }
+
+    /// Starts on this port (e.g. one a client was already told to use, to test that it
+    /// retries while the server is not up yet). Panics if the port is taken.
+    pub fn start_on_port(port: u16) -> OpenBao {
+        Self::start_with(Some(port))
+    }
+
+    fn start_with(fixed_port: Option<u16>) -> OpenBao {
         let dir = tempfile::Builder::new()
             .prefix("secretstore-openbao-")
             .tempdir()
@@ -38,7 +48,7 @@ impl OpenBao {
         );
         let mut failures = Vec::new();
         for attempt in 0..START_ATTEMPTS {
-            let port = free_port();
+            let port = fixed_port.unwrap_or_else(free_port);
             let addr = format!("http://127.0.0.1:{port}");
             let mut command = Command::new(tool("bao"));
             command
@@ -72,7 +82,9 @@ impl OpenBao {
                     }
                 }
                 // Lost the port to another process: try another one.
-                Err(log) if log.contains("address already in use") => failures.push(log),
+                Err(log) if fixed_port.is_none() && log.contains("address already in use") => {
+                    failures.push(log)
+                }
                 Err(log) => panic!("{log}"),
             }
         }
