@@ -36,6 +36,39 @@ fn openbao_kv2_write_then_read() {
 }
 
 #[test]
+fn openbao_tls_needs_its_ca() {
+    let vault = OpenBao::start_tls();
+    assert!(vault.addr().starts_with("https://127.0.0.1:"));
+    let ca = vault.ca_cert_path().expect("a TLS server has a CA");
+    assert!(std::fs::read_to_string(ca).is_ok_and(|pem| pem.contains("BEGIN CERTIFICATE")));
+    vault.kv2_put("secret", "tls", &json!({ "k": "v" }));
+    // The CLI goes through the HTTPS address, trusting the CA from env().
+    assert_eq!(
+        vault
+            .bao_ok(&["kv", "get", "-field=k", "secret/tls"])
+            .trim(),
+        "v"
+    );
+    let untrusted = vault
+        .bao_command(&["kv", "get", "secret/tls"])
+        .env_remove("VAULT_CACERT")
+        .env_remove("BAO_CACERT")
+        .output()
+        .expect("run bao");
+    assert!(!untrusted.status.success());
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("certificate"));
+}
+
+#[test]
+fn secretstore_binary_runs_without_ambient_vault_env() {
+    let output = support::secretstore()
+        .arg("--help")
+        .output()
+        .expect("run secretstore");
+    assert!(output.status.code().is_some());
+}
+
+#[test]
 fn openbao_seal_then_unseal_keeps_data() {
     let vault = OpenBao::start();
     vault.kv2_put("secret", "app", &json!({ "k": "v" }));

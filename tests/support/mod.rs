@@ -15,6 +15,7 @@ pub mod process;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
+use std::process::Command;
 
 /// The repository root (where Cargo.toml and `.tools/` live).
 pub fn repo_root() -> PathBuf {
@@ -25,6 +26,23 @@ pub fn repo_root() -> PathBuf {
 /// `helm4`, `kubectl`, `pre-commit`. Panics with the install instruction when missing.
 pub fn tool(name: &str) -> PathBuf {
     installed(repo_root().join(".tools/bin").join(name))
+}
+
+/// The `secretstore` binary of this build, with the environment variables it reads
+/// (`VAULT_*`, `BAO_*`, `SECRETSTORE_*`, `ARGOCD_ENV_*`) removed, so a test sets exactly
+/// the ones it means to.
+pub fn secretstore() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_secretstore"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["VAULT_", "BAO_", "SECRETSTORE_", "ARGOCD_ENV_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
 }
 
 /// The Python of the test venv `.tools/venv` (has `kubernetes_validate`, `yaml`).
