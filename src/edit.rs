@@ -46,6 +46,7 @@ impl Layout {
     pub fn detect(text: &str, tree: &Tree, sample_seq_key: Option<(NodeId, NodeId)>) -> Layout {
         let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
         let seq_offset = sample_seq_key
+            .or_else(|| first_block_seq_value(tree))
             .and_then(|(key, seq)| {
                 let first = *tree.items(seq).first()?;
                 let dash = dash_offset(text, tree.node(first).start)?;
@@ -69,6 +70,16 @@ impl Layout {
             json_unit,
         }
     }
+}
+
+/// The first mapping entry whose value is a non-empty block sequence, as (key, value).
+fn first_block_seq_value(tree: &Tree) -> Option<(NodeId, NodeId)> {
+    tree.nodes.iter().find_map(|n| match &n.kind {
+        Kind::Map { entries, .. } => entries.iter().copied().find(|(_, v)| {
+            matches!(&tree.node(*v).kind, Kind::Seq { flow: false, items } if !items.is_empty())
+        }),
+        _ => None,
+    })
 }
 
 pub fn line_start(text: &str, offset: usize) -> usize {
