@@ -74,11 +74,13 @@ impl Layout {
 
 /// The first mapping entry whose value is a non-empty block sequence, as (key, value).
 fn first_block_seq_value(tree: &Tree) -> Option<(NodeId, NodeId)> {
-    tree.nodes.iter().find_map(|n| match &n.kind {
+    tree.nodes.iter().find_map(|n| {
+        match &n.kind {
         Kind::Map { entries, .. } => entries.iter().copied().find(|(_, v)| {
             matches!(&tree.node(*v).kind, Kind::Seq { flow: false, items } if !items.is_empty())
         }),
         _ => None,
+    }
     })
 }
 

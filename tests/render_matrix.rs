@@ -36,7 +36,9 @@ pub fn settings_for(case: &Path) -> Settings {
 fn input(case: &Path, bytes: Vec<u8>) -> Input {
     let name = format!(
         "testdata/render/{}",
-        case.file_name().and_then(|n| n.to_str()).unwrap_or_default()
+        case.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
     );
     Input { name, bytes }
 }
