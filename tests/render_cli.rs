@@ -18,12 +18,8 @@ fn render_stdin(args: &[&str], envs: &[(&str, &str)], input: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("secretstore starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input)
-        .expect("input written");
+    // A usage error may exit before reading stdin: a broken pipe here is not a failure.
+    let _ = child.stdin.take().expect("stdin").write_all(input);
     child.wait_with_output().expect("secretstore finishes")
 }
 
