@@ -200,9 +200,11 @@ fn block_end(text: &str, tree: &Tree, node: NodeId, nl: &str) -> (usize, String)
     let pos = if block_scalar && end < text.len() {
         // A block scalar's span runs to the next token; its content ends before that line.
         line_start(text, end)
+    } else if end > 0 && text.as_bytes().get(end - 1) == Some(&b'\n') {
+        end
     } else {
-        match text[end.saturating_sub(1).max(n.start)..].find('\n') {
-            Some(i) => end.saturating_sub(1).max(n.start) + i + 1,
+        match text[end..].find('\n') {
+            Some(i) => end + i + 1,
             None => text.len(),
         }
     };
