@@ -91,7 +91,8 @@ pub fn line_start(text: &str, offset: usize) -> usize {
 /// The offset of the `-` that introduces a block sequence item starting at `item_start`.
 fn dash_offset(text: &str, item_start: usize) -> Option<usize> {
     let before = &text[..item_start];
-    let trimmed = before.trim_end_matches([' ', '\t']);
+    // `- name: x`, or `-` alone on its line with the item below it.
+    let trimmed = before.trim_end_matches([' ', '\t', '\r', '\n']);
     trimmed.ends_with('-').then(|| trimmed.len() - 1)
 }
 
