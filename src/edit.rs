@@ -534,7 +534,7 @@ mod tests {
                 value: serde_json::json!(["x"]),
             }]
         });
-        assert_eq!(out, "a:\n  b: 1\n  c:\n  - x\n");
+        assert_eq!(out, "a:\n  b: 1\n  c:\n    - x\n");
     }
 
     #[test]
