@@ -518,9 +518,10 @@ mod tests {
                 },
             ]
         });
+        // `n` is false to a YAML 1.1 reader, so it is quoted even as a key.
         assert_eq!(
             out,
-            "a:\n  l:\n  - p\n  - x\n  - y\n  - n: q\n    m: 1\n  # about b\nb: 1\n"
+            "a:\n  l:\n  - p\n  - x\n  - y\n  - 'n': q\n    m: 1\n  # about b\nb: 1\n"
         );
     }
 
