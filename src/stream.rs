@@ -23,41 +23,37 @@ pub fn split(input: &[u8]) -> Vec<Document> {
     let mut docs = Vec::new();
     let mut doc_start = 0usize;
     let mut doc_line = 1usize;
-    let mut line_start = 0usize;
-    let mut line_no = 1usize;
-    // Whether the current range already holds a `---` line or content, so that a `---`
-    // line starts a new range rather than being this range's own start marker.
-    let mut has_body = false;
-    while line_start < input.len() {
+    // Whether the current range already holds a `---` line, so that a `---` line starts a
+    // new range rather than being this range's own start marker. Without one, the range's
+    // lines are looked at only when a `---` follows: they are few (comments, or content
+    // after a `...`), and looking at every line of the stream would dominate the split.
+    let mut has_marker = false;
+    for line_start in marker_candidates(input) {
         let line_end = memchr(b'\n', &input[line_start..])
             .map(|i| line_start + i + 1)
             .unwrap_or(input.len());
         let line = &input[line_start..line_end];
         if is_marker(line, b"---") {
-            if has_body {
+            if has_marker || has_body_line(&input[doc_start..line_start]) {
                 docs.push(Document {
                     start: doc_start,
                     end: line_start,
                     first_line: doc_line,
                 });
+                doc_line += count_lines(&input[doc_start..line_start]);
                 doc_start = line_start;
-                doc_line = line_no;
             }
-            has_body = true;
+            has_marker = true;
         } else if is_marker(line, b"...") {
             docs.push(Document {
                 start: doc_start,
                 end: line_end,
                 first_line: doc_line,
             });
+            doc_line += count_lines(&input[doc_start..line_end]);
             doc_start = line_end;
-            doc_line = line_no + 1;
-            has_body = false;
-        } else if !has_body && !is_blank_or_comment(line) {
-            has_body = true;
+            has_marker = false;
         }
-        line_start = line_end;
-        line_no += 1;
     }
     if doc_start < input.len() || docs.is_empty() {
         docs.push(Document {
@@ -67,6 +63,33 @@ pub fn split(input: &[u8]) -> Vec<Document> {
         });
     }
     docs
+}
+
+/// Start offsets of the lines that begin with `---` or `...`, in order.
+fn marker_candidates(input: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    let at_start = (input.starts_with(b"---") || input.starts_with(b"..."))
+        .then_some(0)
+        .into_iter();
+    let mut dashes = memchr::memmem::find_iter(input, b"\n---").peekable();
+    let mut dots = memchr::memmem::find_iter(input, b"\n...").peekable();
+    let merged = std::iter::from_fn(move || match (dashes.peek(), dots.peek()) {
+        (Some(a), Some(b)) if a < b => dashes.next(),
+        (Some(_), None) => dashes.next(),
+        (_, Some(_)) => dots.next(),
+        (None, None) => None,
+    });
+    at_start.chain(merged.map(|newline| newline + 1))
+}
+
+/// Whether any line of `lines` is content (not blank or a comment).
+fn has_body_line(lines: &[u8]) -> bool {
+    lines
+        .split(|b| *b == b'\n')
+        .any(|line| !is_blank_or_comment(line))
+}
+
+fn count_lines(bytes: &[u8]) -> usize {
+    memchr::memchr_iter(b'\n', bytes).count()
 }
 
 fn is_marker(line: &[u8], marker: &[u8]) -> bool {
