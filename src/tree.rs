@@ -66,34 +66,42 @@ pub struct TreeError {
 struct ByteIndex<'a> {
     text: &'a str,
     ascii: bool,
-    /// Byte offset of each char index, built on first use for non-ASCII text.
-    offsets: Vec<usize>,
+    /// Byte offset of every [`CHECKPOINT_STRIDE`]-th char, for non-ASCII text.
+    checkpoints: Vec<usize>,
 }
+
+/// One offset per char would take 8 bytes per char: 240 MB for a 30 MB document.
+const CHECKPOINT_STRIDE: usize = 64;
 
 impl<'a> ByteIndex<'a> {
     fn new(text: &'a str) -> Self {
         let ascii = text.is_ascii();
-        let offsets = if ascii {
+        let checkpoints = if ascii {
             Vec::new()
         } else {
-            text.char_indices().map(|(b, _)| b).collect()
+            text.char_indices()
+                .step_by(CHECKPOINT_STRIDE)
+                .map(|(b, _)| b)
+                .collect()
         };
         ByteIndex {
             text,
             ascii,
-            offsets,
+            checkpoints,
         }
     }
 
     fn byte(&self, char_index: usize) -> usize {
         if self.ascii {
-            char_index.min(self.text.len())
-        } else {
-            self.offsets
-                .get(char_index)
-                .copied()
-                .unwrap_or(self.text.len())
+            return char_index.min(self.text.len());
         }
+        let Some(&base) = self.checkpoints.get(char_index / CHECKPOINT_STRIDE) else {
+            return self.text.len();
+        };
+        self.text[base..]
+            .char_indices()
+            .nth(char_index % CHECKPOINT_STRIDE)
+            .map_or(self.text.len(), |(b, _)| base + b)
     }
 }
 
@@ -355,6 +363,14 @@ mod tests {
         let tree = Tree::parse(text).unwrap();
         let k = tree.key_node(tree.root.unwrap(), "k").unwrap();
         assert_eq!(&text[tree.node(k).start..tree.node(k).start + 1], "k");
+    }
+
+    #[test]
+    fn non_ascii_offsets_past_checkpoints() {
+        let text = format!("k: \"{}\"\nz: v\n", "é".repeat(3 * CHECKPOINT_STRIDE + 5));
+        let tree = Tree::parse(&text).unwrap();
+        let z = tree.key_node(tree.root.unwrap(), "z").unwrap();
+        assert_eq!(&text[tree.node(z).start..], "z: v\n");
     }
 
     #[test]
