@@ -129,7 +129,12 @@ impl Tree {
 
         while let Some(event) = parser.next_event() {
             let (event, span) = event.map_err(|e| TreeError {
-                message: e.info().to_string(),
+                // The scanner's own bound on flow nesting, reached before MAX_DEPTH by
+                // `{a: {a: ...`: a limit like ours, not a syntax error.
+                message: match e.info() {
+                    "recursion limit exceeded" => "nesting deeper than the parser allows".into(),
+                    info => info.to_string(),
+                },
                 line: e.marker().line(),
                 column: e.marker().col() + 1,
             })?;
@@ -376,6 +381,9 @@ mod tests {
     #[test]
     fn depth_is_bounded() {
         let text = "[".repeat(MAX_DEPTH + 5);
+        let err = Tree::parse(&text).unwrap_err();
+        assert!(err.message.contains("nesting"), "{}", err.message);
+        let text = "{a: ".repeat(MAX_DEPTH + 5);
         let err = Tree::parse(&text).unwrap_err();
         assert!(err.message.contains("nesting"), "{}", err.message);
     }
