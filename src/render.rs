@@ -10,10 +10,11 @@ use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
 use crate::dialect::{self, code, Ctx, Gate};
 use crate::edit::{self, Edit, Insertion, Layout};
 use crate::plan;
-use crate::stream;
+use crate::stream::{self, Document};
 use crate::tree::{Kind, NodeId, Tree};
 use crate::workload;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest single document that is parsed (untouched documents are only scanned).
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
@@ -191,102 +192,196 @@ fn plan_input(
 ) -> InputPlan {
     let bom = stream::bom_len(&input.bytes);
     let body = &input.bytes[bom..];
+    let docs = stream::split(body);
+    let finder = memchr::memmem::Finder::new(DIALECT_MARKER);
+    let marked: Vec<Document> = docs
+        .iter()
+        .filter(|doc| finder.find(&body[doc.start..doc.end]).is_some())
+        .copied()
+        .collect();
     let mut plan = InputPlan {
         insertions: Vec::new(),
-        has_content: false,
+        has_content: docs
+            .iter()
+            .any(|doc| stream::has_content(&body[doc.start..doc.end])),
     };
-    let finder = memchr::memmem::Finder::new(DIALECT_MARKER);
-    for doc in stream::split(body) {
-        let bytes = &body[doc.start..doc.end];
-        if !plan.has_content {
-            plan.has_content = stream::has_content(bytes);
+    let doc_plans = plan_all(&marked, |doc| plan_marked(input, body, doc, settings));
+    for (doc, doc_plan) in marked.iter().zip(doc_plans) {
+        diagnostics.extend(doc_plan.diagnostics);
+        if doc_plan.resource_list {
+            *krm = Some((index, Vec::new()));
         }
-        if finder.find(bytes).is_none() {
-            continue;
-        }
-        let at = |line: usize, column: usize| Location {
-            source: input.name.clone(),
-            line: doc.first_line + line - 1,
-            column,
-        };
-        if bytes.len() > MAX_DOCUMENT_BYTES {
-            diagnostics.push(
-                Diagnostic::error(
-                    code::LIMIT,
-                    at(1, 1),
-                    format!(
-                        "document is {} bytes, more than the {} MiB limit",
-                        bytes.len(),
-                        MAX_DOCUMENT_BYTES / (1024 * 1024)
-                    ),
-                )
-                .with_help("split the document"),
-            );
-            continue;
-        }
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                let valid = &bytes[..e.valid_up_to()];
-                let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-                let column =
-                    valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
-                diagnostics.push(
-                    Diagnostic::error(
-                        code::YAML_SYNTAX,
-                        at(line, column),
-                        "the document is not valid UTF-8",
-                    )
-                    .with_help("save the file as UTF-8"),
-                );
-                continue;
-            }
-        };
-        let tree = match Tree::parse(text) {
-            Ok(t) => t,
-            Err(e) => {
-                let limit = e.message.contains("nesting") || e.message.contains("nodes");
-                diagnostics.push(
-                    Diagnostic::error(
-                        if limit {
-                            code::LIMIT
-                        } else {
-                            code::YAML_SYNTAX
-                        },
-                        at(e.line, e.column),
-                        format!("cannot parse the document: {}", e.message),
-                    )
-                    .with_help("fix the YAML syntax at that position"),
-                );
-                continue;
-            }
-        };
-        let mut doc_settings = None;
-        if let Some(root) = tree.root {
-            if tree.str_at(root, &["kind"]) == Some("ResourceList") {
-                *krm = Some((index, Vec::new()));
-                match krm_settings(text, &tree, root, settings) {
-                    Ok(s) => doc_settings = s,
-                    Err(message) => {
-                        diagnostics.push(
-                            Diagnostic::error(code::YAML_SYNTAX, at(1, 1), message)
-                                .with_field("functionConfig"),
-                        );
-                        continue;
-                    }
-                }
-            }
-        }
-        let settings = doc_settings.as_ref().unwrap_or(settings);
-        match plan_document(input, text, &tree, doc.first_line, settings, diagnostics) {
-            Some((insertions, pods)) if !insertions.is_empty() => {
-                *expanded += pods;
-                plan.insertions.push((bom + doc.start, insertions));
-            }
-            _ => {}
+        if !doc_plan.insertions.is_empty() {
+            *expanded += doc_plan.pods;
+            plan.insertions.push((bom + doc.start, doc_plan.insertions));
         }
     }
     plan
+}
+
+/// What planning one document found.
+#[derive(Default)]
+struct DocPlan {
+    diagnostics: Vec<Diagnostic>,
+    insertions: Vec<Insertion>,
+    /// Pod templates the insertions expand.
+    pods: usize,
+    resource_list: bool,
+}
+
+/// Below this many bytes of documents to parse, threads cost more than they save.
+const PARALLEL_MIN_BYTES: usize = 1024 * 1024;
+/// Documents above this size are planned one at a time, so that parallel planning never
+/// holds more than one large tree.
+const PARALLEL_MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Enough to hide the parse of a large stream next to reading and writing it.
+const MAX_WORKERS: usize = 4;
+
+/// Plans each document with `plan_doc`, on up to [`MAX_WORKERS`] threads (this one
+/// included) when there is enough to share; results in the documents' order.
+fn plan_all<F>(docs: &[Document], plan_doc: F) -> Vec<DocPlan>
+where
+    F: Fn(&Document) -> DocPlan + Sync,
+{
+    let small = |doc: &Document| doc.end - doc.start <= PARALLEL_MAX_DOCUMENT_BYTES;
+    let shared_bytes: usize = docs
+        .iter()
+        .filter(|d| small(d))
+        .map(|d| d.end - d.start)
+        .sum();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_WORKERS);
+    if workers < 2 || shared_bytes < PARALLEL_MIN_BYTES {
+        return docs.iter().map(plan_doc).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(doc) = docs.get(i) else {
+                return done;
+            };
+            if small(doc) {
+                done.push((i, plan_doc(doc)));
+            }
+        }
+    };
+    let mut results: Vec<(usize, DocPlan)> = std::thread::scope(|scope| {
+        // A thread that cannot be started leaves its share to the others.
+        let helpers: Vec<_> = (1..workers)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
+            .collect();
+        let mut all = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(done) => all.extend(done),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all
+    });
+    results.extend(
+        docs.iter()
+            .enumerate()
+            .filter(|(_, doc)| !small(doc))
+            .map(|(i, doc)| (i, plan_doc(doc))),
+    );
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, plan)| plan).collect()
+}
+
+/// Plans one document that holds the dialect marker.
+fn plan_marked(input: &Input, body: &[u8], doc: &Document, settings: &Settings) -> DocPlan {
+    let mut out = DocPlan::default();
+    let bytes = &body[doc.start..doc.end];
+    let at = |line: usize, column: usize| Location {
+        source: input.name.clone(),
+        line: doc.first_line + line - 1,
+        column,
+    };
+    if bytes.len() > MAX_DOCUMENT_BYTES {
+        out.diagnostics.push(
+            Diagnostic::error(
+                code::LIMIT,
+                at(1, 1),
+                format!(
+                    "document is {} bytes, more than the {} MiB limit",
+                    bytes.len(),
+                    MAX_DOCUMENT_BYTES / (1024 * 1024)
+                ),
+            )
+            .with_help("split the document"),
+        );
+        return out;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let column =
+                valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+            out.diagnostics.push(
+                Diagnostic::error(
+                    code::YAML_SYNTAX,
+                    at(line, column),
+                    "the document is not valid UTF-8",
+                )
+                .with_help("save the file as UTF-8"),
+            );
+            return out;
+        }
+    };
+    let tree = match Tree::parse(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let limit = e.message.contains("nesting") || e.message.contains("nodes");
+            out.diagnostics.push(
+                Diagnostic::error(
+                    if limit {
+                        code::LIMIT
+                    } else {
+                        code::YAML_SYNTAX
+                    },
+                    at(e.line, e.column),
+                    format!("cannot parse the document: {}", e.message),
+                )
+                .with_help("fix the YAML syntax at that position"),
+            );
+            return out;
+        }
+    };
+    let mut doc_settings = None;
+    if let Some(root) = tree.root {
+        if tree.str_at(root, &["kind"]) == Some("ResourceList") {
+            out.resource_list = true;
+            match krm_settings(text, &tree, root, settings) {
+                Ok(s) => doc_settings = s,
+                Err(message) => {
+                    out.diagnostics.push(
+                        Diagnostic::error(code::YAML_SYNTAX, at(1, 1), message)
+                            .with_field("functionConfig"),
+                    );
+                    return out;
+                }
+            }
+        }
+    }
+    let settings = doc_settings.as_ref().unwrap_or(settings);
+    if let Some((insertions, pods)) = plan_document(
+        input,
+        text,
+        &tree,
+        doc.first_line,
+        settings,
+        &mut out.diagnostics,
+    ) {
+        out.insertions = insertions;
+        out.pods = pods;
+    }
+    out
 }
 
 /// Settings from a ResourceList's `functionConfig` (its `spec`, or a ConfigMap's `data.config`).
