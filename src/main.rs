@@ -15,3 +15,6 @@ fn main() -> ExitCode {
     };
     secretstore::cli::run(cli)
 }
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
