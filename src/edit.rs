@@ -93,7 +93,28 @@ fn dash_offset(text: &str, item_start: usize) -> Option<usize> {
     let before = &text[..item_start];
     // `- name: x`, or `-` alone on its line with the item below it.
     let trimmed = before.trim_end_matches([' ', '\t', '\r', '\n']);
-    trimmed.ends_with('-').then(|| trimmed.len() - 1)
+    if trimmed.ends_with('-') {
+        return Some(trimmed.len() - 1);
+    }
+    // `- # comment` with the item below it, perhaps after more blank or comment lines.
+    let mut end = line_start(text, item_start);
+    while end > 0 {
+        let start = line_start(text, end - 1);
+        let line = &text[start..end];
+        let content = line.trim_start_matches([' ', '\t']);
+        let indent = line.len() - content.len();
+        if let Some(after) = content.strip_prefix('-') {
+            let rest = after.trim_start_matches([' ', '\t']);
+            let dash_alone =
+                rest.trim_end().is_empty() || (rest.len() < after.len() && rest.starts_with('#'));
+            return dash_alone.then_some(start + indent);
+        }
+        if !(content.trim_end().is_empty() || content.starts_with('#')) {
+            return None;
+        }
+        end = start;
+    }
+    None
 }
 
 /// Turns edits into insertions (sorted by offset, stable for equal offsets).
@@ -523,6 +544,21 @@ mod tests {
             out,
             "a:\n  l:\n  - p\n  - x\n  - y\n  - 'n': q\n    m: 1\n  # about b\nb: 1\n"
         );
+    }
+
+    #[test]
+    fn prepend_before_an_item_below_a_commented_dash() {
+        let text = "l:\n- # the first\n  # more\n  n: x\n";
+        let out = apply(text, |t| {
+            vec![Edit::Prepend {
+                seq: t.get(t.root.unwrap(), "l").unwrap(),
+                items: vec![Value::from("p")],
+            }]
+        });
+        assert_eq!(out, "l:\n- p\n- # the first\n  # more\n  n: x\n");
+        assert_eq!(dash_offset("l:\n-\r\n  # more\n  n: x\n", 17), Some(3));
+        // A `-#` is not a dash and a comment.
+        assert_eq!(dash_offset("l:\n-#x\n  n: x\n", 12), None);
     }
 
     #[test]
