@@ -119,7 +119,11 @@ impl fmt::Display for Diagnostic {
         write!(
             f,
             "{}[{}]: {}:{}:{}: ",
-            self.severity, self.code, self.location.source, self.location.line, self.location.column
+            self.severity,
+            self.code,
+            self.location.source,
+            self.location.line,
+            self.location.column
         )?;
         if let Some(o) = &self.object {
             write!(f, "{o}: ")?;
