@@ -259,7 +259,7 @@ async fn fetch_all(
     vault: &Arc<Vault>,
 ) -> Result<Vec<Fetched>, AgentError> {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS));
-    let mounts: Arc<Mutex<Vec<Mount>>> = Arc::default();
+    let mounts: Arc<MountCache> = Arc::default();
     // One thread: the tasks are I/O-bound, and local tasks may hold log fields across awaits.
     let local = tokio::task::LocalSet::new();
     let mut tasks = tokio::task::JoinSet::new();
@@ -319,7 +319,7 @@ impl FetchJob {
     async fn run(
         &self,
         vault: &Vault,
-        mounts: &Mutex<Vec<Mount>>,
+        mounts: &MountCache,
         log: &Log,
         deadline: &Deadline,
     ) -> Result<Fetched, AgentError> {
@@ -360,16 +360,17 @@ impl FetchJob {
     async fn mount(
         &self,
         vault: &Vault,
-        mounts: &Mutex<Vec<Mount>>,
+        mounts: &MountCache,
         log: &Log,
         deadline: &Deadline,
         path: &str,
     ) -> Result<Mount, AgentError> {
-        let known = lock(mounts)
-            .iter()
-            .find(|m| !m.path.is_empty() && format!("{path}/").starts_with(&m.path))
-            .cloned();
-        if let Some(mount) = known {
+        if let Some(mount) = mounts.find(path) {
+            return Ok(mount);
+        }
+        let turn = mounts.turn_for(path);
+        let _turn = turn.lock().await;
+        if let Some(mount) = mounts.find(path) {
             return Ok(mount);
         }
         let fields: [(&str, &dyn fmt::Display); 1] = [("path", &path)];
@@ -407,7 +408,7 @@ impl FetchJob {
                 ("kv_version", kv),
             ],
         );
-        lock(mounts).push(mount.clone());
+        lock(&mounts.known).push(mount.clone());
         Ok(mount)
     }
 
@@ -427,6 +428,29 @@ impl FetchJob {
             _ => format!("Vault refused reading {api:?}: {err}"),
         };
         AgentError::refused("read", format!("{}: {what}", self.refs))
+    }
+}
+
+/// Mounts found so far. Lookups for paths with the same first segment take turns, so
+/// that `secret/a` and `secret/b` cost one `sys/internal/ui/mounts` call, not two.
+#[derive(Default)]
+struct MountCache {
+    known: Mutex<Vec<Mount>>,
+    turns: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl MountCache {
+    fn find(&self, path: &str) -> Option<Mount> {
+        let with_slash = format!("{path}/");
+        lock(&self.known)
+            .iter()
+            .find(|m| !m.path.is_empty() && with_slash.starts_with(&m.path))
+            .cloned()
+    }
+
+    fn turn_for(&self, path: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let first = path.split('/').next().unwrap_or_default().to_owned();
+        lock(&self.turns).entry(first).or_default().clone()
     }
 }
 

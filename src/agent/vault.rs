@@ -222,6 +222,9 @@ impl Vault {
                 )));
             }
             builder = builder.tls_certs_only(certs);
+        } else if address.scheme() == "http" {
+            // No TLS: do not load (or require) the system's CA store, which minimal images lack.
+            builder = builder.tls_certs_only(Vec::new());
         }
         if let Some(server_name) = conn.tls_server_name.as_deref().filter(|s| !s.is_empty()) {
             let host = address
@@ -242,7 +245,12 @@ impl Vault {
                 }));
             }
         }
-        let http = builder.build().map_err(|e| VaultError::from_reqwest(&e))?;
+        let http = builder.build().map_err(|e| {
+            VaultError::permanent(format!(
+                "cannot set up the HTTPS client: {}: without a CA certificate in the configuration, the agent trusts the system CA store (SSL_CERT_FILE, /etc/ssl/certs)",
+                error_chain(&e)
+            ))
+        })?;
         let base = address.as_str().trim_end_matches('/').to_owned();
         let api = Url::parse(&format!("{base}/v1/"))
             .map_err(|e| VaultError::permanent(format!("Vault address {base:?}: {e}")))?;

@@ -21,7 +21,9 @@ pub fn check_path(path: &str) -> Result<&Path, String> {
     Ok(p)
 }
 
-/// Creates `dir` and its missing parents, each with mode 0755 whatever the umask.
+/// Creates `dir` and its missing parents, each with mode 0755 whatever the umask. The
+/// setgid bit a directory inherits is kept: in a volume with `fsGroup`, it gives the
+/// files the pod's group, so other users of the pod can read 0440 files.
 pub fn create_dirs(dir: &Path) -> io::Result<()> {
     if dir.is_dir() {
         return Ok(());
@@ -30,7 +32,10 @@ pub fn create_dirs(dir: &Path) -> io::Result<()> {
         create_dirs(parent)?;
     }
     match fs::create_dir(dir) {
-        Ok(()) => fs::set_permissions(dir, Permissions::from_mode(DIR_MODE)),
+        Ok(()) => {
+            let inherited = fs::metadata(dir)?.permissions().mode() & 0o2000;
+            fs::set_permissions(dir, Permissions::from_mode(DIR_MODE | inherited))
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(e),
     }

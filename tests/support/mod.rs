@@ -8,7 +8,9 @@
 
 pub mod jwt;
 pub mod k8s;
+pub mod net;
 pub mod openbao;
+pub mod pod;
 pub mod postgres;
 pub mod process;
 

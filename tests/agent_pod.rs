@@ -1,0 +1,620 @@
+//! The in-pod runtime end to end: `secretstore agent` as the init container and
+//! `secretstore exec` in the app containers, each run in its own mount namespace with
+//! exactly the pod's volume mounts (tests/support/pod.rs), against a real OpenBao with a
+//! `jwt` auth method standing in for Kubernetes auth, least-privilege policies, and a real
+//! PostgreSQL for dynamic secrets. Every captured stdout/stderr is checked for secret
+//! values.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use secretstore::spec::{
+    AgentSpec, EnvFileOutput, EnvRef, FileFormat, FileOutput, SecretRead, VaultConnection,
+    AGENT_SECRETS_DIR, BIN_DIR, ENV_DIR, ENV_FILE_NAME, REF_PREFIX, SPEC_ENV, TOKEN_DIR,
+    TOKEN_FILE_NAME,
+};
+use serde_json::json;
+use support::net::Forward;
+use support::pod::{Container, Mount, PodVolumes};
+use support::{free_port, JwtRole, OpenBao, Postgres, ServiceAccountIssuer};
+
+const AGENT_UID: u32 = 65532;
+const APP_UID: u32 = 1000;
+const FS_GROUP: u32 = 2000;
+const NAMESPACE: &str = "shop";
+const SERVICE_ACCOUNT: &str = "app";
+const AUDIENCE: &str = "vault";
+const ROLE: &str = "app";
+const AUTH_MOUNT: &str = "kubernetes";
+const AGENT_BINARY: &str = "/usr/local/bin/secretstore";
+
+/// OpenBao with KV v2 at `secret/`, KV v1 at `kv1/`, `jwt` auth at `auth/kubernetes`, and
+/// role `app` bound to `shop/app` with a policy that reads only what the tests allow.
+struct Lab {
+    vault: OpenBao,
+    issuer: ServiceAccountIssuer,
+}
+
+impl Lab {
+    fn start() -> Lab {
+        let vault = OpenBao::start();
+        vault.enable_secrets_engine("kv1", "kv", &json!({ "options": { "version": "1" } }));
+        vault.put_policy(
+            "app",
+            r#"
+path "secret/data/shop/*" { capabilities = ["read"] }
+path "kv1/shop/*" { capabilities = ["read"] }
+path "database/creds/app" { capabilities = ["read"] }
+"#,
+        );
+        let issuer = ServiceAccountIssuer::new();
+        vault.enable_jwt_auth(AUTH_MOUNT, &issuer);
+        vault.write_jwt_role(
+            AUTH_MOUNT,
+            ROLE,
+            &JwtRole::service_account(NAMESPACE, SERVICE_ACCOUNT, AUDIENCE, &["app"]),
+        );
+        Lab { vault, issuer }
+    }
+
+    fn jwt(&self) -> String {
+        self.issuer.token(NAMESPACE, SERVICE_ACCOUNT, AUDIENCE)
+    }
+
+    fn token_accessors(&self) -> usize {
+        let (_, body) = self.vault.request("LIST", "auth/token/accessors", None);
+        body["data"]["keys"].as_array().map_or(0, Vec::len)
+    }
+}
+
+/// What a pod's annotations and env refs ask for, the way render lays it out.
+#[derive(Default)]
+struct PodRequest {
+    /// (container, env var, reference text `secretstore:vault:...`).
+    env: Vec<(&'static str, &'static str, String)>,
+    files: Vec<FileRequest>,
+    timeout_seconds: u64,
+}
+
+struct FileRequest {
+    reference: &'static str,
+    name: &'static str,
+    mount_path: &'static str,
+    containers: Vec<&'static str>,
+    format: Option<FileFormat>,
+    mode: u32,
+}
+
+fn file(
+    reference: &'static str,
+    name: &'static str,
+    mount_path: &'static str,
+    containers: &[&'static str],
+) -> FileRequest {
+    FileRequest {
+        reference,
+        name,
+        mount_path,
+        containers: containers.to_vec(),
+        format: None,
+        mode: 0o444,
+    }
+}
+
+/// `<path>[#key[#version]]`.
+fn parse_ref(text: &str) -> (String, Option<String>, Option<u64>) {
+    let mut parts = text.splitn(3, '#');
+    let path = parts.next().unwrap_or_default().to_owned();
+    let key = parts.next().map(str::to_owned);
+    let version = parts
+        .next()
+        .map(|v| v.parse().expect("version is a number"));
+    (path, key, version)
+}
+
+impl PodRequest {
+    /// The agent spec render would write, and for each container its file mounts
+    /// (sub-path under the secrets volume → mount path).
+    fn spec(&self, address: &str) -> (AgentSpec, BTreeMap<&'static str, Vec<(String, String)>>) {
+        let mut secrets: Vec<SecretRead> = Vec::new();
+        let mut index_of = |path: String, version: Option<u64>| {
+            let read = SecretRead { path, version };
+            match secrets.iter().position(|s| *s == read) {
+                Some(i) => i,
+                None => {
+                    secrets.push(read);
+                    secrets.len() - 1
+                }
+            }
+        };
+        let mut files = Vec::new();
+        let mut mounts: BTreeMap<&'static str, Vec<(String, String)>> = BTreeMap::new();
+        for f in &self.files {
+            let (path, key, version) = parse_ref(f.reference);
+            let secret = index_of(path, version);
+            for container in &f.containers {
+                let container_mounts = mounts.entry(container).or_default();
+                let k = match container_mounts.iter().position(|(_, p)| p == f.mount_path) {
+                    Some(k) => k,
+                    None => {
+                        container_mounts.push((
+                            format!("files/{container}/{}", container_mounts.len()),
+                            f.mount_path.to_owned(),
+                        ));
+                        container_mounts.len() - 1
+                    }
+                };
+                files.push(FileOutput {
+                    secret,
+                    key: key.clone(),
+                    format: f.format.unwrap_or(if key.is_some() {
+                        FileFormat::Raw
+                    } else {
+                        FileFormat::Json
+                    }),
+                    mode: f.mode,
+                    path: format!("{AGENT_SECRETS_DIR}/files/{container}/{k}/{}", f.name),
+                    reference: f.reference.to_owned(),
+                });
+            }
+        }
+        let mut env_files: Vec<EnvFileOutput> = Vec::new();
+        for (container, name, reference) in &self.env {
+            let (path, key, version) =
+                parse_ref(reference.strip_prefix(REF_PREFIX).expect("env ref"));
+            let secret = index_of(path, version);
+            let refs = match env_files.iter_mut().find(|e| e.container == *container) {
+                Some(e) => &mut e.refs,
+                None => {
+                    env_files.push(EnvFileOutput {
+                        container: (*container).to_owned(),
+                        path: format!("{AGENT_SECRETS_DIR}/env/{container}/{ENV_FILE_NAME}"),
+                        refs: Vec::new(),
+                    });
+                    &mut env_files.last_mut().expect("just pushed").refs
+                }
+            };
+            if !refs.iter().any(|r| r.reference == *reference) {
+                refs.push(EnvRef {
+                    reference: reference.clone(),
+                    secret,
+                    key: key.unwrap_or_else(|| (*name).to_owned()),
+                });
+            }
+        }
+        let spec = AgentSpec {
+            v: AgentSpec::VERSION,
+            vault: VaultConnection {
+                address: address.to_owned(),
+                auth_path: format!("auth/{AUTH_MOUNT}"),
+                role: ROLE.to_owned(),
+                namespace: None,
+                ca_cert_file: None,
+                tls_server_name: None,
+                token_file: format!("{TOKEN_DIR}/{TOKEN_FILE_NAME}"),
+            },
+            timeout_seconds: if self.timeout_seconds == 0 {
+                60
+            } else {
+                self.timeout_seconds
+            },
+            secrets,
+            files,
+            copy_binary_to: (!env_files.is_empty()).then(|| format!("{BIN_DIR}/secretstore")),
+            env_files,
+        };
+        (spec, mounts)
+    }
+}
+
+/// The init container as render lays it out: restricted (non-root, read-only root), the
+/// secrets volume read-write, the bin volume when needed, the token read-only.
+fn agent_container(pod: &PodVolumes, spec: &AgentSpec) -> Container {
+    let mut mounts = vec![
+        Mount::ro(env!("CARGO_BIN_EXE_secretstore"), AGENT_BINARY),
+        Mount::rw(pod.secrets(), AGENT_SECRETS_DIR),
+        Mount::ro(pod.token_dir(), TOKEN_DIR),
+    ];
+    if spec.copy_binary_to.is_some() {
+        mounts.push(Mount::rw(pod.bin(), BIN_DIR));
+    }
+    Container {
+        argv: vec![AGENT_BINARY.to_owned(), "agent".to_owned()],
+        env: vec![(SPEC_ENV.to_owned(), spec.to_compact_json())],
+        mounts,
+        user: Some((AGENT_UID, AGENT_UID)),
+        groups: vec![FS_GROUP],
+        read_only_root: true,
+    }
+}
+
+/// An app container: its file mounts, and when it has env refs, the env sub-path and the
+/// bin volume with the command wrapped in `secretstore exec --`.
+fn app_container(
+    pod: &PodVolumes,
+    name: &str,
+    file_mounts: &[(String, String)],
+    env: Vec<(String, String)>,
+    command: Vec<String>,
+    wrapped: bool,
+) -> Container {
+    let mut mounts: Vec<Mount> = file_mounts
+        .iter()
+        .map(|(sub_path, path)| Mount::ro(pod.secrets().join(sub_path), path))
+        .collect();
+    mounts.push(Mount::rw(pod.out(), "/out"));
+    let mut argv = command;
+    if wrapped {
+        mounts.push(Mount::ro(
+            pod.secrets().join(format!("env/{name}")),
+            ENV_DIR,
+        ));
+        mounts.push(Mount::ro(pod.bin(), BIN_DIR));
+        let mut wrapped_argv = vec![
+            format!("{BIN_DIR}/secretstore"),
+            "exec".to_owned(),
+            "--".to_owned(),
+        ];
+        wrapped_argv.extend(argv);
+        argv = wrapped_argv;
+    }
+    Container {
+        argv,
+        env,
+        mounts,
+        user: Some((APP_UID, APP_UID)),
+        groups: vec![FS_GROUP],
+        read_only_root: true,
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        text(&output.stdout),
+        text(&output.stderr)
+    )
+}
+
+/// No secret value in anything a command printed.
+fn assert_no_values(output: &Output, values: &[&str]) {
+    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    for value in values {
+        assert!(
+            !all.contains(value),
+            "a secret value ({} chars) appears in the output:\n{all}",
+            value.len()
+        );
+    }
+}
+
+fn run_agent(pod: &PodVolumes, spec: &AgentSpec) -> Output {
+    agent_container(pod, spec).run()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("cannot stat {}: {e}", path.display()))
+        .mode()
+        & 0o7777
+}
+
+/// Files (relative paths) under a directory, sorted.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(dir).min_depth(1) {
+        let entry = entry.expect("walk");
+        if entry.file_type().is_file() {
+            out.push(
+                entry
+                    .path()
+                    .strip_prefix(dir)
+                    .expect("under dir")
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    out.sort();
+    out
+}
+
+const DB_PW_V1: &str = "pw-v1-Qm9vdGlm";
+const DB_PW_V2: &str = "pw-v2-'quoted' $HOME";
+const DB_HOST: &str = "db-host-7c1e.internal";
+const API_KEY: &str = "api-key-4b8d93";
+const KV1_TOKEN: &str = "kv1-token-e05a";
+const CONFIG_URL: &str = "https://config-9a1f.example/x?y=1";
+const ENV_PASS: &str = "env-pass-it's";
+
+fn write_kv_fixtures(lab: &Lab) {
+    let v = &lab.vault;
+    assert_eq!(
+        v.kv2_put(
+            "secret",
+            "shop/db",
+            &json!({ "password": DB_PW_V1, "user": "shop" })
+        ),
+        1
+    );
+    assert_eq!(
+        v.kv2_put(
+            "secret",
+            "shop/db",
+            &json!({ "password": DB_PW_V2, "user": "shop", "port": 5432, "DB_HOST": DB_HOST })
+        ),
+        2
+    );
+    v.put_json(
+        "kv1/shop/legacy",
+        &json!({ "API_KEY": API_KEY, "token": KV1_TOKEN }),
+    );
+    v.kv2_put(
+        "secret",
+        "shop/config",
+        &json!({ "url": CONFIG_URL, "flags": { "beta": true }, "retries": 3 }),
+    );
+    v.kv2_put(
+        "secret",
+        "shop/envfile",
+        &json!({ "DB_USER": "shop", "DB_PASS": ENV_PASS }),
+    );
+}
+
+const KV_VALUES: [&str; 7] = [
+    DB_PW_V1, DB_PW_V2, DB_HOST, API_KEY, KV1_TOKEN, CONFIG_URL, ENV_PASS,
+];
+
+fn r(text: &str) -> String {
+    format!("{REF_PREFIX}{text}")
+}
+
+/// The app's observations: PID, user, environment, argv, and what it sees of the
+/// secret mounts, written to /out/<name>.*; then it exits with `status`.
+fn observer(name: &str, status: i32) -> Vec<String> {
+    let script = format!(
+        r#"echo $$ > /out/{name}.pid
+id -u > /out/{name}.uid
+env > /out/{name}.env
+printf '%s\n' "$@" > /out/{name}.args
+for d in /etc/app /etc/worker /secretstore; do [ -d $d ] && find $d -type f; done | sort > /out/{name}.files
+for f in $(cat /out/{name}.files); do stat -c '%a %n' $f; done > /out/{name}.modes
+for f in $(cat /out/{name}.files); do cat $f > /out/{name}.content$(echo $f | tr / _) 2>/dev/null || echo $f; done > /out/{name}.unreadable
+exit {status}"#
+    );
+    vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        script,
+        "sh".to_owned(),
+    ]
+}
+
+fn env_of(pod: &PodVolumes, name: &str) -> BTreeMap<String, String> {
+    read(&pod.out().join(format!("{name}.env")))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+#[test]
+fn kv_secrets_reach_files_env_and_args() {
+    let lab = Lab::start();
+    write_kv_fixtures(&lab);
+    let mut files = vec![
+        file(
+            "secret/shop/db#password",
+            "password",
+            "/etc/app/db",
+            &["app"],
+        ),
+        file(
+            "secret/shop/config",
+            "config.json",
+            "/etc/app/config",
+            &["app", "worker"],
+        ),
+        file(
+            "secret/shop/config",
+            "config.yaml",
+            "/etc/app/config",
+            &["app"],
+        ),
+        file(
+            "secret/data/shop/envfile",
+            "db.env",
+            "/etc/app/config",
+            &["app"],
+        ),
+        file(
+            "secret/shop/config",
+            "app.properties",
+            "/etc/worker/props",
+            &["worker"],
+        ),
+        file(
+            "secret/shop/db#port",
+            "port",
+            "/etc/worker/props",
+            &["worker"],
+        ),
+        file(
+            "kv1/shop/legacy#token",
+            "token",
+            "/etc/worker/props",
+            &["worker"],
+        ),
+    ];
+    files[0].mode = 0o440;
+    files[2].format = Some(FileFormat::Yaml);
+    files[3].format = Some(FileFormat::Env);
+    files[3].mode = 0o400;
+    files[4].format = Some(FileFormat::Properties);
+    let request = PodRequest {
+        env: vec![
+            ("app", "DB_PASSWORD", r("secret/shop/db#password")),
+            ("app", "DB_HOST", r("secret/data/shop/db")),
+            ("app", "OLD_PASSWORD", r("secret/shop/db#password#1")),
+            ("app", "API_KEY", r("kv1/shop/legacy")),
+            ("app", "PORT", r("secret/shop/db#port")),
+        ],
+        files,
+        timeout_seconds: 30,
+    };
+    let (spec, mounts) = request.spec(lab.vault.addr());
+    let pod = PodVolumes::new(Some(FS_GROUP));
+    pod.write_token(&lab.jwt(), AGENT_UID);
+    let accessors_before = lab.token_accessors();
+
+    let started = Instant::now();
+    let agent = run_agent(&pod, &spec);
+    let took = started.elapsed();
+    assert!(agent.status.success(), "{}", describe(&agent));
+    assert_no_values(&agent, &KV_VALUES);
+    let log = text(&agent.stderr);
+    assert!(log.contains("step=login msg=\"logged in\""), "{log}");
+    assert!(log.contains("step=revoke msg=\"token revoked\""), "{log}");
+    assert!(log.lines().all(|l| l.starts_with("ts=")), "{log}");
+    assert_eq!(
+        lab.token_accessors(),
+        accessors_before,
+        "the agent's token is revoked"
+    );
+    eprintln!("agent took {took:?}\n{log}");
+
+    // What the agent wrote, as the kubelet's volume sees it.
+    let secrets = pod.secrets();
+    assert_eq!(
+        files_under(&secrets),
+        [
+            "env/app/env.json",
+            "files/app/0/password",
+            "files/app/1/config.json",
+            "files/app/1/config.yaml",
+            "files/app/1/db.env",
+            "files/worker/0/config.json",
+            "files/worker/1/app.properties",
+            "files/worker/1/port",
+            "files/worker/1/token",
+        ]
+    );
+    assert_eq!(read(&secrets.join("files/app/0/password")), DB_PW_V2);
+    assert_eq!(mode(&secrets.join("files/app/0/password")), 0o440);
+    assert_eq!(mode(&secrets.join("files/app/1/db.env")), 0o400);
+    assert_eq!(mode(&secrets.join("files/app/1/config.json")), 0o444);
+    assert_eq!(
+        mode(&secrets.join("files/app")),
+        0o2755,
+        "setgid of the fsGroup kept"
+    );
+    let meta = std::fs::metadata(secrets.join("files/app/0/password")).expect("stat");
+    assert_eq!((meta.uid(), meta.gid()), (AGENT_UID, FS_GROUP));
+    assert_eq!(
+        read(&secrets.join("files/app/1/config.json")),
+        format!(
+            "{{\n  \"flags\": {{\"beta\":true}},\n  \"retries\": 3,\n  \"url\": \"{CONFIG_URL}\"\n}}\n"
+        )
+    );
+    assert_eq!(
+        read(&secrets.join("files/app/1/config.yaml")),
+        format!("flags: {{\"beta\": true}}\nretries: 3\nurl: \"{CONFIG_URL}\"\n")
+    );
+    assert_eq!(
+        read(&secrets.join("files/app/1/db.env")),
+        "DB_PASS='env-pass-it'\\''s'\nDB_USER='shop'\n"
+    );
+    assert_eq!(
+        read(&secrets.join("files/worker/1/app.properties")),
+        format!("flags={{\"beta\":true}}\nretries=3\nurl={CONFIG_URL}\n")
+    );
+    assert_eq!(read(&secrets.join("files/worker/1/port")), "5432");
+    assert_eq!(read(&secrets.join("files/worker/1/token")), KV1_TOKEN);
+    assert_eq!(mode(&pod.bin().join("secretstore")), 0o555);
+
+    // The app container: wrapped command, env refs left as written, kubelet-expanded args.
+    let env = vec![
+        ("DB_PASSWORD".to_owned(), r("secret/shop/db#password")),
+        ("DB_HOST".to_owned(), r("secret/data/shop/db")),
+        ("OLD_PASSWORD".to_owned(), r("secret/shop/db#password#1")),
+        ("API_KEY".to_owned(), r("kv1/shop/legacy")),
+        ("PORT".to_owned(), r("secret/shop/db#port")),
+        ("PLAIN".to_owned(), "plain value".to_owned()),
+    ];
+    let mut command = observer("app", 42);
+    command.push(format!("--password={}", r("secret/shop/db#password")));
+    command.push(format!(
+        "postgres://shop:{}@db",
+        r("secret/shop/db#password#1")
+    ));
+    command.push("plain value".to_owned());
+    let app = app_container(&pod, "app", &mounts["app"], env, command, true);
+    let child = app.spawn();
+    let pid = child.id();
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(output.status.code(), Some(42), "{}", describe(&output));
+    assert_no_values(&output, &KV_VALUES);
+    assert_eq!(
+        read(&pod.out().join("app.pid")).trim(),
+        pid.to_string(),
+        "same PID"
+    );
+    assert_eq!(read(&pod.out().join("app.uid")).trim(), APP_UID.to_string());
+    let seen = env_of(&pod, "app");
+    assert_eq!(seen["DB_PASSWORD"], DB_PW_V2);
+    assert_eq!(seen["OLD_PASSWORD"], DB_PW_V1);
+    assert_eq!(seen["DB_HOST"], DB_HOST);
+    assert_eq!(seen["API_KEY"], API_KEY);
+    assert_eq!(seen["PORT"], "5432");
+    assert_eq!(seen["PLAIN"], "plain value");
+    assert!(!seen.values().any(|v| v.contains(REF_PREFIX)));
+    assert_eq!(
+        read(&pod.out().join("app.args")),
+        format!("--password={DB_PW_V2}\npostgres://shop:{DB_PW_V1}@db\nplain value\n")
+    );
+    // Exactly its own files and env file; 0440 is readable across users through the
+    // fsGroup, 0400 only by the agent's user.
+    assert_eq!(
+        read(&pod.out().join("app.modes")),
+        "444 /etc/app/config/config.json\n444 /etc/app/config/config.yaml\n400 /etc/app/config/db.env\n440 /etc/app/db/password\n555 /secretstore/bin/secretstore\n444 /secretstore/env/env.json\n"
+    );
+    assert_eq!(
+        read(&pod.out().join("app.unreadable")),
+        "/etc/app/config/db.env\n"
+    );
+    assert_eq!(
+        read(&pod.out().join("app.content_etc_app_db_password")),
+        DB_PW_V2
+    );
+
+    // The worker: no env refs, so not wrapped; it sees only its own files.
+    let worker = app_container(
+        &pod,
+        "worker",
+        &mounts["worker"],
+        vec![],
+        observer("worker", 0),
+        false,
+    );
+    let output = worker.run();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_eq!(
+        read(&pod.out().join("worker.files")),
+        "/etc/app/config/config.json\n/etc/worker/props/app.properties\n/etc/worker/props/port\n/etc/worker/props/token\n"
+    );
+}
