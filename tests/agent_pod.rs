@@ -73,6 +73,9 @@ path "database/creds/app" { capabilities = ["read"] }
     }
 }
 
+/// Per container: (sub-path of the secrets volume, mount path) of its file mounts.
+type FileMounts = BTreeMap<&'static str, Vec<(String, String)>>;
+
 /// What a pod's annotations and env refs ask for, the way render lays it out.
 #[derive(Default)]
 struct PodRequest {
@@ -121,7 +124,7 @@ fn parse_ref(text: &str) -> (String, Option<String>, Option<u64>) {
 impl PodRequest {
     /// The agent spec render would write, and for each container its file mounts
     /// (sub-path under the secrets volume → mount path).
-    fn spec(&self, address: &str) -> (AgentSpec, BTreeMap<&'static str, Vec<(String, String)>>) {
+    fn spec(&self, address: &str) -> (AgentSpec, FileMounts) {
         let mut secrets: Vec<SecretRead> = Vec::new();
         let mut index_of = |path: String, version: Option<u64>| {
             let read = SecretRead { path, version };
@@ -134,7 +137,7 @@ impl PodRequest {
             }
         };
         let mut files = Vec::new();
-        let mut mounts: BTreeMap<&'static str, Vec<(String, String)>> = BTreeMap::new();
+        let mut mounts = FileMounts::new();
         for f in &self.files {
             let (path, key, version) = parse_ref(f.reference);
             let secret = index_of(path, version);
@@ -617,4 +620,392 @@ fn kv_secrets_reach_files_env_and_args() {
         read(&pod.out().join("worker.files")),
         "/etc/app/config/config.json\n/etc/worker/props/app.properties\n/etc/worker/props/port\n/etc/worker/props/token\n"
     );
+}
+
+/// A pod whose bin volume and env file are laid out by hand, for `exec` alone.
+fn exec_pod(values: &[(&str, &str)]) -> PodVolumes {
+    let pod = PodVolumes::new(None);
+    let env_dir = pod.secrets().join("env/app");
+    std::fs::create_dir_all(&env_dir).expect("mkdir");
+    let map: BTreeMap<String, &str> = values.iter().map(|(k, v)| (r(k), *v)).collect();
+    std::fs::write(
+        env_dir.join(ENV_FILE_NAME),
+        serde_json::to_vec(&map).expect("json"),
+    )
+    .expect("write env file");
+    std::fs::copy(
+        env!("CARGO_BIN_EXE_secretstore"),
+        pod.bin().join("secretstore"),
+    )
+    .expect("copy binary");
+    pod
+}
+
+fn sh(script: &str) -> Vec<String> {
+    vec!["/bin/sh".to_owned(), "-c".to_owned(), script.to_owned()]
+}
+
+#[test]
+fn exec_keeps_pid_signals_and_exit_status() {
+    let pod = exec_pod(&[("secret/a#pw", "exec-value-81f2")]);
+    let env = vec![("PW".to_owned(), r("secret/a#pw"))];
+
+    let status = app_container(&pod, "app", &[], env.clone(), sh("exit 3"), true).run();
+    assert_eq!(status.status.code(), Some(3), "{}", describe(&status));
+
+    let own_kill = app_container(
+        &pod,
+        "app",
+        &[],
+        env.clone(),
+        sh("kill -TERM $$; sleep 5"),
+        true,
+    )
+    .run();
+    assert_eq!(
+        own_kill.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        describe(&own_kill)
+    );
+
+    // A signal sent to the container's PID reaches the app: exec replaced itself.
+    let ready = pod.out().join("ready");
+    let script = format!(
+        "[ \"$PW\" = exec-value-81f2 ] && echo $$ > {} && exec sleep 30",
+        "/out/ready"
+    );
+    let child = app_container(&pod, "app", &[], env, sh(&script), true).spawn();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready.exists() || read(&ready).trim().is_empty() {
+        assert!(Instant::now() < deadline, "the app did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(read(&ready).trim(), pid.to_string(), "same PID");
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    let output = child.wait_with_output().expect("wait");
+    assert_eq!(
+        output.status.signal(),
+        Some(libc::SIGTERM),
+        "{}",
+        describe(&output)
+    );
+    assert_no_values(&output, &["exec-value-81f2"]);
+}
+
+#[test]
+fn exec_refuses_unresolved_references() {
+    let pod = exec_pod(&[("secret/a#pw", "exec-value-5d0c")]);
+    let env = vec![
+        ("PW".to_owned(), r("secret/a#pw")),
+        ("KEY".to_owned(), r("secret/a#key")),
+    ];
+    let argv = vec!["/bin/echo".to_owned(), r("secret/b#token")];
+    let output = app_container(&pod, "app", &[], env.clone(), argv, true).run();
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(&format!("env KEY ({})", r("secret/a#key"))),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("argument 1 ({})", r("secret/b#token"))),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("env PW"), "{stderr}");
+    assert_no_values(&output, &["exec-value-5d0c"]);
+
+    // Without its env file (no env mount), it names what needed it.
+    let mut no_env = app_container(&pod, "app", &[], env, sh("true"), true);
+    no_env.mounts.retain(|m| m.path != ENV_DIR);
+    let output = no_env.run();
+    assert_eq!(output.status.code(), Some(125), "{}", describe(&output));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("/secretstore/env/env.json") && stderr.contains("env PW"),
+        "{stderr}"
+    );
+}
+
+/// A pod reading one KV v2 key into env and one into a file.
+fn simple_request(timeout_seconds: u64) -> PodRequest {
+    PodRequest {
+        env: vec![("app", "DB_PASSWORD", r("secret/shop/db#password"))],
+        files: vec![file("secret/shop/db#user", "user", "/etc/app/db", &["app"])],
+        timeout_seconds,
+    }
+}
+
+fn assert_simple_pod_written(pod: &PodVolumes) {
+    assert_eq!(read(&pod.secrets().join("files/app/0/user")), "shop");
+    let env: BTreeMap<String, String> =
+        serde_json::from_str(&read(&pod.secrets().join("env/app/env.json"))).expect("env json");
+    assert_eq!(env[&r("secret/shop/db#password")], DB_PW_V2);
+}
+
+#[test]
+fn vault_starting_after_the_agent_is_waited_for() {
+    let lab = Lab::start();
+    write_kv_fixtures(&lab);
+    let port = free_port();
+    let (spec, _) = simple_request(60).spec(&format!("http://127.0.0.1:{port}"));
+    let pod = PodVolumes::new(None);
+    pod.write_token(&lab.jwt(), AGENT_UID);
+    let agent = agent_container(&pod, &spec).spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    let target = lab
+        .vault
+        .addr()
+        .trim_start_matches("http://")
+        .parse()
+        .expect("addr");
+    let _forward = Forward::start(port, target);
+    let output = agent.wait_with_output().expect("wait");
+    assert!(output.status.success(), "{}", describe(&output));
+    let log = text(&output.stderr);
+    assert!(
+        log.contains("step=login msg=\"transient failure, retrying\"")
+            && log.contains("onnection refused"),
+        "{log}"
+    );
+    assert_simple_pod_written(&pod);
+    assert_no_values(&output, &KV_VALUES);
+}
+
+#[test]
+fn unreachable_vault_gives_up_at_the_deadline() {
+    let (spec, _) = simple_request(2).spec(&format!("http://127.0.0.1:{}", free_port()));
+    let pod = PodVolumes::new(None);
+    pod.write_token("not-used", AGENT_UID);
+    let started = Instant::now();
+    let output = run_agent(&pod, &spec);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    let log = text(&output.stderr);
+    assert!(
+        log.contains("gave up after") && log.contains("in 2s"),
+        "{log}"
+    );
+}
+
+#[test]
+fn sealed_vault_is_waited_for_until_unsealed() {
+    let lab = Lab::start();
+    write_kv_fixtures(&lab);
+    let (spec, _) = simple_request(60).spec(lab.vault.addr());
+    let pod = PodVolumes::new(None);
+    pod.write_token(&lab.jwt(), AGENT_UID);
+    lab.vault.seal();
+    let agent = agent_container(&pod, &spec).spawn();
+    std::thread::sleep(Duration::from_millis(1500));
+    lab.vault.unseal();
+    let output = agent.wait_with_output().expect("wait");
+    assert!(output.status.success(), "{}", describe(&output));
+    let log = text(&output.stderr);
+    assert!(log.contains("HTTP 503") && log.contains("sealed"), "{log}");
+    assert_simple_pod_written(&pod);
+    assert_no_values(&output, &KV_VALUES);
+}
+
+/// Runs a pod expected to be refused: exit 1, fast, nothing written, token revoked, the
+/// message naming `must_name`.
+fn assert_refused(lab: &Lab, request: PodRequest, jwt: &str, must_name: &[&str]) -> String {
+    let (spec, _) = request.spec(lab.vault.addr());
+    let pod = PodVolumes::new(None);
+    pod.write_token(jwt, AGENT_UID);
+    let accessors = lab.token_accessors();
+    let started = Instant::now();
+    let output = run_agent(&pod, &spec);
+    let took = started.elapsed();
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert!(took < Duration::from_secs(5), "not at once: {took:?}");
+    let log = text(&output.stderr);
+    let error = log
+        .lines()
+        .find(|l| l.contains("level=error"))
+        .unwrap_or_else(|| panic!("no error line: {log}"))
+        .to_owned();
+    for name in must_name {
+        assert!(error.contains(name), "{name:?} not in: {error}");
+    }
+    assert!(
+        !log.contains("retrying"),
+        "a permanent failure is not retried: {log}"
+    );
+    assert!(files_under(&pod.secrets()).is_empty(), "nothing is written");
+    assert_eq!(lab.token_accessors(), accessors, "token revoked");
+    assert_no_values(&output, &KV_VALUES);
+    eprintln!("{error}");
+    error
+}
+
+#[test]
+fn permission_denied_on_one_path_fails_at_once() {
+    let lab = Lab::start();
+    write_kv_fixtures(&lab);
+    lab.vault
+        .kv2_put("secret", "other/x", &json!({ "k": "other-value-0b1d" }));
+    let mut request = simple_request(30);
+    request.env.push(("app", "K", r("secret/other/x#k")));
+    assert_refused(
+        &lab,
+        request,
+        &lab.jwt(),
+        &[
+            &r("secret/other/x#k"),
+            "permission denied",
+            "secret/data/other/x",
+            "\\\"app\\\"",
+        ],
+    );
+}
+
+#[test]
+fn missing_secret_key_or_version_fails_at_once() {
+    let lab = Lab::start();
+    write_kv_fixtures(&lab);
+    let cases: [(&str, &[&str]); 4] = [
+        (
+            "secret/shop/nope#k",
+            &["no secret at", "secret/data/shop/nope"],
+        ),
+        (
+            "secret/shop/db#nokey",
+            &["has no key \\\"nokey\\\"", "DB_HOST, password, port, user"],
+        ),
+        ("secret/shop/db#password#99", &["version 99 of"]),
+        (
+            "kv1/shop/legacy#token#2",
+            &["#version pins a KV v2 version", "KV v1"],
+        ),
+    ];
+    for (reference, names) in cases {
+        let mut request = simple_request(30);
+        request.env.push(("app", "X", r(reference)));
+        let mut must: Vec<&str> = names.to_vec();
+        let full = r(reference);
+        must.push(&full);
+        assert_refused(&lab, request, &lab.jwt(), &must);
+    }
+    // A deleted version says so.
+    lab.vault
+        .post_json("secret/delete/shop/db", &json!({ "versions": [1] }));
+    let mut request = simple_request(30);
+    request
+        .env
+        .push(("app", "OLD", r("secret/shop/db#password#1")));
+    assert_refused(&lab, request, &lab.jwt(), &["version 1 was deleted"]);
+}
+
+#[test]
+fn wrong_service_account_is_refused_and_unreadable_token_fails() {
+    let lab = Lab::start();
+    write_kv_fixtures(&lab);
+    let other = lab.issuer.token(NAMESPACE, "other", AUDIENCE);
+    assert_refused(
+        &lab,
+        simple_request(30),
+        &other,
+        &[
+            "refused the login of role \\\"app\\\"",
+            "auth/kubernetes/login",
+            "bound to this pod's service account",
+        ],
+    );
+
+    // The token file as root's 0600: the agent (65532) cannot read it.
+    let (spec, _) = simple_request(30).spec(lab.vault.addr());
+    let pod = PodVolumes::new(None);
+    pod.write_token(&lab.jwt(), 0);
+    let output = run_agent(&pod, &spec);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let log = text(&output.stderr);
+    assert!(
+        log.contains("cannot use the service account token /var/run/secrets/secretstore/token")
+            && log.contains("ermission denied"),
+        "{log}"
+    );
+}
+
+#[test]
+fn dynamic_database_credentials_come_from_one_read_and_keep_their_lease() {
+    let lab = Lab::start();
+    let pg = Postgres::start();
+    pg.attach_to_vault(&lab.vault, "database", "app", "1h");
+    let request = PodRequest {
+        env: vec![
+            ("app", "DB_USER", r("database/creds/app#username")),
+            ("app", "DB_PASS", r("database/creds/app#password")),
+        ],
+        files: vec![file(
+            "database/creds/app",
+            "creds.json",
+            "/etc/app/db",
+            &["app"],
+        )],
+        timeout_seconds: 60,
+    };
+    let (spec, mounts) = request.spec(lab.vault.addr());
+    assert_eq!(spec.secrets.len(), 1, "one read of the dynamic path");
+    let pod = PodVolumes::new(Some(FS_GROUP));
+    pod.write_token(&lab.jwt(), AGENT_UID);
+    let accessors = lab.token_accessors();
+    let agent = run_agent(&pod, &spec);
+    assert!(agent.status.success(), "{}", describe(&agent));
+    let log = text(&agent.stderr);
+    assert!(
+        log.contains("leased=true") && log.contains("step=revoke msg=\"token kept"),
+        "{log}"
+    );
+    assert_eq!(
+        lab.token_accessors(),
+        accessors + 1,
+        "the token (and its lease) lives on"
+    );
+
+    let creds: serde_json::Value =
+        serde_json::from_str(&read(&pod.secrets().join("files/app/0/creds.json"))).expect("json");
+    let user = creds["username"].as_str().expect("username").to_owned();
+    let password = creds["password"].as_str().expect("password").to_owned();
+    let env: BTreeMap<String, String> =
+        serde_json::from_str(&read(&pod.secrets().join("env/app/env.json"))).expect("env json");
+    assert_eq!(
+        env[&r("database/creds/app#username")],
+        user,
+        "file and env from one read"
+    );
+    assert_eq!(env[&r("database/creds/app#password")], password);
+    assert_no_values(&agent, &[&user, &password]);
+
+    // The app logs in to PostgreSQL with the env credentials.
+    let psql = pg.bin().join("psql");
+    let script = format!(
+        "PGPASSWORD=\"$DB_PASS\" {} -X -At -h 127.0.0.1 -p {} -U \"$DB_USER\" -d postgres -c 'select current_user' > /out/whoami",
+        psql.display(),
+        pg.port()
+    );
+    let env = vec![
+        ("DB_USER".to_owned(), r("database/creds/app#username")),
+        ("DB_PASS".to_owned(), r("database/creds/app#password")),
+    ];
+    let app = app_container(&pod, "app", &mounts["app"], env, sh(&script), true).run();
+    assert!(app.status.success(), "{}", describe(&app));
+    assert_no_values(&app, &[&password]);
+    assert_eq!(read(&pod.out().join("whoami")).trim(), user);
+
+    // The lease outlives the init container.
+    let (status, leases) = lab
+        .vault
+        .request("LIST", "sys/leases/lookup/database/creds/app", None);
+    assert_eq!(status, 200, "{leases}");
+    assert_eq!(
+        leases["data"]["keys"].as_array().map(Vec::len),
+        Some(1),
+        "{leases}"
+    );
+    let again = pg.psql_as(&user, &password, "select 1");
+    assert!(again.status.success(), "{}", text(&again.stderr));
 }
