@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use secretstore::spec::{
     AgentSpec, EnvFileOutput, EnvRef, FileFormat, FileOutput, SecretRead, VaultConnection,
-    AGENT_SECRETS_DIR, BIN_DIR, ENV_DIR, ENV_FILE_NAME, REF_PREFIX, SPEC_ENV, TOKEN_DIR,
+    AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME, REF_PREFIX, SPEC_ENV, TOKEN_DIR,
     TOKEN_FILE_NAME,
 };
 use serde_json::json;
@@ -1008,4 +1008,167 @@ fn dynamic_database_credentials_come_from_one_read_and_keep_their_lease() {
     );
     let again = pg.psql_as(&user, &password, "select 1");
     assert!(again.status.success(), "{}", text(&again.stderr));
+}
+
+/// `bao server -dev -dev-tls`: HTTPS with its own CA (certificate for localhost,
+/// localhost4, 127.0.0.1), configured through the CLI inside namespace `team`: KV v2 at
+/// `secret/`, the app policy, and the `jwt` auth role.
+struct TlsVault {
+    _server: support::process::ServerProcess,
+    addr: String,
+    ca: std::path::PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl TlsVault {
+    fn start(issuer: &ServiceAccountIssuer) -> TlsVault {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut command = std::process::Command::new(support::tool("bao"));
+        command
+            .args(["server", "-dev", "-dev-tls", "-dev-no-store-token"])
+            .arg(format!("-dev-tls-cert-dir={}", dir.path().display()))
+            .arg("-dev-root-token-id=root")
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .env("HOME", dir.path());
+        let mut server = support::process::ServerProcess::spawn(
+            "bao server -dev -dev-tls",
+            command,
+            &dir.path().join("bao.log"),
+            libc::SIGTERM,
+        );
+        server
+            .wait_until(Duration::from_secs(60), |s| {
+                s.log().contains("Root Token:").then_some(())
+            })
+            .unwrap_or_else(|log| panic!("{log}"));
+        let vault = TlsVault {
+            _server: server,
+            addr: format!("https://127.0.0.1:{port}"),
+            ca: dir.path().join("vault-ca.pem"),
+            dir,
+        };
+        vault.bao(None, &["namespace", "create", "team"]);
+        vault.bao(
+            Some("team"),
+            &["secrets", "enable", "-path=secret", "kv-v2"],
+        );
+        vault.bao(
+            Some("team"),
+            &[
+                "kv",
+                "put",
+                "secret/shop/db",
+                &format!("password={DB_PW_V2}"),
+                "user=shop",
+            ],
+        );
+        let policy = vault.dir.path().join("app.hcl");
+        std::fs::write(
+            &policy,
+            r#"path "secret/data/shop/*" { capabilities = ["read"] }"#,
+        )
+        .expect("policy");
+        vault.bao(
+            Some("team"),
+            &["policy", "write", "app", &policy.to_string_lossy()],
+        );
+        vault.bao(Some("team"), &["auth", "enable", "-path=kubernetes", "jwt"]);
+        let pem = vault.dir.path().join("sa.pem");
+        std::fs::write(&pem, issuer.public_key_pem()).expect("pem");
+        vault.bao(
+            Some("team"),
+            &[
+                "write",
+                "auth/kubernetes/config",
+                &format!("jwt_validation_pubkeys=@{}", pem.display()),
+                &format!("bound_issuer={}", issuer.issuer()),
+            ],
+        );
+        vault.bao(
+            Some("team"),
+            &[
+                "write",
+                "auth/kubernetes/role/app",
+                "role_type=jwt",
+                "user_claim=sub",
+                &format!("bound_audiences={AUDIENCE}"),
+                &format!("bound_subject=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"),
+                "token_policies=app",
+                "token_ttl=1h",
+            ],
+        );
+        vault
+    }
+
+    fn bao(&self, namespace: Option<&str>, args: &[&str]) {
+        let output = std::process::Command::new(support::tool("bao"))
+            .args(args)
+            .env("BAO_ADDR", &self.addr)
+            .env("BAO_CACERT", &self.ca)
+            .env("BAO_TOKEN", "root")
+            .env("BAO_NAMESPACE", namespace.unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .output()
+            .expect("run bao");
+        assert!(
+            output.status.success(),
+            "bao {args:?}: {}",
+            describe(&output)
+        );
+    }
+}
+
+#[test]
+fn tls_with_ca_server_name_and_namespace() {
+    let issuer = ServiceAccountIssuer::new();
+    let vault = TlsVault::start(&issuer);
+    let jwt = issuer.token(NAMESPACE, SERVICE_ACCOUNT, AUDIENCE);
+    let ca_dir = vault.dir.path().join("ca");
+    std::fs::create_dir(&ca_dir).expect("mkdir");
+    std::fs::copy(&vault.ca, ca_dir.join("ca.crt")).expect("copy ca");
+    let run = |server_name: Option<&str>, with_ca: bool| {
+        let (mut spec, _) = simple_request(5).spec(&vault.addr);
+        spec.vault.namespace = Some("team".to_owned());
+        spec.vault.tls_server_name = server_name.map(str::to_owned);
+        let pod = PodVolumes::new(None);
+        pod.write_token(&jwt, AGENT_UID);
+        let mut agent = agent_container(&pod, &spec);
+        if with_ca {
+            spec.vault.ca_cert_file = Some(format!("{CA_DIR}/ca.crt"));
+            agent = agent_container(&pod, &spec);
+            agent.mounts.push(Mount::ro(&ca_dir, CA_DIR));
+        }
+        let started = Instant::now();
+        let output = agent.run();
+        assert_no_values(&output, &[DB_PW_V2]);
+        (pod, output, started.elapsed())
+    };
+
+    // The configured CA and a server name the certificate holds (the address is an IP).
+    let (pod, output, _) = run(Some("localhost4"), true);
+    assert!(output.status.success(), "{}", describe(&output));
+    assert_simple_pod_written(&pod);
+
+    // A server name the certificate does not hold: a TLS failure, not retried.
+    let (_, output, took) = run(Some("wrong.example"), true);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    let log = text(&output.stderr);
+    assert!(
+        log.contains("TLS: check the CA certificate and the TLS server name"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("retrying") && took < Duration::from_secs(5),
+        "{log}"
+    );
+
+    // No CA configured, and the image has no system CA store.
+    let (_, output, _) = run(None, false);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        text(&output.stderr).contains("system CA store"),
+        "{}",
+        describe(&output)
+    );
 }

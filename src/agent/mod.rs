@@ -163,6 +163,7 @@ async fn run_async(
     .await;
     drop(jwt);
     let (token, ttl) = login.map_err(|gave_up| match gave_up {
+        GaveUp::Permanent(err) if err.status.is_none() => unreachable("login", &err, &conn.address),
         GaveUp::Permanent(err) => AgentError::refused(
             "login",
             format!(
@@ -334,6 +335,9 @@ impl FetchJob {
         })
         .await
         .map_err(|gave_up| match gave_up {
+            GaveUp::Permanent(err) if err.status.is_none() => {
+                unreachable("read", &err, &self.address)
+            }
             GaveUp::Permanent(err) => self.read_refused(&api, &err),
             GaveUp::Deadline { attempts, last } => {
                 deadline_error("read", deadline, attempts, &last, &self.address)
@@ -379,6 +383,9 @@ impl FetchJob {
         })
         .await
         .map_err(|gave_up| match gave_up {
+            GaveUp::Permanent(err) if err.status.is_none() => {
+                unreachable("mount", &err, &self.address)
+            }
             GaveUp::Permanent(err) if err.status == Some(403) => AgentError::refused(
                 "mount",
                 format!(
@@ -456,6 +463,11 @@ impl MountCache {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A failure with no HTTP answer that retrying cannot fix (TLS, a bad address).
+fn unreachable(step: &'static str, err: &VaultError, address: &str) -> AgentError {
+    AgentError::environment(step, format!("cannot talk to Vault at {address}: {err}"))
 }
 
 fn deadline_error(

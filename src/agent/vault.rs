@@ -125,14 +125,20 @@ fn error_chain(err: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// rustls reports certificate and handshake failures as `InvalidData` I/O errors.
+/// rustls reports certificate and handshake failures as `InvalidData` I/O errors, which
+/// hyper wraps in other I/O errors (reached through `get_ref`, not `source`).
 fn tls_failure(err: &reqwest::Error) -> bool {
+    fn invalid_data(e: &(dyn std::error::Error + 'static)) -> bool {
+        match e.downcast_ref::<std::io::Error>() {
+            Some(io) if io.kind() == std::io::ErrorKind::InvalidData => true,
+            Some(io) => io.get_ref().is_some_and(|inner| invalid_data(inner)),
+            None => false,
+        }
+    }
     let mut source = std::error::Error::source(err);
     while let Some(e) = source {
-        if let Some(io) = e.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::InvalidData {
-                return true;
-            }
+        if invalid_data(e) {
+            return true;
         }
         source = e.source();
     }
@@ -351,9 +357,10 @@ impl Vault {
             .ok()
             .and_then(|b| b.data)
             .ok_or_else(|| {
-                VaultError::permanent(format!(
-                    "unexpected answer from sys/internal/ui/mounts/{path}"
-                ))
+                VaultError::http(
+                    status.as_u16(),
+                    format!("unexpected answer from sys/internal/ui/mounts/{path}"),
+                )
             })?;
         let kv_version = match data.engine.as_str() {
             "kv" | "generic" => Some(match data.options.and_then(|o| o.version).as_deref() {
@@ -428,7 +435,10 @@ impl Vault {
             return Err(VaultError::http(status.as_u16(), detail));
         }
         let body = parsed.ok_or_else(|| {
-            VaultError::permanent(format!("the answer for {api_path} is not Vault JSON"))
+            VaultError::http(
+                status.as_u16(),
+                format!("the answer for {api_path} is not Vault JSON"),
+            )
         })?;
         let data = match body.data {
             Some(d) if kv2 => serde_json::from_str::<Kv2>(d.get())
@@ -439,9 +449,10 @@ impl Vault {
         };
         let data = match data {
             Some(d) => serde_json::from_str::<SecretData>(d.get()).map_err(|_| {
-                VaultError::permanent(format!(
-                    "the data of {api_path} is not a JSON object of keys and values"
-                ))
+                VaultError::http(
+                    status.as_u16(),
+                    format!("the data of {api_path} is not a JSON object of keys and values"),
+                )
             })?,
             None => return Err(VaultError::http(404, "no data".to_owned())),
         };
