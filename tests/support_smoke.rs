@@ -3,7 +3,12 @@
 mod support;
 
 use serde_json::json;
-use support::{tool, validate_k8s, JwtRole, OpenBao, Postgres, ServiceAccountIssuer};
+use support::helm::HelmHome;
+use support::jwt::{JwtRole, ServiceAccountIssuer};
+use support::k8s::validate_k8s;
+use support::openbao::OpenBao;
+use support::postgres::Postgres;
+use support::{assert_no_secret, tool};
 
 #[test]
 fn openbao_kv2_write_then_read() {
@@ -28,6 +33,39 @@ fn openbao_kv2_write_then_read() {
         "secret/shop/db",
     ]);
     assert_eq!(cli.trim(), "\"s3cret\"");
+}
+
+#[test]
+fn openbao_tls_needs_its_ca() {
+    let vault = OpenBao::start_tls();
+    assert!(vault.addr().starts_with("https://127.0.0.1:"));
+    let ca = vault.ca_cert_path().expect("a TLS server has a CA");
+    assert!(std::fs::read_to_string(ca).is_ok_and(|pem| pem.contains("BEGIN CERTIFICATE")));
+    vault.kv2_put("secret", "tls", &json!({ "k": "v" }));
+    // The CLI goes through the HTTPS address, trusting the CA from env().
+    assert_eq!(
+        vault
+            .bao_ok(&["kv", "get", "-field=k", "secret/tls"])
+            .trim(),
+        "v"
+    );
+    let untrusted = vault
+        .bao_command(&["kv", "get", "secret/tls"])
+        .env_remove("VAULT_CACERT")
+        .env_remove("BAO_CACERT")
+        .output()
+        .expect("run bao");
+    assert!(!untrusted.status.success());
+    assert!(String::from_utf8_lossy(&untrusted.stderr).contains("certificate"));
+}
+
+#[test]
+fn secretstore_binary_runs_without_ambient_vault_env() {
+    let output = support::secretstore()
+        .arg("--help")
+        .output()
+        .expect("run secretstore");
+    assert!(output.status.code().is_some());
 }
 
 #[test]
@@ -144,6 +182,44 @@ fn helm_and_kubectl_print_versions() {
             "{name}: {stdout}"
         );
     }
+}
+
+#[test]
+fn helm_home_is_isolated() {
+    let home = HelmHome::new();
+    let output = home
+        .command("helm4")
+        .args(["env"])
+        .output()
+        .expect("run helm4 env");
+    let env = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    let data_home = home.path().join("data");
+    assert!(
+        env.contains(&format!("HELM_DATA_HOME=\"{}\"", data_home.display())),
+        "{env}"
+    );
+}
+
+#[test]
+fn openbao_starts_on_a_given_port() {
+    let port = support::free_port();
+    let vault = OpenBao::start_on_port(port);
+    assert_eq!(vault.addr(), format!("http://127.0.0.1:{port}"));
+    assert_eq!(vault.health_status(), 200);
+}
+
+#[test]
+fn assert_no_secret_masks_what_leaked() {
+    assert_no_secret("all clear", &["hunter2"]);
+    let panic =
+        std::panic::catch_unwind(|| assert_no_secret("password=hunter2", &["x", "hunter2"]))
+            .expect_err("a leak panics");
+    let message = panic.downcast_ref::<String>().expect("message");
+    assert!(
+        message.contains("password=<SECRET #1>") && !message.contains("hunter2"),
+        "{message}"
+    );
 }
 
 #[test]

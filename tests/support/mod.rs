@@ -4,8 +4,9 @@
 //!
 //! Every fixture needs the tools that `scripts/install-test-deps.sh` puts in `.tools/`;
 //! a missing tool fails the test with that instruction, it never skips.
-#![allow(dead_code, unused_imports)]
+#![allow(dead_code)]
 
+pub mod helm;
 pub mod jwt;
 pub mod k8s;
 pub mod net;
@@ -16,11 +17,7 @@ pub mod process;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::PathBuf;
-
-pub use jwt::{JwtRole, ServiceAccountIssuer};
-pub use k8s::validate_k8s;
-pub use openbao::OpenBao;
-pub use postgres::Postgres;
+use std::process::Command;
 
 /// The repository root (where Cargo.toml and `.tools/` live).
 pub fn repo_root() -> PathBuf {
@@ -31,6 +28,23 @@ pub fn repo_root() -> PathBuf {
 /// `helm4`, `kubectl`, `pre-commit`. Panics with the install instruction when missing.
 pub fn tool(name: &str) -> PathBuf {
     installed(repo_root().join(".tools/bin").join(name))
+}
+
+/// The `secretstore` binary of this build, with the environment variables it reads
+/// (`VAULT_*`, `BAO_*`, `SECRETSTORE_*`, `ARGOCD_ENV_*`) removed, so a test sets exactly
+/// the ones it means to.
+pub fn secretstore() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_secretstore"));
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if ["VAULT_", "BAO_", "SECRETSTORE_", "ARGOCD_ENV_"]
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+        {
+            command.env_remove(&*name);
+        }
+    }
+    command
 }
 
 /// The Python of the test venv `.tools/venv` (has `kubernetes_validate`, `yaml`).
@@ -55,4 +69,19 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("no free loopback port")
+}
+
+/// Panics if any of `secrets` occurs in `output` (a command's captured stdout, stderr or
+/// log). The message shows the output with each secret masked as `<SECRET #i>`.
+pub fn assert_no_secret(output: &str, secrets: &[&str]) {
+    let leaked: Vec<usize> = (0..secrets.len())
+        .filter(|&i| !secrets[i].is_empty() && output.contains(secrets[i]))
+        .collect();
+    if !leaked.is_empty() {
+        let mut masked = output.to_owned();
+        for (i, secret) in secrets.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
+            masked = masked.replace(secret, &format!("<SECRET #{i}>"));
+        }
+        panic!("secret value(s) #{leaked:?} leaked into output:\n{masked}");
+    }
 }

@@ -1,6 +1,7 @@
 //! A real OpenBao dev server (in-memory, unsealed, root token `root`) on a free
 //! loopback port, killed on drop.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -15,7 +16,11 @@ const START_ATTEMPTS: usize = 5;
 
 pub struct OpenBao {
     server: ServerProcess,
+    /// What clients under test use: plain HTTP, or HTTPS for [`OpenBao::start_tls`].
     addr: String,
+    /// Plain-HTTP listener the fixture's own helpers use (the same as `addr` without TLS).
+    api_addr: String,
+    ca_cert: Option<PathBuf>,
     unseal_key: String,
     http: ureq::Agent,
     _dir: TempDir,
@@ -25,6 +30,23 @@ impl OpenBao {
     /// Starts a dev server and waits until `sys/health` reports it active. KV v2 is
     /// mounted at `secret/`, as in every dev server.
     pub fn start() -> OpenBao {
+        Self::start_with(None, false)
+    }
+
+    /// Starts a dev server whose client address is HTTPS, with a certificate for
+    /// 127.0.0.1 and localhost signed by a fresh CA ([`Self::ca_cert_path`]). The
+    /// fixture's own helpers use a second, plain listener on loopback.
+    pub fn start_tls() -> OpenBao {
+        Self::start_with(None, true)
+    }
+
+    /// Starts on this port (e.g. one a client was already told to use, to test that it
+    /// retries while the server is not up yet). Panics if the port is taken.
+    pub fn start_on_port(port: u16) -> OpenBao {
+        Self::start_with(Some(port), false)
+    }
+
+    fn start_with(fixed_port: Option<u16>, tls: bool) -> OpenBao {
         let dir = tempfile::Builder::new()
             .prefix("secretstore-openbao-")
             .tempdir()
@@ -38,8 +60,7 @@ impl OpenBao {
         );
         let mut failures = Vec::new();
         for attempt in 0..START_ATTEMPTS {
-            let port = free_port();
-            let addr = format!("http://127.0.0.1:{port}");
+            let port = fixed_port.unwrap_or_else(free_port);
             let mut command = Command::new(tool("bao"));
             command
                 .args(["server", "-dev", "-dev-no-store-token"])
@@ -48,10 +69,33 @@ impl OpenBao {
                 .env("HOME", dir.path())
                 .env_remove("VAULT_ADDR")
                 .env_remove("BAO_ADDR");
+            let (addr, api_addr, ca_cert) = if tls {
+                let api_port = free_port();
+                let config = dir.path().join(format!("plain-listener-{attempt}.hcl"));
+                std::fs::write(
+                    &config,
+                    format!(
+                        "listener \"tcp\" {{\n  address = \"127.0.0.1:{api_port}\"\n  tls_disable = true\n}}\n"
+                    ),
+                )
+                .expect("cannot write listener config");
+                command
+                    .arg("-dev-tls")
+                    .arg(format!("-dev-tls-cert-dir={}", dir.path().display()))
+                    .arg(format!("-config={}", config.display()));
+                (
+                    format!("https://127.0.0.1:{port}"),
+                    format!("http://127.0.0.1:{api_port}"),
+                    Some(dir.path().join("vault-ca.pem")),
+                )
+            } else {
+                let addr = format!("http://127.0.0.1:{port}");
+                (addr.clone(), addr, None)
+            };
             let log_path = dir.path().join(format!("bao-{attempt}.log"));
             let mut server =
                 ServerProcess::spawn("bao server -dev", command, &log_path, libc::SIGTERM);
-            let health = format!("{addr}/v1/sys/health");
+            let health = format!("{api_addr}/v1/sys/health");
             let ready = server.wait_until(Duration::from_secs(60), |server| {
                 let healthy = http
                     .get(&health)
@@ -66,13 +110,17 @@ impl OpenBao {
                     return OpenBao {
                         server,
                         addr,
+                        api_addr,
+                        ca_cert,
                         unseal_key,
                         http,
                         _dir: dir,
                     }
                 }
                 // Lost the port to another process: try another one.
-                Err(log) if log.contains("address already in use") => failures.push(log),
+                Err(log) if fixed_port.is_none() && log.contains("address already in use") => {
+                    failures.push(log)
+                }
                 Err(log) => panic!("{log}"),
             }
         }
@@ -82,9 +130,15 @@ impl OpenBao {
         );
     }
 
-    /// `http://127.0.0.1:<port>`
+    /// The address for clients under test: `http://127.0.0.1:<port>`, or
+    /// `https://127.0.0.1:<port>` for [`Self::start_tls`].
     pub fn addr(&self) -> &str {
         &self.addr
+    }
+
+    /// The CA certificate (PEM file) that signed a TLS server's certificate.
+    pub fn ca_cert_path(&self) -> Option<&Path> {
+        self.ca_cert.as_deref()
     }
 
     /// The root token.
@@ -92,27 +146,34 @@ impl OpenBao {
         ROOT_TOKEN
     }
 
-    /// The environment a Vault client needs to reach this server with the root token.
+    /// The environment a Vault client needs to reach this server with the root token:
+    /// `VAULT_ADDR`, `VAULT_TOKEN`, their `BAO_` twins, and `VAULT_CACERT`/`BAO_CACERT`
+    /// for a TLS server.
     pub fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut env = vec![
             ("VAULT_ADDR", self.addr.clone()),
             ("VAULT_TOKEN", ROOT_TOKEN.to_owned()),
             ("BAO_ADDR", self.addr.clone()),
             ("BAO_TOKEN", ROOT_TOKEN.to_owned()),
-        ]
+        ];
+        if let Some(ca) = &self.ca_cert {
+            env.push(("VAULT_CACERT", ca.display().to_string()));
+            env.push(("BAO_CACERT", ca.display().to_string()));
+        }
+        env
     }
 
-    /// A `bao` CLI command aimed at this server with the root token (`VAULT_*` and
-    /// `BAO_*` address and token set, namespace variables cleared).
+    /// A `bao` CLI command aimed at this server with the root token ([`Self::env`] set,
+    /// other `VAULT_*`/`BAO_*` variables of the test's environment removed).
     pub fn bao_command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(tool("bao"));
-        command
-            .args(args)
-            .envs(self.env())
-            .env_remove("VAULT_NAMESPACE")
-            .env_remove("BAO_NAMESPACE")
-            .env_remove("VAULT_CACERT")
-            .env_remove("BAO_CACERT");
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("VAULT_") || name.starts_with("BAO_") {
+                command.env_remove(&*name);
+            }
+        }
+        command.args(args).envs(self.env());
         command
     }
 
@@ -145,7 +206,7 @@ impl OpenBao {
         path: &str,
         body: Option<&Value>,
     ) -> (u16, Value) {
-        let url = format!("{}/v1/{}", self.addr, path.trim_start_matches('/'));
+        let url = format!("{}/v1/{}", self.api_addr, path.trim_start_matches('/'));
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(&url)

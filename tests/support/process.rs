@@ -2,8 +2,12 @@
 //! the test fails (on panic, or when the server does not come up).
 
 use std::fs::File;
+use std::io;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub struct ServerProcess {
@@ -25,12 +29,10 @@ impl ServerProcess {
         let log = File::create(log_path)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", log_path.display()));
         let log_err = log.try_clone().expect("cannot clone log file handle");
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        let description = format!("{command:?}");
+        let child = spawn_dying_with_test_process(command)
+            .unwrap_or_else(|e| panic!("cannot start {name} ({description}): {e}"));
         ServerProcess {
             name: name.to_owned(),
             child,
@@ -110,4 +112,44 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+type SpawnRequest = (Command, Sender<io::Result<Child>>);
+
+/// Spawns `command` so that the kernel kills it when the test process dies, even by
+/// SIGKILL or abort, when no Drop runs. PR_SET_PDEATHSIG fires when the spawning
+/// *thread* ends, so spawning happens on one thread that lives as long as the process:
+/// a server kept in a `static` then outlives the test that started it.
+fn spawn_dying_with_test_process(mut command: Command) -> io::Result<Child> {
+    static SPAWNER: OnceLock<Mutex<Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (requests, incoming) = channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("test-server-spawner".to_owned())
+            .spawn(move || {
+                for (mut command, reply) in incoming {
+                    let _ = reply.send(command.spawn());
+                }
+            })
+            .expect("cannot start the spawner thread");
+        Mutex::new(requests)
+    });
+    // SAFETY: the closure only calls prctl(2), which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let (reply, response) = channel();
+    spawner
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .send((command, reply))
+        .map_err(|_| io::Error::other("spawner thread is gone"))?;
+    response
+        .recv()
+        .map_err(|_| io::Error::other("spawner thread is gone"))?
 }
