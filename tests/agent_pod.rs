@@ -20,9 +20,12 @@ use secretstore::spec::{
     TOKEN_FILE_NAME,
 };
 use serde_json::json;
+use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::net::Forward;
+use support::openbao::OpenBao;
 use support::pod::{Container, Mount, PodVolumes};
-use support::{free_port, JwtRole, OpenBao, Postgres, ServiceAccountIssuer};
+use support::postgres::Postgres;
+use support::{assert_no_secret, free_port};
 
 const AGENT_UID: u32 = 65532;
 const APP_UID: u32 = 1000;
@@ -299,14 +302,8 @@ fn describe(output: &Output) -> String {
 
 /// No secret value in anything a command printed.
 fn assert_no_values(output: &Output, values: &[&str]) {
-    let all = format!("{}{}", text(&output.stdout), text(&output.stderr));
-    for value in values {
-        assert!(
-            !all.contains(value),
-            "a secret value ({} chars) appears in the output:\n{all}",
-            value.len()
-        );
-    }
+    assert_no_secret(&text(&output.stdout), values);
+    assert_no_secret(&text(&output.stderr), values);
 }
 
 fn run_agent(pod: &PodVolumes, spec: &AgentSpec) -> Output {
@@ -1022,105 +1019,15 @@ fn dynamic_database_credentials_come_from_one_read_and_keep_their_lease() {
     assert!(again.status.success(), "{}", text(&again.stderr));
 }
 
-/// `bao server -dev -dev-tls`: HTTPS with its own CA (certificate for localhost,
-/// localhost4, 127.0.0.1), configured through the CLI inside namespace `team`: KV v2 at
-/// `secret/`, the app policy, and the `jwt` auth role.
-struct TlsVault {
-    _server: support::process::ServerProcess,
-    addr: String,
-    ca: std::path::PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl TlsVault {
-    fn start(issuer: &ServiceAccountIssuer) -> TlsVault {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let mut command = std::process::Command::new(support::tool("bao"));
-        command
-            .args(["server", "-dev", "-dev-tls", "-dev-no-store-token"])
-            .arg(format!("-dev-tls-cert-dir={}", dir.path().display()))
-            .arg("-dev-root-token-id=root")
-            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-            .env("HOME", dir.path());
-        let mut server = support::process::ServerProcess::spawn(
-            "bao server -dev -dev-tls",
-            command,
-            &dir.path().join("bao.log"),
-            libc::SIGTERM,
-        );
-        server
-            .wait_until(Duration::from_secs(60), |s| {
-                s.log().contains("Root Token:").then_some(())
-            })
-            .unwrap_or_else(|log| panic!("{log}"));
-        let vault = TlsVault {
-            _server: server,
-            addr: format!("https://127.0.0.1:{port}"),
-            ca: dir.path().join("vault-ca.pem"),
-            dir,
-        };
-        vault.bao(None, &["namespace", "create", "team"]);
-        vault.bao(
-            Some("team"),
-            &["secrets", "enable", "-path=secret", "kv-v2"],
-        );
-        vault.bao(
-            Some("team"),
-            &[
-                "kv",
-                "put",
-                "secret/shop/db",
-                &format!("password={DB_PW_V2}"),
-                "user=shop",
-            ],
-        );
-        let policy = vault.dir.path().join("app.hcl");
-        std::fs::write(
-            &policy,
-            r#"path "secret/data/shop/*" { capabilities = ["read"] }"#,
-        )
-        .expect("policy");
-        vault.bao(
-            Some("team"),
-            &["policy", "write", "app", &policy.to_string_lossy()],
-        );
-        vault.bao(Some("team"), &["auth", "enable", "-path=kubernetes", "jwt"]);
-        let pem = vault.dir.path().join("sa.pem");
-        std::fs::write(&pem, issuer.public_key_pem()).expect("pem");
-        vault.bao(
-            Some("team"),
-            &[
-                "write",
-                "auth/kubernetes/config",
-                &format!("jwt_validation_pubkeys=@{}", pem.display()),
-                &format!("bound_issuer={}", issuer.issuer()),
-            ],
-        );
-        vault.bao(
-            Some("team"),
-            &[
-                "write",
-                "auth/kubernetes/role/app",
-                "role_type=jwt",
-                "user_claim=sub",
-                &format!("bound_audiences={AUDIENCE}"),
-                &format!("bound_subject=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"),
-                "token_policies=app",
-                "token_ttl=1h",
-            ],
-        );
-        vault
-    }
-
-    fn bao(&self, namespace: Option<&str>, args: &[&str]) {
-        let output = std::process::Command::new(support::tool("bao"))
-            .args(args)
-            .env("BAO_ADDR", &self.addr)
-            .env("BAO_CACERT", &self.ca)
-            .env("BAO_TOKEN", "root")
-            .env("BAO_NAMESPACE", namespace.unwrap_or_default())
-            .env("HOME", self.dir.path())
+/// A TLS OpenBao (certificate for localhost, localhost4, 127.0.0.1 from its own CA)
+/// configured through the CLI inside namespace `team`: KV v2 at `secret/`, the app
+/// policy, and the `jwt` auth role.
+fn tls_vault_with_namespace(issuer: &ServiceAccountIssuer) -> OpenBao {
+    let vault = OpenBao::start_tls();
+    let bao = |namespace: &str, args: &[&str]| {
+        let output = vault
+            .bao_command(args)
+            .env("BAO_NAMESPACE", namespace)
             .output()
             .expect("run bao");
         assert!(
@@ -1128,19 +1035,71 @@ impl TlsVault {
             "bao {args:?}: {}",
             describe(&output)
         );
-    }
+    };
+    bao("", &["namespace", "create", "team"]);
+    bao("team", &["secrets", "enable", "-path=secret", "kv-v2"]);
+    bao(
+        "team",
+        &[
+            "kv",
+            "put",
+            "secret/shop/db",
+            &format!("password={DB_PW_V2}"),
+            "user=shop",
+        ],
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("app.hcl");
+    std::fs::write(
+        &policy,
+        r#"path "secret/data/shop/*" { capabilities = ["read"] }"#,
+    )
+    .expect("policy");
+    bao(
+        "team",
+        &["policy", "write", "app", &policy.to_string_lossy()],
+    );
+    bao("team", &["auth", "enable", "-path=kubernetes", "jwt"]);
+    let pem = dir.path().join("sa.pem");
+    std::fs::write(&pem, issuer.public_key_pem()).expect("pem");
+    bao(
+        "team",
+        &[
+            "write",
+            "auth/kubernetes/config",
+            &format!("jwt_validation_pubkeys=@{}", pem.display()),
+            &format!("bound_issuer={}", issuer.issuer()),
+        ],
+    );
+    bao(
+        "team",
+        &[
+            "write",
+            "auth/kubernetes/role/app",
+            "role_type=jwt",
+            "user_claim=sub",
+            &format!("bound_audiences={AUDIENCE}"),
+            &format!("bound_subject=system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"),
+            "token_policies=app",
+            "token_ttl=1h",
+        ],
+    );
+    vault
 }
 
 #[test]
 fn tls_with_ca_server_name_and_namespace() {
     let issuer = ServiceAccountIssuer::new();
-    let vault = TlsVault::start(&issuer);
+    let vault = tls_vault_with_namespace(&issuer);
     let jwt = issuer.token(NAMESPACE, SERVICE_ACCOUNT, AUDIENCE);
-    let ca_dir = vault.dir.path().join("ca");
-    std::fs::create_dir(&ca_dir).expect("mkdir");
-    std::fs::copy(&vault.ca, ca_dir.join("ca.crt")).expect("copy ca");
+    let ca_volume = tempfile::tempdir().expect("tempdir");
+    let ca_dir = ca_volume.path().to_owned();
+    // A ConfigMap volume: world-readable.
+    std::fs::set_permissions(&ca_dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    std::fs::copy(vault.ca_cert_path().expect("TLS"), ca_dir.join("ca.crt")).expect("copy ca");
     let run = |server_name: Option<&str>, with_ca: bool| {
-        let (mut spec, _) = simple_request(5).spec(&vault.addr);
+        let (mut spec, _) = simple_request(5).spec(vault.addr());
         spec.vault.namespace = Some("team".to_owned());
         spec.vault.tls_server_name = server_name.map(str::to_owned);
         let pod = PodVolumes::new(None);
