@@ -1,0 +1,208 @@
+//! Command-line interface: argument definitions and the commands' entry points.
+//! `main.rs` only parses and maps the result to an exit code.
+
+use crate::config::{Overrides, Settings};
+use crate::render::{self, Input, Options};
+use clap::{Args, Parser, Subcommand};
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit statuses shared by every command.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// Findings, or input that was refused.
+    pub const FINDINGS: u8 = 1;
+    /// Usage or environment problem.
+    pub const USAGE: u8 = 2;
+}
+
+const RENDER_EXAMPLES: &str = "\
+Examples:
+  helm template shop ./chart | secretstore render
+  kustomize build overlays/prod | secretstore render --cluster prod-eu
+  secretstore render examples/deployment.yaml
+  helm install shop ./chart --post-renderer secretstore --post-renderer-args render";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "secretstore",
+    version,
+    about = "Expand Vault secret-store references in Kubernetes manifests into pod wiring",
+    long_about = "Expand Vault secret-store references (the Rafay secret-store dialect) in \
+Kubernetes manifests into the pod wiring that fetches the secrets at pod start. Secret values \
+never pass through Git, Helm, Argo CD or etcd: rendered manifests hold only references."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Expand opted-in pod templates of a manifest stream (stdin when no file is given).
+    #[command(after_help = RENDER_EXAMPLES)]
+    Render(RenderArgs),
+    /// The init container's job: log in to Vault, fetch the secrets listed in
+    /// $SECRETSTORE_SPEC and write them into the pod's secrets volume.
+    Agent,
+    /// Replace secret references in the environment and arguments with their values
+    /// from this container's env file, then execute CMD in place (same PID, signals and
+    /// exit status).
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The command and its arguments, after `--`
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// Configuration flags shared by commands that read the configuration.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// Configuration file [env: SECRETSTORE_CONFIG]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<String>,
+    /// Named cluster of the configuration's `clusters` [env: SECRETSTORE_CLUSTER]
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// Vault address the pods use [env: SECRETSTORE_VAULT_ADDR]
+    #[arg(long, value_name = "URL")]
+    pub vault_addr: Option<String>,
+    /// Vault auth mount path the pods log in with [env: SECRETSTORE_AUTH_PATH]
+    #[arg(long, value_name = "PATH")]
+    pub auth_path: Option<String>,
+    /// Image of the injected init container [env: SECRETSTORE_AGENT_IMAGE]
+    #[arg(long, value_name = "IMAGE")]
+    pub agent_image: Option<String>,
+}
+
+impl ConfigArgs {
+    pub fn settings(&self) -> Result<Settings, String> {
+        let overrides = Overrides {
+            config: self.config.clone(),
+            cluster: self.cluster.clone(),
+            vault_addr: self.vault_addr.clone(),
+            auth_path: self.auth_path.clone(),
+            agent_image: self.agent_image.clone(),
+        };
+        Settings::resolve(&overrides, &|name| std::env::var(name).ok())
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// Manifest files (YAML streams, JSON, `kind: List`, KRM ResourceList); `-` or none for stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Accept an input with no objects (by default refused, so that a failed upstream
+    /// render does not become an empty one that Argo CD prunes everything against)
+    #[arg(long)]
+    pub allow_empty: bool,
+}
+
+/// Reads the named files, or stdin when there are none (or `-`).
+pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
+    if files.is_empty() {
+        return Ok(vec![read_stdin()?]);
+    }
+    files
+        .iter()
+        .map(|path| {
+            if path.as_os_str() == "-" {
+                return read_stdin();
+            }
+            std::fs::read(path)
+                .map(|bytes| Input {
+                    name: path.display().to_string(),
+                    bytes,
+                })
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        })
+        .collect()
+}
+
+fn read_stdin() -> Result<Input, String> {
+    let mut bytes = Vec::new();
+    io::stdin()
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    Ok(Input {
+        name: "<stdin>".into(),
+        bytes,
+    })
+}
+
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Render(args) => run_render(args),
+        Command::Agent => exit_code(crate::agent::run_from_env()),
+        Command::Exec(args) => exit_code(crate::exec::run(args.command)),
+    }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(exit::USAGE))
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("secretstore: {message}");
+    ExitCode::from(exit::USAGE)
+}
+
+pub fn run_render(args: RenderArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let inputs = match read_inputs(&args.files) {
+        Ok(i) => i,
+        Err(e) => return usage_error(&e),
+    };
+    let options = Options {
+        allow_empty: args.allow_empty,
+    };
+    match render::render(&inputs, &settings, &options) {
+        Ok(rendered) => {
+            for w in &rendered.warnings {
+                eprintln!("{w}");
+            }
+            let stdout = io::stdout();
+            let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
+            if let Err(e) = rendered.write_to(&mut out).and_then(|()| out.flush()) {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    return ExitCode::from(exit::OK);
+                }
+                return usage_error(&format!("cannot write the output: {e}"));
+            }
+            ExitCode::from(exit::OK)
+        }
+        Err(err) => {
+            let errors = err
+                .diagnostics
+                .iter()
+                .filter(|d| d.severity == crate::diag::Severity::Error)
+                .count();
+            for d in &err.diagnostics {
+                eprintln!("{d}");
+            }
+            eprintln!(
+                "secretstore: render refused the input ({errors} error{}); nothing was written",
+                if errors == 1 { "" } else { "s" }
+            );
+            if let Some(krm) = err.krm_output {
+                let _ = io::stdout().write_all(&krm);
+            }
+            ExitCode::from(exit::FINDINGS)
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Configuration: one YAML file, overridden by env vars (also in their `ARGOCD_ENV_` form,
+//! as Argo CD passes plugin env) and then by flags; named `clusters` override the top level.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub const DEFAULT_VAULT_ADDRESS: &str = "https://vault.vault.svc:8200";
+pub const DEFAULT_AUTH_PATH: &str = "auth/kubernetes";
+pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/secretstore/secretstore";
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
+
+/// The configuration file's shape. Every field is optional; [`Settings`] holds the
+/// resolved values.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ConfigFile {
+    #[serde(default)]
+    pub vault: VaultConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    /// Image (exact, or repository without tag/digest) → the command its ENTRYPOINT runs.
+    #[serde(default)]
+    pub entrypoints: BTreeMap<String, Vec<String>>,
+    /// More kinds (for CRDs) → dotted path of their pod template, e.g. `spec.template`.
+    #[serde(default)]
+    pub pod_template_paths: BTreeMap<String, String>,
+    #[serde(default)]
+    pub clusters: BTreeMap<String, ClusterConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VaultConfig {
+    pub address: Option<String>,
+    pub auth_path: Option<String>,
+    pub namespace: Option<String>,
+    pub audience: Option<String>,
+    pub ca_cert: Option<CaCertSource>,
+    pub tls_server_name: Option<String>,
+}
+
+/// Where the init container finds the CA bundle for Vault's TLS certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CaCertSource {
+    pub config_map: Option<String>,
+    pub secret: Option<String>,
+    /// Key in the ConfigMap or Secret; default `ca.crt`.
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct AgentConfig {
+    pub image: Option<String>,
+    pub image_pull_policy: Option<String>,
+    /// Kubernetes `resources` for the init container.
+    pub resources: Option<serde_json::Value>,
+    /// Deadline for the agent, e.g. `90s`, `2m`, or seconds as a number.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Duration {
+    Seconds(u64),
+    Text(String),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ClusterConfig {
+    #[serde(default)]
+    pub vault: VaultConfig,
+    #[serde(default)]
+    pub agent: AgentConfig,
+    #[serde(default)]
+    pub entrypoints: BTreeMap<String, Vec<String>>,
+}
+
+/// Overrides from the command line; `None` leaves the lower layers in force.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub config: Option<String>,
+    pub cluster: Option<String>,
+    pub vault_addr: Option<String>,
+    pub auth_path: Option<String>,
+    pub agent_image: Option<String>,
+}
+
+/// The resolved configuration render uses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub vault_address: String,
+    pub auth_path: String,
+    pub vault_namespace: Option<String>,
+    pub audience: Option<String>,
+    pub ca_cert: Option<CaCertSource>,
+    pub tls_server_name: Option<String>,
+    pub agent_image: String,
+    pub image_pull_policy: String,
+    pub resources: serde_json::Value,
+    pub timeout_seconds: u64,
+    pub entrypoints: BTreeMap<String, Vec<String>>,
+    pub pod_template_paths: BTreeMap<String, String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            vault_address: DEFAULT_VAULT_ADDRESS.into(),
+            auth_path: DEFAULT_AUTH_PATH.into(),
+            vault_namespace: None,
+            audience: None,
+            ca_cert: None,
+            tls_server_name: None,
+            agent_image: default_agent_image(),
+            image_pull_policy: "IfNotPresent".into(),
+            resources: default_resources(),
+            timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
+            entrypoints: BTreeMap::new(),
+            pod_template_paths: BTreeMap::new(),
+        }
+    }
+}
+
+pub fn default_agent_image() -> String {
+    format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+}
+
+fn default_resources() -> serde_json::Value {
+    serde_json::json!({
+        "requests": {"cpu": "10m", "memory": "16Mi"},
+        "limits": {"cpu": "200m", "memory": "64Mi"}
+    })
+}
+
+/// Reads an env var, falling back to its `ARGOCD_ENV_` form.
+pub fn env_var(lookup: &dyn Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    lookup(name)
+        .or_else(|| lookup(&format!("ARGOCD_ENV_{name}")))
+        .filter(|v| !v.is_empty())
+}
+
+impl Settings {
+    /// Resolves defaults ← file ← cluster ← env ← flags. `lookup` reads env vars (injected
+    /// for tests).
+    pub fn resolve(
+        overrides: &Overrides,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Settings, String> {
+        let path = overrides
+            .config
+            .clone()
+            .or_else(|| env_var(lookup, "SECRETSTORE_CONFIG"));
+        let file = match &path {
+            Some(p) => ConfigFile::load(Path::new(p))?,
+            None => ConfigFile::default(),
+        };
+        let cluster = overrides
+            .cluster
+            .clone()
+            .or_else(|| env_var(lookup, "SECRETSTORE_CLUSTER"));
+        let mut settings = Settings::from_file(&file, cluster.as_deref())?;
+        let env = |name: &str| env_var(lookup, name);
+        if let Some(v) = env("SECRETSTORE_VAULT_ADDR") {
+            settings.vault_address = v;
+        }
+        if let Some(v) = env("SECRETSTORE_AUTH_PATH") {
+            settings.auth_path = v;
+        }
+        if let Some(v) = env("SECRETSTORE_VAULT_NAMESPACE") {
+            settings.vault_namespace = Some(v);
+        }
+        if let Some(v) = env("SECRETSTORE_AUDIENCE") {
+            settings.audience = Some(v);
+        }
+        if let Some(v) = env("SECRETSTORE_TLS_SERVER_NAME") {
+            settings.tls_server_name = Some(v);
+        }
+        if let Some(v) = env("SECRETSTORE_AGENT_IMAGE") {
+            settings.agent_image = v;
+        }
+        if let Some(v) = env("SECRETSTORE_AGENT_TIMEOUT") {
+            settings.timeout_seconds = parse_duration(&v)?;
+        }
+        if let Some(v) = &overrides.vault_addr {
+            settings.vault_address = v.clone();
+        }
+        if let Some(v) = &overrides.auth_path {
+            settings.auth_path = v.clone();
+        }
+        if let Some(v) = &overrides.agent_image {
+            settings.agent_image = v.clone();
+        }
+        settings.auth_path = normalise_auth_path(&settings.auth_path);
+        Ok(settings)
+    }
+
+    /// Applies a configuration file, and the named cluster's overrides, onto the defaults.
+    pub fn from_file(file: &ConfigFile, cluster: Option<&str>) -> Result<Settings, String> {
+        let mut settings = Settings::default();
+        settings.apply(&file.vault, &file.agent, &file.entrypoints)?;
+        settings.pod_template_paths = file.pod_template_paths.clone();
+        if let Some(name) = cluster {
+            let Some(c) = file.clusters.get(name) else {
+                let known: Vec<&str> = file.clusters.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "cluster `{name}` is not in the configuration's `clusters` (known: {})",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
+            };
+            settings.apply(&c.vault, &c.agent, &c.entrypoints)?;
+        }
+        settings.auth_path = normalise_auth_path(&settings.auth_path);
+        Ok(settings)
+    }
+
+    fn apply(
+        &mut self,
+        vault: &VaultConfig,
+        agent: &AgentConfig,
+        entrypoints: &BTreeMap<String, Vec<String>>,
+    ) -> Result<(), String> {
+        let set = |target: &mut String, v: &Option<String>| {
+            if let Some(v) = v {
+                *target = v.clone();
+            }
+        };
+        set(&mut self.vault_address, &vault.address);
+        set(&mut self.auth_path, &vault.auth_path);
+        if vault.namespace.is_some() {
+            self.vault_namespace = vault.namespace.clone();
+        }
+        if vault.audience.is_some() {
+            self.audience = vault.audience.clone();
+        }
+        if let Some(ca) = &vault.ca_cert {
+            if ca.config_map.is_some() == ca.secret.is_some() {
+                return Err(
+                    "vault.caCert needs exactly one of `configMap` or `secret` (with an optional `key`, default `ca.crt`)".into(),
+                );
+            }
+            self.ca_cert = Some(ca.clone());
+        }
+        if vault.tls_server_name.is_some() {
+            self.tls_server_name = vault.tls_server_name.clone();
+        }
+        set(&mut self.agent_image, &agent.image);
+        set(&mut self.image_pull_policy, &agent.image_pull_policy);
+        if let Some(r) = &agent.resources {
+            self.resources = r.clone();
+        }
+        if let Some(t) = &agent.timeout {
+            self.timeout_seconds = match t {
+                Duration::Seconds(s) => *s,
+                Duration::Text(s) => parse_duration(s)?,
+            };
+        }
+        for (image, command) in entrypoints {
+            self.entrypoints.insert(image.clone(), command.clone());
+        }
+        Ok(())
+    }
+
+    /// The command an image's ENTRYPOINT runs, by exact image, then by repository.
+    pub fn entrypoint(&self, image: &str) -> Option<&[String]> {
+        self.entrypoints
+            .get(image)
+            .or_else(|| self.entrypoints.get(image_repository(image)))
+            .map(Vec::as_slice)
+    }
+}
+
+impl ConfigFile {
+    pub fn load(path: &Path) -> Result<ConfigFile, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read configuration {}: {e}", path.display()))?;
+        ConfigFile::parse(&text).map_err(|e| format!("configuration {}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<ConfigFile, String> {
+        if text.trim().is_empty() {
+            return Ok(ConfigFile::default());
+        }
+        yaml_serde::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+/// `registry/repo:tag@digest` → `registry/repo`.
+pub fn image_repository(image: &str) -> &str {
+    let without_digest = image.split('@').next().unwrap_or(image);
+    match without_digest.rfind(':') {
+        Some(colon) if !without_digest[colon..].contains('/') => &without_digest[..colon],
+        _ => without_digest,
+    }
+}
+
+fn normalise_auth_path(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    if trimmed.starts_with("auth/") {
+        trimmed.to_string()
+    } else {
+        format!("auth/{trimmed}")
+    }
+}
+
+/// Parses `90`, `90s`, `2m`, `1h30m`.
+pub fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("`{text}` is not a duration (examples: 90, 90s, 2m, 1h30m)");
+    let text = text.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Ok(seconds);
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            'h' => 3600,
+            'm' => 60,
+            's' => 1,
+            _ => return Err(bad()),
+        };
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        number.clear();
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let file = ConfigFile::parse(
+            "vault:\n  address: https://file:8200\n  authPath: kubernetes\nclusters:\n  eu:\n    vault:\n      authPath: auth/k8s-eu\n",
+        )
+        .unwrap();
+        let s = Settings::from_file(&file, Some("eu")).unwrap();
+        assert_eq!(s.vault_address, "https://file:8200");
+        assert_eq!(s.auth_path, "auth/k8s-eu");
+        assert!(Settings::from_file(&file, Some("us")).is_err());
+    }
+
+    #[test]
+    fn argocd_env_form_is_honoured() {
+        let lookup = |name: &str| match name {
+            "ARGOCD_ENV_SECRETSTORE_VAULT_ADDR" => Some("https://argo:8200".to_string()),
+            _ => None,
+        };
+        let s = Settings::resolve(&Overrides::default(), &lookup).unwrap();
+        assert_eq!(s.vault_address, "https://argo:8200");
+        let flags = Overrides {
+            vault_addr: Some("https://flag:8200".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            Settings::resolve(&flags, &lookup).unwrap().vault_address,
+            "https://flag:8200"
+        );
+    }
+
+    #[test]
+    fn durations_and_repositories() {
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
+        assert_eq!(parse_duration("45").unwrap(), 45);
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(
+            image_repository("reg:5000/app:1.2@sha256:ab"),
+            "reg:5000/app"
+        );
+        assert_eq!(image_repository("reg:5000/app"), "reg:5000/app");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(ConfigFile::parse("vault:\n  adress: x\n").is_err());
+    }
+}

@@ -1,0 +1,816 @@
+//! The Rafay secret-store dialect (SPEC section 1), parsed from a pod template into a typed
+//! request with source positions.
+
+use crate::diag::{Diagnostic, Location, ObjectRef};
+use crate::spec::{FileFormat, REF_PREFIX};
+use crate::tree::{NodeId, Tree};
+use serde::Deserialize;
+
+pub const OPT_IN_KEY: &str = "rafay.dev/secretstore";
+pub const OPT_IN_VALUE: &str = "vault";
+pub const PREFIX: &str = "vault.secretstore.rafay.dev/";
+pub const ROLE_KEY: &str = "vault.secretstore.rafay.dev/role";
+pub const FILE_KEY_PREFIX: &str = "vault.secretstore.rafay.dev/filesecret-config-";
+/// Extension: written by render on every pod it expanded.
+pub const STATUS_KEY: &str = "vault.secretstore.rafay.dev/status";
+pub const STATUS_INJECTED: &str = "injected";
+
+/// Diagnostic codes of the dialect, stable across releases.
+pub mod code {
+    pub const YAML_SYNTAX: &str = "SS001";
+    pub const LIMIT: &str = "SS002";
+    pub const EMPTY_INPUT: &str = "SS003";
+    pub const UNKNOWN_PROVIDER: &str = "SS101";
+    pub const MISSING_ROLE: &str = "SS102";
+    pub const UNKNOWN_KEY: &str = "SS103";
+    pub const BAD_FILE_SUFFIX: &str = "SS104";
+    pub const BAD_VALUE_TYPE: &str = "SS105";
+    pub const FILE_BAD_JSON: &str = "SS110";
+    pub const FILE_MISSING_FIELD: &str = "SS111";
+    pub const FILE_UNKNOWN_FIELD: &str = "SS112";
+    pub const FILE_BAD_NAME: &str = "SS113";
+    pub const FILE_RELATIVE_MOUNT: &str = "SS114";
+    pub const UNKNOWN_CONTAINER: &str = "SS115";
+    pub const FILE_PATH_CLASH: &str = "SS116";
+    pub const MOUNT_PATH_IN_USE: &str = "SS117";
+    pub const FILE_BAD_FORMAT: &str = "SS118";
+    pub const BAD_REFERENCE: &str = "SS120";
+    pub const REF_NOT_OPTED_IN: &str = "SS121";
+    pub const NO_COMMAND: &str = "SS122";
+    pub const CANNOT_EDIT: &str = "SS130";
+    pub const KEYS_ON_WORKLOAD: &str = "SS201";
+}
+
+/// A parsed `<path>[#<key>[#<version>]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SecretRef {
+    /// The path as written, without a leading `/`.
+    pub path: String,
+    pub key: Option<String>,
+    pub version: Option<u64>,
+}
+
+impl SecretRef {
+    pub fn parse(text: &str) -> Result<SecretRef, String> {
+        let mut parts = text.split('#');
+        let path = parts.next().unwrap_or_default().trim_start_matches('/');
+        let key = parts.next();
+        let version = parts.next();
+        if parts.next().is_some() {
+            return Err(format!(
+                "`{text}` has more than two `#`: write <path>[#<key>[#<version>]]"
+            ));
+        }
+        if path.is_empty() || path.ends_with('/') || path.contains("//") {
+            return Err(format!(
+                "`{text}` has no valid Vault path: write <path>[#<key>[#<version>]], e.g. secret/shop/db#password"
+            ));
+        }
+        if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(format!("the Vault path in `{text}` contains whitespace"));
+        }
+        if key == Some("") {
+            return Err(format!("`{text}` has an empty key after `#`"));
+        }
+        let version = match version {
+            None => None,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(format!(
+                        "`{text}` pins version `{v}`: a KV v2 version is a positive integer"
+                    ))
+                }
+            },
+        };
+        Ok(SecretRef {
+            path: path.to_string(),
+            key: key.map(str::to_string),
+            version,
+        })
+    }
+}
+
+/// A container or init container of the pod template.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub name: String,
+    pub node: NodeId,
+    pub init: bool,
+    /// Index within `containers` or `initContainers`.
+    pub index: usize,
+    pub image: Option<String>,
+    /// Mount paths the container already has.
+    pub mount_paths: Vec<String>,
+}
+
+impl Container {
+    pub fn field(&self) -> String {
+        format!(
+            "{}[{}]",
+            if self.init {
+                "initContainers"
+            } else {
+                "containers"
+            },
+            self.index
+        )
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct FileSecret {
+    pub suffix: String,
+    pub reference: SecretRef,
+    pub reference_text: String,
+    pub file_name: String,
+    pub mount_path: String,
+    /// Indices into [`PodRequest::containers`].
+    pub containers: Vec<usize>,
+    pub format: FileFormat,
+    pub mode: u32,
+    /// The annotation's value node.
+    pub node: NodeId,
+}
+
+#[derive(Debug, Clone)]
+pub struct EnvRefUse {
+    /// Index into [`PodRequest::containers`].
+    pub container: usize,
+    pub env_name: String,
+    /// Index of the entry in the container's `env`.
+    pub env_index: usize,
+    pub reference: SecretRef,
+    /// The env value as written, e.g. `secretstore:vault:secret/db#password`.
+    pub text: String,
+    pub node: NodeId,
+}
+
+/// What an opted-in pod template asks for.
+#[derive(Debug, Clone)]
+pub struct PodRequest {
+    pub role: String,
+    pub files: Vec<FileSecret>,
+    pub env_refs: Vec<EnvRefUse>,
+    pub containers: Vec<Container>,
+    pub annotations: NodeId,
+    /// Already expanded by an earlier render (`status: injected`): render leaves it as is.
+    pub injected: bool,
+}
+
+#[derive(Debug)]
+pub enum Gate {
+    /// Not opted in (and nothing wrong found).
+    NotOptedIn,
+    OptedIn(PodRequest),
+}
+
+/// Where diagnostics go, and how node positions become stream locations.
+pub struct Ctx<'a> {
+    pub source: &'a str,
+    /// 1-based line of the document's first byte in the stream.
+    pub first_line: usize,
+    pub tree: &'a Tree,
+    pub object: ObjectRef,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    pub fn location(&self, node: NodeId) -> Location {
+        let n = self.tree.node(node);
+        Location {
+            source: self.source.to_string(),
+            line: self.first_line + n.line - 1,
+            column: n.col + 1,
+        }
+    }
+
+    pub fn error(
+        &mut self,
+        code: &'static str,
+        node: NodeId,
+        field: String,
+        message: String,
+        help: &str,
+    ) {
+        let d = Diagnostic::error(code, self.location(node), message)
+            .with_object(Some(self.object.clone()))
+            .with_field(field)
+            .with_help(help);
+        self.diagnostics.push(d);
+    }
+
+    pub fn warning(
+        &mut self,
+        code: &'static str,
+        node: NodeId,
+        field: String,
+        message: String,
+        help: &str,
+    ) {
+        let d = Diagnostic::warning(code, self.location(node), message)
+            .with_object(Some(self.object.clone()))
+            .with_field(field)
+            .with_help(help);
+        self.diagnostics.push(d);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics
+            .iter()
+            .any(|d| d.severity == crate::diag::Severity::Error)
+    }
+}
+
+/// Known extension keys besides the upstream ones.
+const KNOWN_KEYS: [&str; 3] = [OPT_IN_KEY, ROLE_KEY, STATUS_KEY];
+
+/// Warns about dialect keys on a workload's own metadata, where they have no effect.
+pub fn check_workload_metadata(ctx: &mut Ctx, object: NodeId, field_prefix: &str) {
+    let tree = ctx.tree;
+    let Some(annotations) = tree.path(object, &["metadata", "annotations"]) else {
+        return;
+    };
+    for (k, _) in tree.entries(annotations) {
+        let Some(key) = tree.str(*k) else { continue };
+        if key == OPT_IN_KEY || key.starts_with(PREFIX) {
+            ctx.warning(
+                code::KEYS_ON_WORKLOAD,
+                *k,
+                format!("{field_prefix}metadata.annotations[{key}]"),
+                format!("`{key}` is on the workload's own metadata, where it has no effect"),
+                "move it to the pod template's metadata.annotations (spec.template.metadata.annotations)",
+            );
+        }
+    }
+}
+
+fn containers(tree: &Tree, spec: NodeId) -> Vec<Container> {
+    let mut out = Vec::new();
+    for (list, init) in [("initContainers", true), ("containers", false)] {
+        let Some(seq) = tree.get(spec, list) else {
+            continue;
+        };
+        for (index, c) in tree.items(seq).iter().enumerate() {
+            let mount_paths = tree
+                .get(*c, "volumeMounts")
+                .map(|m| {
+                    tree.items(m)
+                        .iter()
+                        .filter_map(|vm| tree.str_at(*vm, &["mountPath"]))
+                        .map(|p| p.trim_end_matches('/').to_string())
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Container {
+                name: tree.str_at(*c, &["name"]).unwrap_or_default().to_string(),
+                node: tree.resolve(*c),
+                init,
+                index,
+                image: tree.str_at(*c, &["image"]).map(str::to_string),
+                mount_paths,
+            });
+        }
+    }
+    out
+}
+
+/// Reads the dialect of one pod template (`template` holds `metadata` and `spec`).
+pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
+    let tree = ctx.tree;
+    let annotations = tree.path(template, &["metadata", "annotations"]);
+    let spec = tree.get(template, "spec").map(|s| tree.resolve(s));
+    let containers = spec.map(|s| containers(tree, s)).unwrap_or_default();
+    let env_refs = collect_env_refs(ctx, &containers, field);
+
+    let opt_in = annotations.and_then(|a| tree.get(a, OPT_IN_KEY));
+    let Some(opt_in) = opt_in else {
+        for r in &env_refs {
+            let c = &containers[r.container];
+            ctx.error(
+                code::REF_NOT_OPTED_IN,
+                r.node,
+                format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
+                format!(
+                    "env `{}` of container `{}` is a secret reference, but the pod is not opted in, so the app would start with the literal reference",
+                    r.env_name, c.name
+                ),
+                &format!("add `{OPT_IN_KEY}: vault` and `{ROLE_KEY}: <role>` to {field}metadata.annotations"),
+            );
+        }
+        return Gate::NotOptedIn;
+    };
+    let Some(annotations) = annotations else {
+        return Gate::NotOptedIn;
+    };
+    let annotations = tree.resolve(annotations);
+    let afield = format!("{field}metadata.annotations");
+    if tree.str(opt_in) != Some(OPT_IN_VALUE) {
+        let shown = tree.str(opt_in).unwrap_or("<not a string>").to_string();
+        ctx.error(
+            code::UNKNOWN_PROVIDER,
+            opt_in,
+            format!("{afield}[{OPT_IN_KEY}]"),
+            format!("unknown secret-store provider `{shown}`"),
+            "the only provider is `vault`",
+        );
+        return Gate::NotOptedIn;
+    }
+    let injected =
+        tree.get(annotations, STATUS_KEY).and_then(|s| tree.str(s)) == Some(STATUS_INJECTED);
+
+    let mut role = None;
+    let mut file_entries: Vec<(String, NodeId, NodeId)> = Vec::new();
+    for (k, v) in tree.entries(annotations) {
+        let Some(key) = tree.str(*k) else { continue };
+        if !key.starts_with(PREFIX) {
+            continue;
+        }
+        let kfield = format!("{afield}[{key}]");
+        if key == ROLE_KEY {
+            match tree.str(*v) {
+                Some(r) if !r.trim().is_empty() => role = Some(r.to_string()),
+                _ => ctx.error(
+                    code::MISSING_ROLE,
+                    *v,
+                    kfield,
+                    "the Vault role is empty".into(),
+                    "set it to the Vault role bound to this pod's service account",
+                ),
+            }
+        } else if let Some(suffix) = key.strip_prefix(FILE_KEY_PREFIX) {
+            if suffix.is_empty()
+                || !suffix
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                ctx.error(
+                    code::BAD_FILE_SUFFIX,
+                    *k,
+                    kfield,
+                    format!("`{key}` has an invalid suffix `{suffix}`"),
+                    "the suffix after filesecret-config- is one or more of a-z, 0-9 and -",
+                );
+            } else {
+                file_entries.push((suffix.to_string(), *k, *v));
+            }
+        } else if !KNOWN_KEYS.contains(&key) {
+            let suggestion = suggest(key);
+            ctx.error(
+                code::UNKNOWN_KEY,
+                *k,
+                kfield,
+                format!("unknown secret-store annotation `{key}`"),
+                &match suggestion {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("known keys: {ROLE_KEY}, {FILE_KEY_PREFIX}<N>, {STATUS_KEY}"),
+                },
+            );
+        }
+    }
+    let role = match role {
+        Some(r) => r,
+        None => {
+            if tree.get(annotations, ROLE_KEY).is_none() {
+                ctx.error(
+                    code::MISSING_ROLE,
+                    opt_in,
+                    afield.clone(),
+                    format!("the pod is opted in but has no `{ROLE_KEY}` annotation"),
+                    "add the Vault role bound to this pod's service account",
+                );
+            }
+            String::new()
+        }
+    };
+    file_entries.sort_by(|a, b| suffix_order(&a.0, &b.0));
+    let mut files = Vec::new();
+    for (suffix, _k, v) in file_entries {
+        let kfield = format!("{afield}[{FILE_KEY_PREFIX}{suffix}]");
+        if let Some(f) = parse_file_secret(ctx, &containers, suffix, v, &kfield) {
+            files.push(f);
+        }
+    }
+    check_file_clashes(ctx, &files, &containers, &afield, injected);
+    Gate::OptedIn(PodRequest {
+        role,
+        files,
+        env_refs,
+        containers,
+        annotations,
+        injected,
+    })
+}
+
+/// Numeric suffixes in numeric order first, then the rest in text order.
+fn suffix_order(a: &str, b: &str) -> std::cmp::Ordering {
+    match (a.parse::<u128>(), b.parse::<u128>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y).then(a.cmp(b)),
+        (Ok(_), Err(_)) => std::cmp::Ordering::Less,
+        (Err(_), Ok(_)) => std::cmp::Ordering::Greater,
+        _ => a.cmp(b),
+    }
+}
+
+fn collect_env_refs(ctx: &mut Ctx, containers: &[Container], field: &str) -> Vec<EnvRefUse> {
+    let tree = ctx.tree;
+    let mut refs = Vec::new();
+    for (ci, c) in containers.iter().enumerate() {
+        let Some(env) = tree.get(c.node, "env") else {
+            continue;
+        };
+        for (ei, e) in tree.items(env).iter().enumerate() {
+            let Some(value_node) = tree.get(*e, "value") else {
+                continue;
+            };
+            let Some(value) = tree.str(value_node) else {
+                continue;
+            };
+            if !value.starts_with(REF_PREFIX) {
+                continue;
+            }
+            let env_name = tree.str_at(*e, &["name"]).unwrap_or_default().to_string();
+            match SecretRef::parse(&value[REF_PREFIX.len()..]) {
+                Ok(mut reference) => {
+                    if reference.key.is_none() {
+                        reference.key = Some(env_name.clone());
+                    }
+                    refs.push(EnvRefUse {
+                        container: ci,
+                        env_name,
+                        env_index: ei,
+                        reference,
+                        text: value.to_string(),
+                        node: value_node,
+                    });
+                }
+                Err(message) => ctx.error(
+                    code::BAD_REFERENCE,
+                    value_node,
+                    format!("{field}spec.{}.env[{ei}].value", c.field()),
+                    message,
+                    "write secretstore:vault:<path>[#<key>[#<version>]]",
+                ),
+            }
+        }
+    }
+    refs
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct FileSecretJson {
+    vault_secret_ref: Option<String>,
+    secret_file_name: Option<String>,
+    volume_mount_path: Option<String>,
+    containers: Option<Vec<String>>,
+    format: Option<String>,
+    mode: Option<String>,
+}
+
+const FILE_FIELDS: [&str; 6] = [
+    "vaultSecretRef",
+    "secretFileName",
+    "volumeMountPath",
+    "containers",
+    "format",
+    "mode",
+];
+
+fn parse_file_secret(
+    ctx: &mut Ctx,
+    containers: &[Container],
+    suffix: String,
+    node: NodeId,
+    field: &str,
+) -> Option<FileSecret> {
+    let tree = ctx.tree;
+    let Some(text) = tree.str(node) else {
+        ctx.error(
+            code::BAD_VALUE_TYPE,
+            node,
+            field.into(),
+            "the file secret configuration is not a string".into(),
+            "write it as a JSON object in a quoted string or a block scalar (|)",
+        );
+        return None;
+    };
+    let parsed: FileSecretJson = match serde_json::from_str(text) {
+        Ok(p) => p,
+        Err(e) => {
+            let message = e.to_string();
+            if let Some(name) = message
+                .strip_prefix("unknown field `")
+                .and_then(|m| m.split('`').next())
+            {
+                let help = match closest(name, &FILE_FIELDS) {
+                    Some(s) => format!("did you mean `{s}`? fields: {}", FILE_FIELDS.join(", ")),
+                    None => format!("fields: {}", FILE_FIELDS.join(", ")),
+                };
+                ctx.error(
+                    code::FILE_UNKNOWN_FIELD,
+                    node,
+                    field.into(),
+                    format!("unknown field `{name}` in the file secret configuration"),
+                    &help,
+                );
+            } else {
+                ctx.error(
+                    code::FILE_BAD_JSON,
+                    node,
+                    field.into(),
+                    format!("the file secret configuration is not valid JSON: {message}"),
+                    r#"write a JSON object, e.g. {"vaultSecretRef": "secret/app#tls.crt", "secretFileName": "tls.crt", "volumeMountPath": "/etc/tls"}"#,
+                );
+            }
+            return None;
+        }
+    };
+    let mut ok = true;
+    let mut missing = |present: bool, name: &str, ctx: &mut Ctx| {
+        if !present {
+            ctx.error(
+                code::FILE_MISSING_FIELD,
+                node,
+                field.into(),
+                format!("the file secret configuration has no `{name}`"),
+                "vaultSecretRef, secretFileName and volumeMountPath are required",
+            );
+            ok = false;
+        }
+    };
+    missing(parsed.vault_secret_ref.is_some(), "vaultSecretRef", ctx);
+    missing(parsed.secret_file_name.is_some(), "secretFileName", ctx);
+    missing(parsed.volume_mount_path.is_some(), "volumeMountPath", ctx);
+    let (Some(reference_text), Some(file_name), Some(mount_path)) = (
+        parsed.vault_secret_ref,
+        parsed.secret_file_name,
+        parsed.volume_mount_path,
+    ) else {
+        return None;
+    };
+    let reference = match SecretRef::parse(&reference_text) {
+        Ok(r) => Some(r),
+        Err(message) => {
+            ctx.error(
+                code::BAD_REFERENCE,
+                node,
+                format!("{field}.vaultSecretRef"),
+                message,
+                "write <path>[#<key>[#<version>]]",
+            );
+            None
+        }
+    };
+    if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
+        ctx.error(
+            code::FILE_BAD_NAME,
+            node,
+            format!("{field}.secretFileName"),
+            format!("`{file_name}` is not a file name"),
+            "give a plain file name without `/`; the directory is volumeMountPath",
+        );
+        ok = false;
+    }
+    if !mount_path.starts_with('/') {
+        ctx.error(
+            code::FILE_RELATIVE_MOUNT,
+            node,
+            format!("{field}.volumeMountPath"),
+            format!("volumeMountPath `{mount_path}` is not absolute"),
+            "give an absolute directory, e.g. /etc/secrets",
+        );
+        ok = false;
+    }
+    let whole = reference.as_ref().is_some_and(|r| r.key.is_none());
+    let format = match parsed.format.as_deref() {
+        None if whole => FileFormat::Json,
+        None => FileFormat::Raw,
+        Some(name) => match FileFormat::parse(name) {
+            Some(FileFormat::Raw) if whole => {
+                ctx.error(
+                    code::FILE_BAD_FORMAT,
+                    node,
+                    format!("{field}.format"),
+                    "format `raw` needs a `#key` in vaultSecretRef".into(),
+                    "use json, yaml, env or properties for a whole secret, or add #<key>",
+                );
+                ok = false;
+                FileFormat::Raw
+            }
+            Some(f) if !whole && f != FileFormat::Raw => {
+                ctx.error(
+                    code::FILE_BAD_FORMAT,
+                    node,
+                    format!("{field}.format"),
+                    format!("format `{name}` applies to a whole secret, but the reference selects one key"),
+                    "drop the #key to write the whole secret, or drop format (raw is the default with #key)",
+                );
+                ok = false;
+                f
+            }
+            Some(f) => f,
+            None => {
+                ctx.error(
+                    code::FILE_BAD_FORMAT,
+                    node,
+                    format!("{field}.format"),
+                    format!("unknown format `{name}`"),
+                    "formats: json, yaml, env, properties (whole secret); raw (with #key)",
+                );
+                ok = false;
+                FileFormat::Json
+            }
+        },
+    };
+    let mode = match parsed.mode.as_deref() {
+        None => 0o444,
+        Some(m) => match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
+            Ok(v) if v <= 0o777 && !m.is_empty() => v,
+            _ => {
+                ctx.error(
+                    code::FILE_BAD_FORMAT,
+                    node,
+                    format!("{field}.mode"),
+                    format!("mode `{m}` is not an octal permission"),
+                    "write an octal string such as \"0440\"",
+                );
+                ok = false;
+                0o444
+            }
+        },
+    };
+    let targets: Vec<usize> = match &parsed.containers {
+        None => containers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.init)
+            .map(|(i, _)| i)
+            .collect(),
+        Some(names) => {
+            let mut found = Vec::new();
+            for name in names {
+                match containers.iter().position(|c| &c.name == name) {
+                    Some(i) if !found.contains(&i) => found.push(i),
+                    Some(_) => {}
+                    None => {
+                        let known: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
+                        ctx.error(
+                            code::UNKNOWN_CONTAINER,
+                            node,
+                            format!("{field}.containers"),
+                            format!("no container or init container is named `{name}`"),
+                            &format!("containers of this pod: {}", known.join(", ")),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            found
+        }
+    };
+    let reference = reference?;
+    if !ok {
+        return None;
+    }
+    Some(FileSecret {
+        suffix,
+        reference,
+        reference_text,
+        file_name,
+        mount_path: mount_path.trim_end_matches('/').to_string(),
+        containers: targets,
+        format,
+        mode,
+        node,
+    })
+}
+
+/// Two files at one path in one container, and mount paths the container already uses
+/// (except on an injected pod, whose mounts are secretstore's own).
+fn check_file_clashes(
+    ctx: &mut Ctx,
+    files: &[FileSecret],
+    containers: &[Container],
+    afield: &str,
+    injected: bool,
+) {
+    let mut seen: Vec<(usize, &str, &str, &str)> = Vec::new();
+    for f in files {
+        for &c in &f.containers {
+            let container = &containers[c];
+            let field = format!("{afield}[{FILE_KEY_PREFIX}{}]", f.suffix);
+            let mount = if f.mount_path.is_empty() {
+                "/"
+            } else {
+                &f.mount_path
+            };
+            if !injected && container.mount_paths.iter().any(|p| p == &f.mount_path) {
+                ctx.error(
+                    code::MOUNT_PATH_IN_USE,
+                    f.node,
+                    format!("{field}.volumeMountPath"),
+                    format!(
+                        "container `{}` already mounts a volume at `{mount}`",
+                        container.name
+                    ),
+                    "choose a volumeMountPath the container does not use",
+                );
+            }
+            if let Some((_, _, _, other)) = seen
+                .iter()
+                .find(|(sc, m, n, _)| *sc == c && *m == f.mount_path && *n == f.file_name)
+            {
+                ctx.error(
+                    code::FILE_PATH_CLASH,
+                    f.node,
+                    field.clone(),
+                    format!(
+                        "container `{}` would get two files at `{mount}/{}` (also from filesecret-config-{other})",
+                        container.name, f.file_name
+                    ),
+                    "give each file its own secretFileName or volumeMountPath",
+                );
+            } else {
+                seen.push((c, &f.mount_path, &f.file_name, &f.suffix));
+            }
+        }
+    }
+}
+
+/// The closest known key to an unknown one under the dialect prefix.
+fn suggest(key: &str) -> Option<String> {
+    let known = [
+        ROLE_KEY,
+        STATUS_KEY,
+        "vault.secretstore.rafay.dev/filesecret-config-1",
+    ];
+    if let Some(rest) = key.strip_prefix(PREFIX) {
+        if rest.starts_with("file") || rest.contains("secret-config") || rest.contains("filesecret")
+        {
+            let suffix = rest.rsplit('-').next().unwrap_or("1");
+            return Some(format!("{FILE_KEY_PREFIX}{suffix}"));
+        }
+    }
+    closest(key, &known).map(str::to_string)
+}
+
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(2))
+        .min()
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_references() {
+        let r = SecretRef::parse("/secret/data/shop/db#password#3").unwrap();
+        assert_eq!(r.path, "secret/data/shop/db");
+        assert_eq!(r.key.as_deref(), Some("password"));
+        assert_eq!(r.version, Some(3));
+        assert!(SecretRef::parse("secret/x#k#0").is_err());
+        assert!(SecretRef::parse("secret/x#k#v1").is_err());
+        assert!(SecretRef::parse("secret/x#").is_err());
+        assert!(SecretRef::parse("#k").is_err());
+        assert!(SecretRef::parse("a#b#1#2").is_err());
+    }
+
+    #[test]
+    fn suffixes_sort_numerically_first() {
+        let mut s = vec!["10", "b", "2", "a", "1"];
+        s.sort_by(|a, b| suffix_order(a, b));
+        assert_eq!(s, vec!["1", "2", "10", "a", "b"]);
+    }
+
+    #[test]
+    fn suggests_close_keys() {
+        assert_eq!(
+            suggest("vault.secretstore.rafay.dev/rol").as_deref(),
+            Some(ROLE_KEY)
+        );
+        assert_eq!(
+            suggest("vault.secretstore.rafay.dev/filesecret-conf-2").as_deref(),
+            Some("vault.secretstore.rafay.dev/filesecret-config-2")
+        );
+    }
+}

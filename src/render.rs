@@ -1,0 +1,441 @@
+//! The render pipeline: read → split into documents → find opted-in pod templates → parse
+//! the dialect → plan the expansion → apply it as edits → write.
+//!
+//! Planning runs over every input before anything is written, so an error anywhere leaves
+//! stdout untouched. The result refers to the input's bytes and holds only the inserted
+//! text, so memory stays near the input's size however large the stream.
+
+use crate::config::{ConfigFile, Settings};
+use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
+use crate::dialect::{self, code, Ctx, Gate};
+use crate::edit::{self, Edit, Insertion, Layout};
+use crate::plan;
+use crate::stream;
+use crate::tree::Tree;
+use crate::workload;
+use std::io::{self, Write};
+
+/// Largest single document that is parsed (untouched documents are only scanned).
+pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The marker every document that render may change contains; others are copied as bytes.
+const DIALECT_MARKER: &[u8] = b"secretstore";
+
+pub struct Input {
+    /// File name, or `<stdin>`.
+    pub name: String,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub allow_empty: bool,
+}
+
+/// A piece of output: a slice of an input, or inserted text.
+enum Piece {
+    Input {
+        input: usize,
+        start: usize,
+        end: usize,
+    },
+    Text(String),
+}
+
+/// A planned render: write it with [`Rendered::write_to`].
+pub struct Rendered<'a> {
+    inputs: &'a [Input],
+    pieces: Vec<Piece>,
+    pub warnings: Vec<Diagnostic>,
+    /// Pod templates expanded.
+    pub expanded: usize,
+}
+
+impl Rendered<'_> {
+    pub fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        for piece in &self.pieces {
+            match piece {
+                Piece::Input { input, start, end } => {
+                    out.write_all(&self.inputs[*input].bytes[*start..*end])?
+                }
+                Piece::Text(text) => out.write_all(text.as_bytes())?,
+            }
+        }
+        Ok(())
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        // Writing to a Vec cannot fail.
+        let _ = self.write_to(&mut out);
+        out
+    }
+}
+
+#[derive(Debug)]
+pub struct RenderError {
+    pub diagnostics: Vec<Diagnostic>,
+    /// For a KRM `ResourceList` input: the list with its items untouched and the errors as
+    /// `results`, which KRM runners show to the user.
+    pub krm_output: Option<Vec<u8>>,
+}
+
+/// What one input's planning found.
+struct InputPlan {
+    /// Insertions per document start offset, in order.
+    insertions: Vec<(usize, Vec<Insertion>)>,
+    has_content: bool,
+}
+
+pub fn render<'a>(
+    inputs: &'a [Input],
+    settings: &Settings,
+    options: &Options,
+) -> Result<Rendered<'a>, RenderError> {
+    let mut diagnostics = Vec::new();
+    let mut plans = Vec::new();
+    let mut expanded = 0;
+    let mut krm: Option<(usize, Vec<u8>)> = None;
+    for (i, input) in inputs.iter().enumerate() {
+        let plan = plan_input(
+            input,
+            settings,
+            &mut diagnostics,
+            &mut expanded,
+            &mut krm,
+            i,
+        );
+        plans.push(plan);
+    }
+    let (errors, warnings): (Vec<_>, Vec<_>) = diagnostics
+        .into_iter()
+        .partition(|d| d.severity == Severity::Error);
+    if !errors.is_empty() {
+        let krm_output = krm.map(|(i, _)| krm_results(&inputs[i], &errors));
+        let mut all = errors;
+        all.extend(warnings);
+        return Err(RenderError {
+            diagnostics: all,
+            krm_output,
+        });
+    }
+    if !options.allow_empty && !plans.iter().any(|p| p.has_content) {
+        let source = inputs
+            .first()
+            .map(|i| i.name.clone())
+            .unwrap_or_else(|| "<stdin>".into());
+        return Err(RenderError {
+            diagnostics: vec![Diagnostic::error(
+                code::EMPTY_INPUT,
+                Location { source, line: 1, column: 1 },
+                "the input holds no Kubernetes objects",
+            )
+            .with_help("an upstream failure (helm template, kustomize build) may have printed nothing; pass --allow-empty if an empty render is intended")],
+            krm_output: None,
+        });
+    }
+
+    let mut pieces = Vec::new();
+    for (i, (input, plan)) in inputs.iter().zip(&plans).enumerate() {
+        if i > 0 {
+            separate(&mut pieces, &inputs[i - 1].bytes, &input.bytes);
+        }
+        let mut at = 0;
+        for (doc_start, insertions) in &plan.insertions {
+            for ins in insertions {
+                let offset = doc_start + ins.offset;
+                pieces.push(Piece::Input {
+                    input: i,
+                    start: at,
+                    end: offset,
+                });
+                pieces.push(Piece::Text(ins.text.clone()));
+                at = offset;
+            }
+        }
+        pieces.push(Piece::Input {
+            input: i,
+            start: at,
+            end: input.bytes.len(),
+        });
+    }
+    Ok(Rendered {
+        inputs,
+        pieces,
+        warnings,
+        expanded,
+    })
+}
+
+/// Between two inputs: a newline if the first lacks one, and `---` unless the second
+/// starts a document itself.
+fn separate(pieces: &mut Vec<Piece>, previous: &[u8], next: &[u8]) {
+    let mut text = String::new();
+    if !previous.is_empty() && !previous.ends_with(b"\n") {
+        text.push('\n');
+    }
+    let body = &next[stream::bom_len(next)..];
+    if !body.starts_with(b"---") {
+        text.push_str("---\n");
+    }
+    pieces.push(Piece::Text(text));
+}
+
+fn plan_input(
+    input: &Input,
+    settings: &Settings,
+    diagnostics: &mut Vec<Diagnostic>,
+    expanded: &mut usize,
+    krm: &mut Option<(usize, Vec<u8>)>,
+    index: usize,
+) -> InputPlan {
+    let bom = stream::bom_len(&input.bytes);
+    let body = &input.bytes[bom..];
+    let mut plan = InputPlan {
+        insertions: Vec::new(),
+        has_content: false,
+    };
+    let finder = memchr::memmem::Finder::new(DIALECT_MARKER);
+    for doc in stream::split(body) {
+        let bytes = &body[doc.start..doc.end];
+        if !plan.has_content {
+            plan.has_content = stream::has_content(bytes);
+        }
+        if finder.find(bytes).is_none() {
+            continue;
+        }
+        let at = |line: usize, column: usize| Location {
+            source: input.name.clone(),
+            line: doc.first_line + line - 1,
+            column,
+        };
+        if bytes.len() > MAX_DOCUMENT_BYTES {
+            diagnostics.push(
+                Diagnostic::error(
+                    code::LIMIT,
+                    at(1, 1),
+                    format!(
+                        "document is {} bytes, more than the {} MiB limit",
+                        bytes.len(),
+                        MAX_DOCUMENT_BYTES / (1024 * 1024)
+                    ),
+                )
+                .with_help("split the document"),
+            );
+            continue;
+        }
+        let text = match std::str::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let valid = &bytes[..e.valid_up_to()];
+                let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+                let column =
+                    valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+                diagnostics.push(
+                    Diagnostic::error(
+                        code::YAML_SYNTAX,
+                        at(line, column),
+                        "the document is not valid UTF-8",
+                    )
+                    .with_help("save the file as UTF-8"),
+                );
+                continue;
+            }
+        };
+        let tree = match Tree::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                let limit = e.message.contains("nesting") || e.message.contains("nodes");
+                diagnostics.push(
+                    Diagnostic::error(
+                        if limit {
+                            code::LIMIT
+                        } else {
+                            code::YAML_SYNTAX
+                        },
+                        at(e.line, e.column),
+                        format!("cannot parse the document: {}", e.message),
+                    )
+                    .with_help("fix the YAML syntax at that position"),
+                );
+                continue;
+            }
+        };
+        let mut doc_settings = None;
+        if let Some(root) = tree.root {
+            if tree.str_at(root, &["kind"]) == Some("ResourceList") {
+                *krm = Some((index, Vec::new()));
+                match krm_settings(text, settings) {
+                    Ok(s) => doc_settings = s,
+                    Err(message) => {
+                        diagnostics.push(
+                            Diagnostic::error(code::YAML_SYNTAX, at(1, 1), message)
+                                .with_field("functionConfig"),
+                        );
+                        continue;
+                    }
+                }
+            }
+        }
+        let settings = doc_settings.as_ref().unwrap_or(settings);
+        match plan_document(input, text, &tree, doc.first_line, settings, diagnostics) {
+            Some((insertions, pods)) if !insertions.is_empty() => {
+                *expanded += pods;
+                plan.insertions.push((bom + doc.start, insertions));
+            }
+            _ => {}
+        }
+    }
+    plan
+}
+
+/// Settings from a ResourceList's `functionConfig` (its `spec`, or a ConfigMap's `data.config`).
+fn krm_settings(text: &str, base: &Settings) -> Result<Option<Settings>, String> {
+    let value: serde_json::Value =
+        yaml_serde::from_str(text).map_err(|e| format!("cannot read the ResourceList: {e}"))?;
+    let Some(fc) = value.get("functionConfig") else {
+        return Ok(None);
+    };
+    let config = if let Some(spec) = fc.get("spec") {
+        serde_json::from_value::<ConfigFile>(spec.clone())
+            .map_err(|e| format!("functionConfig.spec is not a secretstore configuration: {e}"))?
+    } else if let Some(text) = fc.pointer("/data/config").and_then(|c| c.as_str()) {
+        ConfigFile::parse(text).map_err(|e| format!("functionConfig data.config: {e}"))?
+    } else {
+        return Ok(None);
+    };
+    let mut settings = Settings::from_file(&config, None)?;
+    if config.vault.address.is_none() {
+        settings.vault_address = base.vault_address.clone();
+    }
+    Ok(Some(settings))
+}
+
+/// Plans one parsed document; returns its insertions and how many pods they expand.
+fn plan_document(
+    input: &Input,
+    text: &str,
+    tree: &Tree,
+    first_line: usize,
+    settings: &Settings,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<(Vec<Insertion>, usize)> {
+    let mut ctx = Ctx {
+        source: &input.name,
+        first_line,
+        tree,
+        object: ObjectRef::default(),
+        diagnostics: Vec::new(),
+    };
+    let mut edits: Vec<Edit> = Vec::new();
+    let mut pods = 0;
+    let mut sample_seq = None;
+    for object in workload::objects(tree) {
+        ctx.object = object.reference.clone();
+        let Some((template, field)) = workload::pod_template(tree, &object, settings) else {
+            continue;
+        };
+        if !field.is_empty() && field != object.field_prefix {
+            dialect::check_workload_metadata(&mut ctx, object.node, &object.field_prefix);
+        }
+        let errors_before = error_count(&ctx);
+        let Gate::OptedIn(request) = dialect::read_pod(&mut ctx, template, &field) else {
+            continue;
+        };
+        if sample_seq.is_none() {
+            sample_seq = tree.get(template, "spec").and_then(|spec| {
+                Some((
+                    tree.key_node(spec, "containers")?,
+                    tree.get(spec, "containers")?,
+                ))
+            });
+        }
+        if request.injected || error_count(&ctx) > errors_before {
+            continue;
+        }
+        if let Some((_spec, pod_edits)) = plan::plan(&mut ctx, settings, &request, template, &field)
+        {
+            edits.extend(pod_edits);
+            pods += 1;
+        }
+    }
+    let has_errors = ctx.has_errors();
+    let object = ctx.object.clone();
+    diagnostics.append(&mut ctx.diagnostics);
+    if has_errors || edits.is_empty() {
+        return None;
+    }
+    let layout = Layout::detect(text, tree, sample_seq);
+    match edit::insertions(text, tree, &edits, &layout) {
+        Ok(ins) => Some((ins, pods)),
+        Err(message) => {
+            let root = tree.root.unwrap_or(0);
+            let n = tree.node(root);
+            diagnostics.push(
+                Diagnostic::error(
+                    code::CANNOT_EDIT,
+                    Location {
+                        source: input.name.clone(),
+                        line: first_line + n.line - 1,
+                        column: n.col + 1,
+                    },
+                    format!("cannot insert the secretstore wiring: {message}"),
+                )
+                .with_object(Some(object)),
+            );
+            None
+        }
+    }
+}
+
+fn error_count(ctx: &Ctx) -> usize {
+    ctx.diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .count()
+}
+
+/// The input ResourceList with `results` added, for KRM runners.
+fn krm_results(input: &Input, errors: &[Diagnostic]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(&input.bytes);
+    let results: Vec<serde_json::Value> = errors
+        .iter()
+        .map(|d| {
+            let mut r = serde_json::json!({
+                "message": d.help.as_ref().map_or(d.message.clone(), |h| format!("{} ({h})", d.message)),
+                "severity": "error",
+                "tags": {"code": d.code},
+            });
+            if let Some(o) = &d.object {
+                r["resourceRef"] = serde_json::json!({"kind": o.kind, "name": o.name});
+                if let Some(ns) = &o.namespace {
+                    r["resourceRef"]["namespace"] = serde_json::Value::from(ns.as_str());
+                }
+            }
+            if let Some(f) = &d.field {
+                r["field"] = serde_json::json!({"path": f});
+            }
+            r
+        })
+        .collect();
+    let Ok(tree) = Tree::parse(&text) else {
+        return input.bytes.clone();
+    };
+    let Some(root) = tree.root else {
+        return input.bytes.clone();
+    };
+    let edits = [Edit::AddKey {
+        map: root,
+        key: "results".into(),
+        value: serde_json::Value::Array(results),
+    }];
+    let layout = Layout::detect(&text, &tree, None);
+    match edit::insertions(&text, &tree, &edits, &layout) {
+        Ok(ins) => {
+            let mut out = Vec::new();
+            edit::splice(&text, &ins, &mut out);
+            out
+        }
+        Err(_) => input.bytes.clone(),
+    }
+}

@@ -1,0 +1,180 @@
+//! Reading every opted-in pod of an input into owned records, for the commands that
+//! analyse references rather than edit them (`check`, `lint`, `policy`).
+
+use crate::config::Settings;
+use crate::diag::{Diagnostic, Location, ObjectRef};
+use crate::dialect::{self, code, Ctx, Gate, SecretRef};
+use crate::render::Input;
+use crate::stream;
+use crate::tree::{NodeId, Tree};
+use crate::workload;
+
+/// Where a reference is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Usage {
+    Env {
+        container: String,
+        env_name: String,
+    },
+    File {
+        suffix: String,
+        file_name: String,
+        containers: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ScannedRef {
+    pub reference: SecretRef,
+    /// The reference as written (env value, or the file secret's `vaultSecretRef`).
+    pub text: String,
+    pub usage: Usage,
+    pub location: Location,
+    pub field: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScannedPod {
+    pub object: ObjectRef,
+    /// Field path of the pod template within its document, e.g. `spec.template.`.
+    pub field: String,
+    /// Where the opt-in annotation is.
+    pub location: Location,
+    pub role: String,
+    /// `spec.serviceAccountName` (or the legacy `serviceAccount`); `None` means `default`.
+    pub service_account: Option<String>,
+    /// The object's `metadata.namespace`; `None` when the manifest leaves it to the
+    /// deploy-time namespace.
+    pub namespace: Option<String>,
+    pub references: Vec<ScannedRef>,
+    pub injected: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub pods: Vec<ScannedPod>,
+    /// Everything render would report (errors and warnings).
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Scans one input. Documents without the dialect marker are skipped unparsed, as render does.
+pub fn scan(input: &Input, settings: &Settings) -> Scan {
+    let mut out = Scan::default();
+    let body = &input.bytes[stream::bom_len(&input.bytes)..];
+    let finder = memchr::memmem::Finder::new(b"secretstore");
+    for doc in stream::split(body) {
+        let bytes = &body[doc.start..doc.end];
+        if finder.find(bytes).is_none() {
+            continue;
+        }
+        let location = |line: usize, column: usize| Location {
+            source: input.name.clone(),
+            line: doc.first_line + line - 1,
+            column,
+        };
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            out.diagnostics.push(Diagnostic::error(
+                code::YAML_SYNTAX,
+                location(1, 1),
+                "the document is not valid UTF-8",
+            ));
+            continue;
+        };
+        let tree = match Tree::parse(text) {
+            Ok(t) => t,
+            Err(e) => {
+                out.diagnostics.push(Diagnostic::error(
+                    code::YAML_SYNTAX,
+                    location(e.line, e.column),
+                    format!("cannot parse the document: {}", e.message),
+                ));
+                continue;
+            }
+        };
+        scan_document(input, &tree, doc.first_line, settings, &mut out);
+    }
+    out
+}
+
+fn scan_document(
+    input: &Input,
+    tree: &Tree,
+    first_line: usize,
+    settings: &Settings,
+    out: &mut Scan,
+) {
+    let mut ctx = Ctx {
+        source: &input.name,
+        first_line,
+        tree,
+        object: ObjectRef::default(),
+        diagnostics: Vec::new(),
+    };
+    for object in workload::objects(tree) {
+        ctx.object = object.reference.clone();
+        let Some((template, field)) = workload::pod_template(tree, &object, settings) else {
+            continue;
+        };
+        if field != object.field_prefix {
+            dialect::check_workload_metadata(&mut ctx, object.node, &object.field_prefix);
+        }
+        let Gate::OptedIn(request) = dialect::read_pod(&mut ctx, template, &field) else {
+            continue;
+        };
+        let spec = tree.get(template, "spec");
+        let service_account = spec.and_then(|s| {
+            tree.str_at(s, &["serviceAccountName"])
+                .or_else(|| tree.str_at(s, &["serviceAccount"]))
+                .map(str::to_string)
+        });
+        let opt_in: NodeId = tree
+            .path(template, &["metadata", "annotations", dialect::OPT_IN_KEY])
+            .unwrap_or(template);
+        let mut references = Vec::new();
+        for f in &request.files {
+            references.push(ScannedRef {
+                reference: f.reference.clone(),
+                text: f.reference_text.clone(),
+                usage: Usage::File {
+                    suffix: f.suffix.clone(),
+                    file_name: f.file_name.clone(),
+                    containers: f
+                        .containers
+                        .iter()
+                        .map(|c| request.containers[*c].name.clone())
+                        .collect(),
+                },
+                location: ctx.location(f.node),
+                field: format!(
+                    "{field}metadata.annotations[{}{}]",
+                    dialect::FILE_KEY_PREFIX,
+                    f.suffix
+                ),
+            });
+        }
+        for r in &request.env_refs {
+            let c = &request.containers[r.container];
+            references.push(ScannedRef {
+                reference: r.reference.clone(),
+                text: r.text.clone(),
+                usage: Usage::Env {
+                    container: c.name.clone(),
+                    env_name: r.env_name.clone(),
+                },
+                location: ctx.location(r.node),
+                field: format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
+            });
+        }
+        out.pods.push(ScannedPod {
+            object: object.reference.clone(),
+            location: ctx.location(opt_in),
+            field,
+            role: request.role.clone(),
+            service_account,
+            namespace: object.reference.namespace.clone(),
+            references,
+            injected: request.injected,
+        });
+    }
+    out.diagnostics.append(&mut ctx.diagnostics);
+}

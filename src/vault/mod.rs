@@ -1,0 +1,3 @@
+//! Talking to Vault: its policy language and its API.
+
+pub mod acl;
