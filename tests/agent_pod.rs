@@ -23,7 +23,7 @@ use serde_json::json;
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::net::Forward;
 use support::openbao::OpenBao;
-use support::pod::{Container, Mount, PodVolumes};
+use support::pod::{expand, Container, KubeletPod, Mount, PodVolumes};
 use support::postgres::Postgres;
 use support::{assert_no_secret, free_port};
 
@@ -53,7 +53,10 @@ struct Lab {
 
 impl Lab {
     fn start() -> Lab {
-        let vault = OpenBao::start();
+        Lab::on(OpenBao::start())
+    }
+
+    fn on(vault: OpenBao) -> Lab {
         vault.enable_secrets_engine("kv1", "kv", &json!({ "options": { "version": "1" } }));
         vault.put_policy(
             "app",
@@ -244,6 +247,7 @@ fn agent_container(pod: &PodVolumes, spec: &AgentSpec) -> Container {
         user: Some((AGENT_UID, AGENT_UID)),
         groups: vec![FS_GROUP],
         read_only_root: true,
+        create_dirs: Vec::new(),
     }
 }
 
@@ -284,6 +288,7 @@ fn app_container(
         user: Some((APP_UID, APP_UID)),
         groups: vec![FS_GROUP],
         read_only_root: true,
+        create_dirs: Vec::new(),
     }
 }
 
@@ -418,7 +423,12 @@ exit {status}"#
 }
 
 fn env_of(pod: &PodVolumes, name: &str) -> BTreeMap<String, String> {
-    read(&pod.out().join(format!("{name}.env")))
+    env_in(&pod.out(), name)
+}
+
+/// The environment an observer container recorded in `dir`.
+fn env_in(dir: &Path, name: &str) -> BTreeMap<String, String> {
+    read(&dir.join(format!("{name}.env")))
         .lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -1193,4 +1203,129 @@ fn twenty_secrets_are_fetched_quickly() {
         binary()
     );
     assert!(best < Duration::from_secs(5), "20 secrets took {best:?}");
+}
+
+#[test]
+fn kubelet_expansion_of_command_args_and_env() {
+    let vars: BTreeMap<String, String> = [("A".to_owned(), "x".to_owned())].into();
+    assert_eq!(
+        expand("$(A)-$(B)-$$(A)-$$-$x-$(", &vars),
+        "x-$(B)-$(A)-$-$x-$("
+    );
+}
+
+/// testdata/pod/shop.yaml through `secretstore render` (TLS with a CA from a ConfigMap,
+/// a server name, a token audience), then every container of the rendered pod run with
+/// exactly its rendered volume mounts, env, command, args and security context: the
+/// agent first, the user's init container, then the app containers.
+#[test]
+fn rendered_workload_runs_as_the_kubelet_runs_it() {
+    let lab = Lab::on(OpenBao::start_tls());
+    write_kv_fixtures(&lab);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("secretstore.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "vault:\n  address: {}\n  audience: {AUDIENCE}\n  caCert:\n    configMap: vault-ca\n  tlsServerName: localhost\nagent:\n  timeout: 30s\n",
+            lab.vault.addr()
+        ),
+    )
+    .expect("write config");
+    let render = support::secretstore()
+        .arg("render")
+        .arg("--config")
+        .arg(&config)
+        .arg(support::repo_root().join("testdata/pod/shop.yaml"))
+        .output()
+        .expect("run render");
+    assert!(render.status.success(), "{}", describe(&render));
+    assert_no_values(&render, &KV_VALUES);
+    let doc: serde_json::Value =
+        yaml_serde::from_str(&text(&render.stdout)).expect("rendered YAML");
+    let spec = &doc["spec"]["template"]["spec"];
+    let ca = read(lab.vault.ca_cert_path().expect("TLS"));
+    let pod = KubeletPod::new(
+        spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[("vault-ca", "ca.crt", &ca)],
+        Path::new(&binary()),
+    );
+
+    let init = pod.init_containers();
+    assert_eq!(init[0].0, "secretstore-agent", "the agent runs first");
+    for (name, container) in &init {
+        let output = container.run();
+        assert!(
+            output.status.success(),
+            "init container {name}: {}",
+            describe(&output)
+        );
+        assert_no_values(&output, &KV_VALUES);
+    }
+    let mut pids = BTreeMap::new();
+    for (name, container) in pod.containers() {
+        let child = container.spawn();
+        pids.insert(name.clone(), child.id());
+        let output = child.wait_with_output().expect("wait");
+        assert!(
+            output.status.success(),
+            "container {name}: {}",
+            describe(&output)
+        );
+        assert_no_values(&output, &KV_VALUES);
+    }
+
+    let results = pod.volume("results");
+    let api = env_in(results, "api");
+    assert_eq!(api["DB_PASSWORD"], DB_PW_V2);
+    assert_eq!(api["DB_USER"], "shop");
+    assert_eq!(api["OLD_PASSWORD"], DB_PW_V1);
+    assert_eq!(api["API_KEY"], API_KEY);
+    assert_eq!(api["PLAIN"], "plain value");
+    assert_eq!(
+        api["DB_URL"],
+        format!("postgres://shop:{DB_PW_V2}@db:5432/shop")
+    );
+    assert_eq!(
+        read(&results.join("api.args")),
+        format!("--password={DB_PW_V2}\n--user=shop\nplain value\n")
+    );
+    assert_eq!(
+        read(&results.join("api.pid")).trim(),
+        pids["api"].to_string()
+    );
+    assert_eq!(read(&results.join("api.uid")).trim(), "1000");
+    assert_eq!(
+        read(&results.join("api.modes")),
+        "444 /etc/app/config/config.yaml\n440 /etc/app/db/password\n555 /secretstore/bin/secretstore\n444 /secretstore/env/env.json\n"
+    );
+    assert_eq!(read(&results.join("api.unreadable")), "");
+    assert_eq!(
+        read(&results.join("api.content_etc_app_db_password")),
+        DB_PW_V2
+    );
+    assert_eq!(
+        read(&results.join("api.content_etc_app_config_config.yaml")),
+        format!("flags: {{\"beta\": true}}\nretries: 3\nurl: \"{CONFIG_URL}\"\n")
+    );
+
+    let worker = env_in(results, "worker");
+    assert!(!worker.values().any(|v| v.contains(REF_PREFIX)));
+    assert_eq!(
+        read(&results.join("worker.files")),
+        "/etc/app/config/config.yaml\n/etc/worker/token\n"
+    );
+    assert_eq!(
+        read(&results.join("worker.content_etc_worker_token")),
+        KV1_TOKEN
+    );
+
+    let migrate = env_in(results, "migrate");
+    assert_eq!(migrate["DB_PASSWORD"], DB_PW_V2);
+    assert_eq!(
+        read(&results.join("migrate.files")),
+        "/etc/worker/token\n/secretstore/bin/secretstore\n/secretstore/env/env.json\n"
+    );
 }

@@ -7,11 +7,15 @@
 //! (`setpriv`). The process keeps the spawned child's PID throughout (`unshare`, `sh`,
 //! `chroot` and `setpriv` all exec), so PID, signals and exit status are the container's.
 
+use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use serde_json::Value;
 use tempfile::TempDir;
+
+use super::jwt::ServiceAccountIssuer;
 
 /// The `PATH` of a typical image.
 pub const IMAGE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -56,6 +60,9 @@ pub struct Container {
     pub groups: Vec<u32>,
     /// `readOnlyRootFilesystem: true`.
     pub read_only_root: bool,
+    /// Directories to create (if missing) with this mode when the container starts, as
+    /// the kubelet does for a missing `subPath`.
+    pub create_dirs: Vec<(PathBuf, u32)>,
 }
 
 impl Container {
@@ -69,6 +76,12 @@ impl Container {
     /// Starts the container with stdout and stderr piped; keep the returned root alive
     /// until the child has exited.
     pub fn spawn(&self) -> Child {
+        for (dir, mode) in &self.create_dirs {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).expect("cannot create subPath");
+                set_mode(dir, *mode);
+            }
+        }
         let root = std::env::temp_dir().join("secretstore-pod-root");
         std::fs::create_dir_all(&root).expect("cannot create the rootfs mount point");
         let mut command = Command::new("unshare");
@@ -214,4 +227,270 @@ impl PodVolumes {
             .expect("cannot chmod token");
         std::os::unix::fs::chown(&file, Some(uid), None).expect("cannot chown token");
     }
+}
+
+/// Kubernetes' `$(VAR)` expansion of `command`, `args` and env values: `$(NAME)` of a
+/// defined variable becomes its value, `$$` becomes `$`, anything else stays as written.
+pub fn expand(input: &str, vars: &BTreeMap<String, String>) -> String {
+    let bytes = input.as_bytes();
+    let mut out = String::with_capacity(input.len());
+    let mut checkpoint = 0;
+    let mut cursor = 0;
+    while cursor < bytes.len() {
+        if bytes[cursor] == b'$' && cursor + 1 < bytes.len() {
+            out.push_str(&input[checkpoint..cursor]);
+            let rest = &input[cursor + 1..];
+            let advance = match rest.as_bytes()[0] {
+                b'$' => {
+                    out.push('$');
+                    1
+                }
+                b'(' => match rest.find(')') {
+                    Some(close) => {
+                        let name = &rest[1..close];
+                        match vars.get(name) {
+                            Some(value) => out.push_str(value),
+                            None => out.push_str(&format!("$({name})")),
+                        }
+                        close + 1
+                    }
+                    None => {
+                        out.push_str("$(");
+                        1
+                    }
+                },
+                _ => {
+                    let c = rest.chars().next().unwrap_or_default();
+                    out.push('$');
+                    out.push(c);
+                    c.len_utf8()
+                }
+            };
+            cursor += advance + 1;
+            checkpoint = cursor;
+        } else {
+            cursor += 1;
+        }
+    }
+    out.push_str(&input[checkpoint..]);
+    out
+}
+
+/// A pod spec (e.g. a rendered pod template's `spec`) made runnable the way the kubelet
+/// would: its emptyDirs, projected service-account token and configMap volumes become
+/// host directories, and each container becomes a [`Container`] with exactly its
+/// `volumeMounts`, `$(VAR)`-expanded command, args and env, and its security context.
+pub struct KubeletPod {
+    spec: Value,
+    volumes: BTreeMap<String, PathBuf>,
+    agent_binary: PathBuf,
+    _dir: TempDir,
+}
+
+/// Where the agent image keeps the binary.
+pub const AGENT_IMAGE_BINARY: &str = "/usr/local/bin/secretstore";
+
+impl KubeletPod {
+    /// `config_maps`: (name, key, content). `agent_binary` stands in for the agent image's
+    /// `/usr/local/bin/secretstore`. Tokens are signed for the pod's namespace and service
+    /// account with each projection's audience (default: the issuer).
+    pub fn new(
+        spec: &Value,
+        namespace: &str,
+        issuer: &ServiceAccountIssuer,
+        config_maps: &[(&str, &str, &str)],
+        agent_binary: &Path,
+    ) -> KubeletPod {
+        let dir = tempfile::Builder::new()
+            .prefix("secretstore-kubelet-")
+            .tempdir()
+            .expect("cannot create pod dir");
+        let pod_security = &spec["securityContext"];
+        let fs_group = pod_security["fsGroup"].as_u64().map(|g| g as u32);
+        let service_account = spec["serviceAccountName"].as_str().unwrap_or("default");
+        let mut volumes = BTreeMap::new();
+        for volume in spec["volumes"].as_array().into_iter().flatten() {
+            let name = volume["name"].as_str().expect("volume name").to_owned();
+            let path = dir.path().join(&name);
+            std::fs::create_dir(&path).expect("cannot create volume dir");
+            volumes.insert(name, path.clone());
+            if volume.get("emptyDir").is_some() {
+                let mut mode = 0o777;
+                if let Some(gid) = fs_group {
+                    std::os::unix::fs::chown(&path, None, Some(gid)).expect("chown volume");
+                    mode |= 0o2000;
+                }
+                set_mode(&path, mode);
+            } else if let Some(projected) = volume.get("projected") {
+                set_mode(&path, 0o755);
+                for source in projected["sources"].as_array().into_iter().flatten() {
+                    let token = &source["serviceAccountToken"];
+                    let file = path.join(token["path"].as_str().expect("token path"));
+                    let audience = token["audience"].as_str().unwrap_or(issuer.issuer());
+                    std::fs::write(&file, issuer.token(namespace, service_account, audience))
+                        .expect("write token");
+                    // The kubelet: 0600 for the pod's single runAsUser, 0640 to the fsGroup
+                    // with one, else the projection's default 0644.
+                    match (single_run_as_user(spec), fs_group) {
+                        (_, Some(gid)) => {
+                            std::os::unix::fs::chown(&file, None, Some(gid)).expect("chown");
+                            set_mode(&file, 0o640);
+                        }
+                        (Some(uid), None) => {
+                            std::os::unix::fs::chown(&file, Some(uid), None).expect("chown");
+                            set_mode(&file, 0o600);
+                        }
+                        (None, None) => set_mode(&file, 0o644),
+                    }
+                }
+            } else if let Some(config_map) = volume.get("configMap") {
+                set_mode(&path, 0o755);
+                let cm = config_map["name"].as_str().expect("configMap name");
+                for item in config_map["items"].as_array().into_iter().flatten() {
+                    let key = item["key"].as_str().expect("item key");
+                    let (_, _, content) = config_maps
+                        .iter()
+                        .find(|(n, k, _)| *n == cm && *k == key)
+                        .unwrap_or_else(|| panic!("no configMap {cm} key {key} given"));
+                    let file = path.join(item["path"].as_str().unwrap_or(key));
+                    std::fs::write(&file, content).expect("write configMap item");
+                    set_mode(&file, 0o644);
+                }
+            } else {
+                panic!("volume type not supported by the test kubelet: {volume}");
+            }
+        }
+        KubeletPod {
+            spec: spec.clone(),
+            volumes,
+            agent_binary: agent_binary.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// The host directory of a volume.
+    pub fn volume(&self, name: &str) -> &Path {
+        self.volumes
+            .get(name)
+            .unwrap_or_else(|| panic!("no volume {name}"))
+    }
+
+    /// The init containers, in order, by name.
+    pub fn init_containers(&self) -> Vec<(String, Container)> {
+        self.list("initContainers")
+    }
+
+    /// The app containers, by name.
+    pub fn containers(&self) -> Vec<(String, Container)> {
+        self.list("containers")
+    }
+
+    fn list(&self, field: &str) -> Vec<(String, Container)> {
+        self.spec[field]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                let name = c["name"].as_str().expect("container name").to_owned();
+                (name, self.container(c))
+            })
+            .collect()
+    }
+
+    fn container(&self, c: &Value) -> Container {
+        let mut vars = BTreeMap::new();
+        let mut env = Vec::new();
+        for e in c["env"].as_array().into_iter().flatten() {
+            let name = e["name"].as_str().expect("env name").to_owned();
+            let value = e["value"]
+                .as_str()
+                .unwrap_or_else(|| panic!("env {name}: only literal values are supported"));
+            let value = expand(value, &vars);
+            vars.insert(name.clone(), value.clone());
+            env.push((name, value));
+        }
+        let strings = |field: &str| -> Vec<String> {
+            c[field]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| expand(s.as_str().expect("string"), &vars))
+                .collect()
+        };
+        let mut argv = strings("command");
+        assert!(!argv.is_empty(), "container {} has no command", c["name"]);
+        argv.extend(strings("args"));
+        let mut mounts: Vec<Mount> = Vec::new();
+        let mut create_dirs = Vec::new();
+        if argv[0] == AGENT_IMAGE_BINARY {
+            mounts.push(Mount::ro(&self.agent_binary, AGENT_IMAGE_BINARY));
+        }
+        for m in c["volumeMounts"].as_array().into_iter().flatten() {
+            let volume = self.volume(m["name"].as_str().expect("mount name"));
+            let mut host = volume.to_owned();
+            if let Some(sub_path) = m["subPath"].as_str() {
+                host = host.join(sub_path);
+                // At container start the kubelet creates a missing sub-path, as root, with
+                // the volume's mode.
+                let mode = std::fs::metadata(volume)
+                    .expect("stat volume")
+                    .permissions()
+                    .mode();
+                create_dirs.push((host.clone(), mode & 0o7777));
+            }
+            mounts.push(Mount {
+                host,
+                path: m["mountPath"].as_str().expect("mountPath").to_owned(),
+                read_only: m["readOnly"].as_bool().unwrap_or(false),
+            });
+        }
+        let security = |key: &str| {
+            c["securityContext"][key]
+                .as_u64()
+                .or_else(|| self.spec["securityContext"][key].as_u64())
+                .map(|v| v as u32)
+        };
+        let user = security("runAsUser").map(|uid| (uid, security("runAsGroup").unwrap_or(0)));
+        let pod_security = &self.spec["securityContext"];
+        let mut groups: Vec<u32> = pod_security["fsGroup"]
+            .as_u64()
+            .into_iter()
+            .chain(
+                pod_security["supplementalGroups"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_u64),
+            )
+            .map(|g| g as u32)
+            .collect();
+        groups.dedup();
+        Container {
+            argv,
+            env,
+            mounts,
+            user,
+            groups,
+            read_only_root: c["securityContext"]["readOnlyRootFilesystem"]
+                .as_bool()
+                .unwrap_or(false),
+            create_dirs,
+        }
+    }
+}
+
+/// The runAsUser every container of the pod runs as, when they all agree.
+fn single_run_as_user(spec: &Value) -> Option<u32> {
+    let pod = spec["securityContext"]["runAsUser"].as_u64();
+    let mut users = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|f| spec[*f].as_array().into_iter().flatten())
+        .map(|c| c["securityContext"]["runAsUser"].as_u64().or(pod));
+    let first = users.next()??;
+    users.all(|u| u == Some(first)).then_some(first as u32)
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
 }
