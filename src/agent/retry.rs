@@ -19,8 +19,12 @@ pub struct Deadline {
     total: Duration,
 }
 
+/// Longest deadline taken as given; a larger one from the spec is capped to it.
+const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 impl Deadline {
     pub fn after(total: Duration) -> Deadline {
+        let total = total.min(MAX_DEADLINE);
         Deadline {
             at: Instant::now() + total,
             total,
@@ -122,6 +126,12 @@ mod tests {
         }
         assert!(backoff(1) <= INITIAL_DELAY);
         assert!(backoff(30) >= MAX_DELAY / 2);
+    }
+
+    #[test]
+    fn huge_deadline_is_capped() {
+        let d = Deadline::after(Duration::from_secs(u64::MAX));
+        assert_eq!(d.total(), MAX_DEADLINE);
     }
 
     #[test]
