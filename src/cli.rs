@@ -43,6 +43,25 @@ pub enum Command {
     /// Expand opted-in pod templates of a manifest stream (stdin when no file is given).
     #[command(after_help = RENDER_EXAMPLES)]
     Render(RenderArgs),
+    /// The init container's job: log in to Vault, fetch the secrets listed in
+    /// $SECRETSTORE_SPEC and write them into the pod's secrets volume.
+    Agent,
+    /// Replace secret references in the environment and arguments with their values
+    /// from this container's env file, then execute CMD in place (same PID, signals and
+    /// exit status).
+    Exec(ExecArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The command and its arguments, after `--`
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// Configuration flags shared by commands that read the configuration.
@@ -126,7 +145,13 @@ fn read_stdin() -> Result<Input, String> {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => run_render(args),
+        Command::Agent => exit_code(crate::agent::run_from_env()),
+        Command::Exec(args) => exit_code(crate::exec::run(args.command)),
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(exit::USAGE))
 }
 
 fn usage_error(message: &str) -> ExitCode {

@@ -11,11 +11,13 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod agent;
 pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod dialect;
 pub mod edit;
+pub mod exec;
 pub mod plan;
 pub mod render;
 pub mod scan;
