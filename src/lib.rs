@@ -13,6 +13,7 @@ pub mod dialect;
 pub mod edit;
 pub mod plan;
 pub mod render;
+pub mod report;
 pub mod scan;
 pub mod spec;
 pub mod stream;
