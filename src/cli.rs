@@ -3,8 +3,10 @@
 
 use crate::config::{Overrides, Settings};
 use crate::render::{self, Input, Options};
+use crate::report::{Format, Report};
 use clap::{Args, Parser, Subcommand};
-use std::io::{self, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,6 +25,16 @@ Examples:
   kustomize build overlays/prod | secretstore render --cluster prod-eu
   secretstore render examples/deployment.yaml
   helm install shop ./chart --post-renderer secretstore --post-renderer-args render";
+
+const LINT_EXAMPLES: &str = "\
+Exit status: 0 clean (warnings allowed), 1 findings (errors; warnings too with
+--deny-warnings), 2 usage error.
+
+Examples:
+  secretstore lint k8s/
+  secretstore lint --format github --deny-warnings deploy/ overlays/
+  helm template shop ./chart | secretstore lint -
+  secretstore lint --format sarif . > secretstore.sarif";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +55,9 @@ pub enum Command {
     /// Expand opted-in pod templates of a manifest stream (stdin when no file is given).
     #[command(after_help = RENDER_EXAMPLES)]
     Render(RenderArgs),
+    /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
+    #[command(after_help = LINT_EXAMPLES)]
+    Lint(LintArgs),
 }
 
 /// Configuration flags shared by commands that read the configuration.
@@ -91,6 +106,22 @@ pub struct RenderArgs {
     pub allow_empty: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files and directories (walked for .yaml, .yml and .json; hidden directories and
+    /// Helm chart templates skipped); `-` for stdin [default: .]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Exit 1 on warnings too
+    #[arg(long)]
+    pub deny_warnings: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
 /// Reads the named files, or stdin when there are none (or `-`).
 pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
     if files.is_empty() {
@@ -126,6 +157,7 @@ fn read_stdin() -> Result<Input, String> {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => run_render(args),
+        Command::Lint(args) => run_lint(args),
     }
 }
 
@@ -179,5 +211,70 @@ pub fn run_render(args: RenderArgs) -> ExitCode {
             }
             ExitCode::from(exit::FINDINGS)
         }
+    }
+}
+
+pub fn run_lint(args: LintArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    let targets = match crate::lint::collect(&paths) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
+    let mut diagnostics = Vec::new();
+    let mut sources = BTreeMap::new();
+    for file in &targets.files {
+        let input = match file {
+            None => read_stdin(),
+            Some(path) => std::fs::read(path)
+                .map(|bytes| Input {
+                    name: path.display().to_string(),
+                    bytes,
+                })
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        };
+        let input = match input {
+            Ok(i) => i,
+            Err(e) => return usage_error(&e),
+        };
+        let found = crate::lint::lint_input(&input, &settings);
+        if !found.is_empty() {
+            sources.insert(
+                input.name.clone(),
+                String::from_utf8_lossy(&input.bytes).into_owned(),
+            );
+            diagnostics.extend(found);
+        }
+    }
+    let report = Report {
+        command: "lint",
+        diagnostics: &diagnostics,
+        sources: &sources,
+        notes: &targets.notes,
+    };
+    let color = args.format == Format::Human
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if let Err(e) = report
+        .write(args.format, &mut out, color)
+        .and_then(|()| out.flush())
+    {
+        if e.kind() != io::ErrorKind::BrokenPipe {
+            return usage_error(&format!("cannot write the report: {e}"));
+        }
+    }
+    if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
+        ExitCode::from(exit::FINDINGS)
+    } else {
+        ExitCode::from(exit::OK)
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod diag;
 pub mod dialect;
 pub mod edit;
+pub mod lint;
 pub mod plan;
 pub mod render;
 pub mod report;
