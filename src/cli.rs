@@ -58,6 +58,9 @@ pub enum Command {
     /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
     #[command(after_help = LINT_EXAMPLES)]
     Lint(LintArgs),
+    /// Copy this binary into DIR as `secretstore` (e.g. an emptyDir that an Argo CD
+    /// plugin sidecar puts on its PATH; the image may have no shell or `cp`).
+    Install(InstallArgs),
 }
 
 /// Configuration flags shared by commands that read the configuration.
@@ -122,6 +125,13 @@ pub struct LintArgs {
     pub config: ConfigArgs,
 }
 
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Directory to copy the binary into
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
 /// Reads the named files, or stdin when there are none (or `-`).
 pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
     if files.is_empty() {
@@ -158,6 +168,7 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => run_render(args),
         Command::Lint(args) => run_lint(args),
+        Command::Install(args) => run_install(&args.dir),
     }
 }
 
@@ -276,5 +287,30 @@ pub fn run_lint(args: LintArgs) -> ExitCode {
         ExitCode::from(exit::FINDINGS)
     } else {
         ExitCode::from(exit::OK)
+    }
+}
+
+/// Copies the running executable to `DIR/secretstore` (mode 0755) through a temporary
+/// file and a rename, so a reader never sees a half-written binary.
+pub fn run_install(dir: &std::path::Path) -> ExitCode {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = || -> io::Result<PathBuf> {
+        let source = std::env::current_exe()?;
+        let dest = dir.join("secretstore");
+        let temp = dir.join(format!(".secretstore.{}", std::process::id()));
+        std::fs::copy(&source, &temp)
+            .and_then(|_| std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)))
+            .and_then(|()| std::fs::rename(&temp, &dest))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&temp);
+            })?;
+        Ok(dest)
+    };
+    match copy() {
+        Ok(dest) => {
+            eprintln!("secretstore: installed {}", dest.display());
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => usage_error(&format!("cannot install into {}: {e}", dir.display())),
     }
 }
