@@ -134,10 +134,12 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// The shop chart with the shop-common subchart as a `file://` dependency.
 fn chart_with_dependency(root: &Path) -> PathBuf {
-    let charts = repo_root().join("testdata/charts");
     let app = root.join("shop");
-    copy_dir(&charts.join("shop"), &app);
-    copy_dir(&charts.join("shop-common"), &root.join("shop-common"));
+    copy_dir(&repo_root().join("examples/helm/shop"), &app);
+    copy_dir(
+        &repo_root().join("testdata/charts/shop-common"),
+        &root.join("shop-common"),
+    );
     let mut chart = std::fs::read_to_string(app.join("Chart.yaml")).expect("Chart.yaml");
     chart.push_str(
         "dependencies:\n  - name: shop-common\n    version: 0.1.0\n    repository: file://../shop-common\n",
@@ -192,7 +194,7 @@ fn configuration_comes_from_argocd_env() {
     let sidecar = Sidecar::new();
     let work = tempfile::tempdir().expect("temp dir");
     let app = work.path().join("shop");
-    copy_dir(&repo_root().join("testdata/charts/shop"), &app);
+    copy_dir(&repo_root().join("examples/helm/shop"), &app);
     let env = [
         (
             "ARGOCD_ENV_SECRETSTORE_VAULT_ADDR",
@@ -215,7 +217,7 @@ fn a_failing_helm_template_fails_the_render() {
     let sidecar = Sidecar::new();
     let work = tempfile::tempdir().expect("temp dir");
     let app = work.path().join("shop");
-    copy_dir(&repo_root().join("testdata/charts/shop"), &app);
+    copy_dir(&repo_root().join("examples/helm/shop"), &app);
     std::fs::write(
         app.join("templates/broken.yaml"),
         "{{ required \"values.database is required\" .Values.database }}\n",
@@ -337,7 +339,7 @@ fn renders_a_plain_directory() {
 #[test]
 fn discovers_sources_that_use_the_dialect() {
     let sidecar = Sidecar::new();
-    let chart = repo_root().join("testdata/charts/shop");
+    let chart = repo_root().join("examples/helm/shop");
     let out = sidecar.run(&step("/discover/find"), &chart, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(
@@ -465,4 +467,37 @@ fn helm_chart_values_carry_the_same_plugin() {
             assert!(volumes.contains(&name), "no volume {name}");
         }
     }
+}
+
+#[test]
+fn example_application_renders_with_its_plugin_env() {
+    let application = read_yaml(&repo_root().join("examples/argocd/application.yaml"));
+    let source = &application["spec"]["source"];
+    let plugin_name =
+        read_yaml(&repo_root().join("plugin/argocd/plugin.yaml"))["metadata"]["name"].clone();
+    assert_eq!(source["plugin"]["name"], plugin_name);
+    // Argo CD passes each plugin env entry as ARGOCD_ENV_<name>.
+    let env: Vec<(String, String)> = source["plugin"]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .map(|e| {
+            (
+                format!("ARGOCD_ENV_{}", e["name"].as_str().expect("name")),
+                e["value"].as_str().expect("value").to_string(),
+            )
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let path = source["path"].as_str().expect("path");
+    let work = tempfile::tempdir().expect("temp dir");
+    let app = work.path().join("app");
+    copy_dir(&repo_root().join(path), &app);
+    let sidecar = Sidecar::new();
+    let out = sidecar.run(&step("/generate"), &app, &env);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("  replicas: 3\n"), "{stdout}");
+    assert!(stdout.contains("auth/kubernetes-prod"), "{stdout}");
+    validate_k8s(&stdout).unwrap_or_else(|e| panic!("{e}\n{stdout}"));
 }

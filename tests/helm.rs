@@ -1,6 +1,6 @@
 //! Helm integration with the real clients (Helm 3.17 and 4.1): the Helm 3
 //! `--post-renderer` executable, the Helm 4 post-renderer plugin (plugin/helm/secretstore),
-//! and what each does with hooks, on testdata/charts/shop (an opted-in Deployment and an
+//! and what each does with hooks, on examples/helm/shop (an opted-in Deployment and an
 //! opted-in `pre-install` hook Job).
 
 mod support;
@@ -41,7 +41,7 @@ fn with_path(mut command: Command, bin: &Path) -> Command {
 }
 
 fn chart() -> PathBuf {
-    repo_root().join("testdata/charts/shop")
+    repo_root().join("examples/helm/shop")
 }
 
 fn text(bytes: &[u8]) -> String {
