@@ -433,3 +433,25 @@ fn walks_directories() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(stdout(&output).contains("skipped 1 Helm chart template file"));
 }
+
+#[test]
+fn every_rule_is_documented() {
+    let doc = std::fs::read_to_string(repo_root().join("docs/integrations.md")).expect("docs");
+    for rule in secretstore::dialect::code::RULES {
+        let severity = if rule.code.starts_with("SS2") {
+            "warning"
+        } else {
+            "error"
+        };
+        let row = format!(
+            "| <a id=\"{}\"></a>`{}` | {severity} | {} |",
+            rule.code.to_ascii_lowercase(),
+            rule.code,
+            rule.name
+        );
+        assert!(
+            doc.contains(&row),
+            "docs/integrations.md lacks the row {row}"
+        );
+    }
+}
