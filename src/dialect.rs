@@ -283,6 +283,8 @@ pub struct EnvRefUse {
     /// Index into [`PodRequest::containers`].
     pub container: usize,
     pub env_name: String,
+    /// Index of the entry in the container's `env`.
+    pub env_index: usize,
     pub reference: SecretRef,
     /// The env value as written, e.g. `secretstore:vault:secret/db#password`.
     pub text: String,
@@ -433,7 +435,7 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
             ctx.error(
                 code::REF_NOT_OPTED_IN,
                 r.node,
-                format!("{field}spec.{}.env[{}].value", c.field(), r.env_name),
+                format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
                 format!(
                     "env `{}` of container `{}` is a secret reference, but the pod is not opted in, so the app would start with the literal reference",
                     r.env_name, c.name
@@ -581,6 +583,7 @@ fn collect_env_refs(ctx: &mut Ctx, containers: &[Container], field: &str) -> Vec
                     refs.push(EnvRefUse {
                         container: ci,
                         env_name,
+                        env_index: ei,
                         reference,
                         text: value.to_string(),
                         node: value_node,

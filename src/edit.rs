@@ -46,6 +46,7 @@ impl Layout {
     pub fn detect(text: &str, tree: &Tree, sample_seq_key: Option<(NodeId, NodeId)>) -> Layout {
         let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
         let seq_offset = sample_seq_key
+            .or_else(|| first_block_seq_value(tree))
             .and_then(|(key, seq)| {
                 let first = *tree.items(seq).first()?;
                 let dash = dash_offset(text, tree.node(first).start)?;
@@ -71,6 +72,18 @@ impl Layout {
     }
 }
 
+/// The first mapping entry whose value is a non-empty block sequence, as (key, value).
+fn first_block_seq_value(tree: &Tree) -> Option<(NodeId, NodeId)> {
+    tree.nodes.iter().find_map(|n| {
+        match &n.kind {
+        Kind::Map { entries, .. } => entries.iter().copied().find(|(_, v)| {
+            matches!(&tree.node(*v).kind, Kind::Seq { flow: false, items } if !items.is_empty())
+        }),
+        _ => None,
+    }
+    })
+}
+
 pub fn line_start(text: &str, offset: usize) -> usize {
     text[..offset].rfind('\n').map(|i| i + 1).unwrap_or(0)
 }
@@ -78,7 +91,8 @@ pub fn line_start(text: &str, offset: usize) -> usize {
 /// The offset of the `-` that introduces a block sequence item starting at `item_start`.
 fn dash_offset(text: &str, item_start: usize) -> Option<usize> {
     let before = &text[..item_start];
-    let trimmed = before.trim_end_matches([' ', '\t']);
+    // `- name: x`, or `-` alone on its line with the item below it.
+    let trimmed = before.trim_end_matches([' ', '\t', '\r', '\n']);
     trimmed.ends_with('-').then(|| trimmed.len() - 1)
 }
 
@@ -187,9 +201,11 @@ fn block_end(text: &str, tree: &Tree, node: NodeId, nl: &str) -> (usize, String)
     let pos = if block_scalar && end < text.len() {
         // A block scalar's span runs to the next token; its content ends before that line.
         line_start(text, end)
+    } else if end > 0 && text.as_bytes().get(end - 1) == Some(&b'\n') {
+        end
     } else {
-        match text[end.saturating_sub(1).max(n.start)..].find('\n') {
-            Some(i) => end.saturating_sub(1).max(n.start) + i + 1,
+        match text[end..].find('\n') {
+            Some(i) => end + i + 1,
             None => text.len(),
         }
     };
@@ -502,9 +518,10 @@ mod tests {
                 },
             ]
         });
+        // `n` is false to a YAML 1.1 reader, so it is quoted even as a key.
         assert_eq!(
             out,
-            "a:\n  l:\n  - p\n  - x\n  - y\n  - n: q\n    m: 1\n  # about b\nb: 1\n"
+            "a:\n  l:\n  - p\n  - x\n  - y\n  - 'n': q\n    m: 1\n  # about b\nb: 1\n"
         );
     }
 
@@ -518,7 +535,7 @@ mod tests {
                 value: serde_json::json!(["x"]),
             }]
         });
-        assert_eq!(out, "a:\n  b: 1\n  c:\n  - x\n");
+        assert_eq!(out, "a:\n  b: 1\n  c:\n    - x\n");
     }
 
     #[test]

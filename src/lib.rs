@@ -6,6 +6,11 @@
 //! [`dialect`] reads the annotations and env references, [`plan`] decides the expansion,
 //! [`edit`] turns it into insertions, and [`render`] ties them together.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod cli;
 pub mod config;
 pub mod diag;

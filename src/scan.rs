@@ -216,7 +216,7 @@ fn scan_document(
                     env_name: r.env_name.clone(),
                 },
                 location: ctx.location(r.node),
-                field: format!("{field}spec.{}.env[{}].value", c.field(), r.env_name),
+                field: format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
             });
         }
         let files = request

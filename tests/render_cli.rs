@@ -1,0 +1,141 @@
+//! The `render` command as users call it: stdin/files, exit codes, all-or-nothing output,
+//! configuration from file, env (also `ARGOCD_ENV_`) and flags.
+
+mod support;
+
+use std::io::Write;
+use std::process::{Output, Stdio};
+
+fn render_stdin(args: &[&str], envs: &[(&str, &str)], input: &[u8]) -> Output {
+    let mut cmd = support::secretstore();
+    cmd.arg("render").args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("secretstore starts");
+    // A usage error may exit before reading stdin: a broken pipe here is not a failure.
+    let _ = child.stdin.take().expect("stdin").write_all(input);
+    child.wait_with_output().expect("secretstore finishes")
+}
+
+fn testdata(name: &str) -> Vec<u8> {
+    std::fs::read(support::repo_root().join("testdata/render").join(name)).expect("testdata")
+}
+
+#[test]
+fn renders_stdin_and_exits_zero() {
+    let out = render_stdin(&[], &[], &testdata("kind-deployment.yaml"));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(text.contains("name: secretstore-agent"));
+    assert!(text.contains("vault.secretstore.rafay.dev/status: injected"));
+}
+
+#[test]
+fn an_error_anywhere_writes_nothing_to_stdout() {
+    let mut input = testdata("kind-deployment.yaml");
+    input.extend_from_slice(b"---\n");
+    input.extend_from_slice(&testdata("gating-missing-role.yaml"));
+    let out = render_stdin(&[], &[], &input);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty(), "partial output on stdout");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SS102"), "{err}");
+    // The error names the source, the line in the whole stream, the object and the field.
+    assert!(err.contains("<stdin>:41:32"), "{err}");
+    assert!(err.contains("Deployment shop/shop-api"), "{err}");
+    assert!(err.contains("spec.template.metadata.annotations"), "{err}");
+}
+
+#[test]
+fn empty_input_is_refused_unless_allowed() {
+    let out = render_stdin(&[], &[], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SS003"));
+    let out = render_stdin(&["--allow-empty"], &[], b"---\n# nothing\n");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"---\n# nothing\n");
+}
+
+#[test]
+fn files_are_joined_as_one_stream() {
+    let dir = support::repo_root().join("testdata/render");
+    let out = support::secretstore()
+        .arg("render")
+        .arg(dir.join("kind-job.yaml"))
+        .arg(dir.join("gating-no-annotation.yaml"))
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    assert_eq!(text.matches("\n---\n").count(), 1, "{text}");
+    assert!(
+        text.ends_with(&String::from_utf8(testdata("gating-no-annotation.yaml")).expect("utf-8"))
+    );
+}
+
+#[test]
+fn configuration_layers_reach_the_agent_spec() {
+    let input = testdata("kind-deployment.yaml");
+    let out = render_stdin(
+        &[],
+        &[(
+            "ARGOCD_ENV_SECRETSTORE_VAULT_ADDR",
+            "https://argo.example:8200",
+        )],
+        &input,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(r#""address":"https://argo.example:8200""#)
+    );
+    let out = render_stdin(
+        &[
+            "--vault-addr",
+            "https://flag.example:8200",
+            "--auth-path",
+            "k8s-eu",
+            "--agent-image",
+            "reg.example/ss:1",
+        ],
+        &[("SECRETSTORE_VAULT_ADDR", "https://env.example:8200")],
+        &input,
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(r#""address":"https://flag.example:8200""#),
+        "{text}"
+    );
+    assert!(text.contains(r#""auth_path":"auth/k8s-eu""#), "{text}");
+    assert!(text.contains("image: 'reg.example/ss:1'"), "{text}");
+
+    let config = support::repo_root().join("testdata/render/kind-custom-configured.config.yaml");
+    let config = config.to_str().expect("utf-8 path");
+    let out = render_stdin(&["--config", config, "--cluster", "nope"], &[], &input);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cluster `nope`"));
+}
+
+#[test]
+fn unknown_flags_are_usage_errors() {
+    let out = support::secretstore()
+        .args(["render", "--frobnicate"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    let out = support::secretstore()
+        .args(["render", "/does/not/exist.yaml"])
+        .output()
+        .expect("runs");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/does/not/exist.yaml"));
+}
