@@ -39,6 +39,151 @@ pub mod code {
     pub const NO_COMMAND: &str = "SS122";
     pub const CANNOT_EDIT: &str = "SS130";
     pub const KEYS_ON_WORKLOAD: &str = "SS201";
+    pub const NO_SERVICE_ACCOUNT: &str = "SS202";
+    pub const FILE_UNREADABLE: &str = "SS203";
+    pub const ISTIO_INIT_ORDER: &str = "SS204";
+    pub const VERSION_CONFLICT: &str = "SS205";
+
+    use crate::diag::Rule;
+
+    /// Every code with a stable name and a one-line description (SARIF `rules`, docs).
+    pub const RULES: &[Rule] = &[
+        Rule::new(
+            YAML_SYNTAX,
+            "YamlSyntax",
+            "The document is not valid YAML/JSON or not UTF-8.",
+        ),
+        Rule::new(
+            LIMIT,
+            "InputLimit",
+            "A document exceeds a size, nesting or node limit.",
+        ),
+        Rule::new(
+            EMPTY_INPUT,
+            "EmptyInput",
+            "The input holds no Kubernetes objects (render only).",
+        ),
+        Rule::new(
+            UNKNOWN_PROVIDER,
+            "UnknownProvider",
+            "`rafay.dev/secretstore` names a provider other than `vault`.",
+        ),
+        Rule::new(
+            MISSING_ROLE,
+            "MissingRole",
+            "An opted-in pod has no (or an empty) Vault role annotation.",
+        ),
+        Rule::new(
+            UNKNOWN_KEY,
+            "UnknownAnnotation",
+            "An unknown key under `vault.secretstore.rafay.dev/`.",
+        ),
+        Rule::new(
+            BAD_FILE_SUFFIX,
+            "BadFileSecretSuffix",
+            "A `filesecret-config-<N>` suffix is not made of a-z, 0-9 and -.",
+        ),
+        Rule::new(
+            BAD_VALUE_TYPE,
+            "BadAnnotationType",
+            "A file secret annotation is not a string.",
+        ),
+        Rule::new(
+            FILE_BAD_JSON,
+            "FileSecretBadJson",
+            "A file secret configuration is not valid JSON.",
+        ),
+        Rule::new(
+            FILE_MISSING_FIELD,
+            "FileSecretMissingField",
+            "A file secret lacks vaultSecretRef, secretFileName or volumeMountPath.",
+        ),
+        Rule::new(
+            FILE_UNKNOWN_FIELD,
+            "FileSecretUnknownField",
+            "A file secret configuration has an unknown field.",
+        ),
+        Rule::new(
+            FILE_BAD_NAME,
+            "FileSecretBadName",
+            "secretFileName is not a plain file name.",
+        ),
+        Rule::new(
+            FILE_RELATIVE_MOUNT,
+            "FileSecretRelativeMount",
+            "volumeMountPath is not absolute.",
+        ),
+        Rule::new(
+            UNKNOWN_CONTAINER,
+            "UnknownContainer",
+            "A file secret names a container the pod does not have.",
+        ),
+        Rule::new(
+            FILE_PATH_CLASH,
+            "FileSecretPathClash",
+            "Two file secrets give one container the same path.",
+        ),
+        Rule::new(
+            MOUNT_PATH_IN_USE,
+            "MountPathInUse",
+            "A file secret's volumeMountPath is already mounted in the container.",
+        ),
+        Rule::new(
+            FILE_BAD_FORMAT,
+            "FileSecretBadFormat",
+            "A file secret's format or mode is invalid.",
+        ),
+        Rule::new(
+            BAD_REFERENCE,
+            "BadReference",
+            "A secret reference is not `<path>[#<key>[#<version>]]`.",
+        ),
+        Rule::new(
+            REF_NOT_OPTED_IN,
+            "ReferenceNotOptedIn",
+            "An env secret reference in a pod that is not opted in.",
+        ),
+        Rule::new(
+            NO_COMMAND,
+            "NoCommand",
+            "A container with env references has no command to wrap.",
+        ),
+        Rule::new(
+            CANNOT_EDIT,
+            "CannotEdit",
+            "Render cannot insert its wiring into this document.",
+        ),
+        Rule::new(
+            KEYS_ON_WORKLOAD,
+            "KeysOnWorkloadMetadata",
+            "Dialect keys on a workload's own metadata have no effect.",
+        ),
+        Rule::new(
+            NO_SERVICE_ACCOUNT,
+            "NoServiceAccount",
+            "An opted-in pod has no serviceAccountName, so it logs in to Vault as `default`.",
+        ),
+        Rule::new(
+            FILE_UNREADABLE,
+            "FileSecretUnreadable",
+            "A container cannot read a file secret with its mode, user and fsGroup.",
+        ),
+        Rule::new(
+            ISTIO_INIT_ORDER,
+            "IstioInitOrder",
+            "An Istio-injected pod: the init container has no network before the proxy starts.",
+        ),
+        Rule::new(
+            VERSION_CONFLICT,
+            "VersionConflict",
+            "One secret path is read at different versions in one pod.",
+        ),
+    ];
+
+    /// The rule of a code, if it is one of [`RULES`].
+    pub fn rule(code: &str) -> Option<&'static Rule> {
+        RULES.iter().find(|r| r.code == code)
+    }
 }
 
 /// A parsed `<path>[#<key>[#<version>]]`.
