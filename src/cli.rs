@@ -1,8 +1,14 @@
 //! Command-line interface: argument definitions and the commands' entry points.
 //! `main.rs` only parses and maps the result to an exit code.
 
+use crate::check::{self, CheckOptions};
 use crate::config::{Overrides, Settings};
+use crate::diag::{Diagnostic, Severity};
+use crate::policy::{self, MountSources, PolicyOptions};
 use crate::render::{self, Input, Options};
+use crate::scan;
+use crate::vault::client::{VaultApi, VaultEnv};
+use crate::vault::mounts::MountTable;
 use clap::{Args, Parser, Subcommand};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -24,6 +30,20 @@ Examples:
   secretstore render examples/deployment.yaml
   helm install shop ./chart --post-renderer secretstore --post-renderer-args render";
 
+const CHECK_EXAMPLES: &str = "\
+Exit status: 0 clean (warnings allowed), 1 findings, 2 could not check.
+
+Examples:
+  helm template shop ./chart -n shop | secretstore check
+  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=... secretstore check --cluster prod-eu k8s/*.yaml
+  kustomize build overlays/prod | secretstore check --namespace prod --stats";
+
+const POLICY_EXAMPLES: &str = "\
+Examples:
+  helm template shop ./chart -n shop | secretstore policy
+  secretstore policy --format vault-cli --kv-version kv=1 k8s/*.yaml > apply-vault.sh
+  secretstore policy --role shop deploy.yaml | vault policy write secretstore-shop -";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "secretstore",
@@ -43,6 +63,14 @@ pub enum Command {
     /// Expand opted-in pod templates of a manifest stream (stdin when no file is given).
     #[command(after_help = RENDER_EXAMPLES)]
     Render(RenderArgs),
+    /// Check every reference of every opted-in pod against a live Vault (VAULT_ADDR,
+    /// VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT): mounts, secrets, keys, versions, the
+    /// role's bindings and policies.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+    /// Derive least-privilege Vault policies and role bindings from the manifests.
+    #[command(after_help = POLICY_EXAMPLES)]
+    Policy(PolicyArgs),
 }
 
 /// Configuration flags shared by commands that read the configuration.
@@ -91,6 +119,56 @@ pub struct RenderArgs {
     pub allow_empty: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest files (as for render); `-` or none for stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Namespace of objects whose manifest sets none (as `helm template -n` deploys them)
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Most Vault requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Print the number of pods, references, lookups and HTTP requests, and the time, to stderr
+    #[arg(long)]
+    pub stats: bool,
+}
+
+/// Output of `secretstore policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyFormat {
+    /// Each policy in HCL, after a comment naming its role and bindings
+    Hcl,
+    /// A list of {role, policy_name, policy, bound_service_account_names, bound_service_account_namespaces, auth_path}
+    Json,
+    /// A shell script of `vault policy write` and `vault write <auth>/role/<role>`
+    VaultCli,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Manifest files (as for render); `-` or none for stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Namespace of objects whose manifest sets none (as `helm template -n` deploys them)
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    #[arg(long, value_enum, default_value_t = PolicyFormat::Hcl)]
+    pub format: PolicyFormat,
+    /// KV version of a mount, when VAULT_ADDR is not set to look it up (default: KV v2 at
+    /// the path's first segment); `1` also fits non-KV engines, whose paths are used as written
+    #[arg(long = "kv-version", value_name = "MOUNT=N")]
+    pub kv_versions: Vec<String>,
+    /// Only this role
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
 /// Reads the named files, or stdin when there are none (or `-`).
 pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
     if files.is_empty() {
@@ -126,6 +204,8 @@ fn read_stdin() -> Result<Input, String> {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => run_render(args),
+        Command::Check(args) => run_check(args),
+        Command::Policy(args) => run_policy(args),
     }
 }
 
@@ -179,5 +259,171 @@ pub fn run_render(args: RenderArgs) -> ExitCode {
             }
             ExitCode::from(exit::FINDINGS)
         }
+    }
+}
+
+/// Scans every input into one list of pods and diagnostics.
+fn scan_inputs(files: &[PathBuf], settings: &Settings) -> Result<scan::Scan, String> {
+    let inputs = read_inputs(files)?;
+    let mut all = scan::Scan::default();
+    for input in &inputs {
+        let mut one = scan::scan(input, settings);
+        all.pods.append(&mut one.pods);
+        all.diagnostics.append(&mut one.diagnostics);
+    }
+    Ok(all)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub fn run_check(args: CheckArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let scanned = match scan_inputs(&args.files, &settings) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let Some(env) = VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) else {
+        return usage_error("VAULT_ADDR is not set: check needs the address of the Vault the pods use (and VAULT_TOKEN)");
+    };
+    if env.token.is_empty() {
+        return usage_error(
+            "VAULT_TOKEN is not set: check reads the mounts, secrets, roles and policies with it",
+        );
+    }
+    let api = match VaultApi::new(env, usize::from(args.concurrency)) {
+        Ok(api) => std::sync::Arc::new(api),
+        Err(e) => return usage_error(&e),
+    };
+    let options = CheckOptions {
+        auth_path: settings.auth_path.clone(),
+        default_namespace: args.namespace.clone(),
+        audience: settings.audience.clone(),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&e),
+    };
+    let (found, stats) = if scanned.pods.is_empty() {
+        (Vec::new(), check::Stats::default())
+    } else {
+        match rt.block_on(check::check(api, &scanned.pods, &options)) {
+            Ok(result) => result,
+            Err(e) => return usage_error(&format!("could not check: {e}")),
+        }
+    };
+    let mut diagnostics = scanned.diagnostics;
+    diagnostics.extend(found);
+    diagnostics.sort_by(|a, b| a.location.cmp(&b.location).then(a.code.cmp(b.code)));
+    for d in &diagnostics {
+        println!("{d}");
+    }
+    if scanned.pods.is_empty() {
+        eprintln!("secretstore: no opted-in pod in the input; nothing to check against Vault");
+    }
+    if args.stats {
+        eprintln!(
+            "secretstore check: {} pods, {} references; lookups: {} secrets, {} roles, {} policies, {} metadata; {} HTTP requests; {} ms",
+            stats.pods,
+            stats.references,
+            stats.secret_lookups,
+            stats.role_lookups,
+            stats.policy_lookups,
+            stats.metadata_lookups,
+            stats.requests,
+            started.elapsed().as_millis()
+        );
+    }
+    ExitCode::from(check::exit_status(&diagnostics))
+}
+
+pub fn run_policy(args: PolicyArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let mut flags = MountTable::default();
+    for text in &args.kv_versions {
+        match policy::parse_kv_version(text) {
+            Ok(m) => flags.insert(m),
+            Err(e) => return usage_error(&format!("--kv-version {e}")),
+        }
+    }
+    let scanned = match scan_inputs(&args.files, &settings) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let server = match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
+        None => None,
+        Some(env) => {
+            let looked_up = VaultApi::new(env, 1).and_then(|api| {
+                runtime()?
+                    .block_on(api.mounts())
+                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
+            });
+            match looked_up {
+                Ok(table) => Some(table),
+                Err(e) => return usage_error(&e),
+            }
+        }
+    };
+    let errors: Vec<&Diagnostic> = scanned
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    for d in &scanned.diagnostics {
+        eprintln!("{d}");
+    }
+    if !errors.is_empty() {
+        eprintln!("secretstore: the input has errors; no policy was written");
+        return ExitCode::from(exit::FINDINGS);
+    }
+    let options = PolicyOptions {
+        auth_path: settings.auth_path.clone(),
+        default_namespace: args.namespace.clone(),
+        role: args.role.clone(),
+    };
+    let sources = MountSources { server, flags };
+    let policies = match policy::generate(&scanned.pods, &sources, &options) {
+        Ok(p) => p,
+        Err(problems) => {
+            for d in &problems {
+                eprintln!("{d}");
+            }
+            eprintln!("secretstore: no policy was written");
+            return ExitCode::from(exit::FINDINGS);
+        }
+    };
+    if policies.is_empty() {
+        eprintln!(
+            "secretstore: no opted-in pod{} in the input; no policy to write",
+            args.role
+                .as_ref()
+                .map(|r| format!(" with role `{r}`"))
+                .unwrap_or_default()
+        );
+    }
+    let text = match args.format {
+        PolicyFormat::Hcl => policy::to_hcl(&policies),
+        PolicyFormat::Json => policy::to_json(&policies),
+        PolicyFormat::VaultCli => policy::to_vault_cli(&policies),
+    };
+    match io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => usage_error(&format!("cannot write the output: {e}")),
     }
 }

@@ -39,6 +39,27 @@ pub mod code {
     pub const NO_COMMAND: &str = "SS122";
     pub const CANNOT_EDIT: &str = "SS130";
     pub const KEYS_ON_WORKLOAD: &str = "SS201";
+
+    // `check`: the references against a live Vault (docs/check.md has the table).
+    pub const MOUNT_NOT_FOUND: &str = "SS301";
+    pub const VERSION_NOT_SUPPORTED: &str = "SS302";
+    pub const SECRET_NOT_FOUND: &str = "SS303";
+    pub const KEY_NOT_FOUND: &str = "SS304";
+    pub const VERSION_NOT_FOUND: &str = "SS305";
+    pub const VERSION_DELETED: &str = "SS306";
+    pub const VERSION_DESTROYED: &str = "SS307";
+    pub const ROLE_NOT_FOUND: &str = "SS310";
+    pub const SERVICE_ACCOUNT_NOT_BOUND: &str = "SS311";
+    pub const NAMESPACE_NOT_BOUND: &str = "SS312";
+    pub const JWT_SUBJECT_MISMATCH: &str = "SS313";
+    pub const JWT_CLAIM_MISMATCH: &str = "SS314";
+    pub const AUDIENCE_MISMATCH: &str = "SS315";
+    pub const NOT_A_JWT_ROLE: &str = "SS316";
+    pub const POLICY_DENIES_READ: &str = "SS320";
+    pub const NAMESPACE_AT_DEPLOY_TIME: &str = "SS330";
+    pub const BINDING_NOT_CHECKABLE: &str = "SS331";
+    pub const POLICY_NOT_CHECKABLE: &str = "SS332";
+    pub const CANNOT_CHECK: &str = "SS390";
 }
 
 /// A parsed `<path>[#<key>[#<version>]]`.

@@ -6,12 +6,14 @@
 //! [`dialect`] reads the annotations and env references, [`plan`] decides the expansion,
 //! [`edit`] turns it into insertions, and [`render`] ties them together.
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod dialect;
 pub mod edit;
 pub mod plan;
+pub mod policy;
 pub mod render;
 pub mod scan;
 pub mod spec;

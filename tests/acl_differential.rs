@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use secretstore::vault::acl::{Acl, Capabilities, Policy};
 use serde_json::{json, Value};
-use support::OpenBao;
+use support::openbao::OpenBao;
 
 const DEFAULT_SEED: u64 = 0x5ec2_e75e_0ac1_0001;
 const POLICIES: usize = 600;
