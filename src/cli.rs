@@ -6,11 +6,13 @@ use crate::config::{Overrides, Settings};
 use crate::diag::{Diagnostic, Severity};
 use crate::policy::{self, MountSources, PolicyOptions};
 use crate::render::{self, Input, Options};
+use crate::report::{Format, Note, Report};
 use crate::scan;
 use crate::vault::client::{VaultApi, VaultEnv};
 use crate::vault::mounts::MountTable;
 use clap::{Args, Parser, Subcommand};
-use std::io::{self, Read, Write};
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -44,6 +46,16 @@ Examples:
   secretstore policy --format vault-cli --kv-version kv=1 k8s/*.yaml > apply-vault.sh
   secretstore policy --role shop deploy.yaml | vault policy write secretstore-shop -";
 
+const LINT_EXAMPLES: &str = "\
+Exit status: 0 clean (warnings allowed), 1 findings (errors; warnings too with
+--deny-warnings), 2 usage error.
+
+Examples:
+  secretstore lint k8s/
+  secretstore lint --format github --deny-warnings deploy/ overlays/
+  helm template shop ./chart | secretstore lint -
+  secretstore lint --format sarif . > secretstore.sarif";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "secretstore",
@@ -71,6 +83,9 @@ pub enum Command {
     /// Derive least-privilege Vault policies and role bindings from the manifests.
     #[command(after_help = POLICY_EXAMPLES)]
     Policy(PolicyArgs),
+    /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
+    #[command(after_help = LINT_EXAMPLES)]
+    Lint(LintArgs),
 }
 
 /// Configuration flags shared by commands that read the configuration.
@@ -135,6 +150,9 @@ pub struct CheckArgs {
     /// Print the number of pods, references, lookups and HTTP requests, and the time, to stderr
     #[arg(long)]
     pub stats: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
 }
 
 /// Output of `secretstore policy`.
@@ -167,6 +185,22 @@ pub struct PolicyArgs {
     /// Only this role
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files and directories (walked for .yaml, .yml and .json; hidden directories and
+    /// Helm chart templates skipped); `-` for stdin [default: .]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Exit 1 on warnings too
+    #[arg(long)]
+    pub deny_warnings: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 /// Reads the named files, or stdin when there are none (or `-`).
@@ -206,6 +240,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => run_render(args),
         Command::Check(args) => run_check(args),
         Command::Policy(args) => run_policy(args),
+        Command::Lint(args) => run_lint(args),
     }
 }
 
@@ -262,16 +297,98 @@ pub fn run_render(args: RenderArgs) -> ExitCode {
     }
 }
 
-/// Scans every input into one list of pods and diagnostics.
-fn scan_inputs(files: &[PathBuf], settings: &Settings) -> Result<scan::Scan, String> {
+pub fn run_lint(args: LintArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    let targets = match crate::lint::collect(&paths) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
+    let mut diagnostics = Vec::new();
+    let mut sources = BTreeMap::new();
+    for file in &targets.files {
+        let input = match file {
+            None => read_stdin(),
+            Some(path) => std::fs::read(path)
+                .map(|bytes| Input {
+                    name: path.display().to_string(),
+                    bytes,
+                })
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        };
+        let input = match input {
+            Ok(i) => i,
+            Err(e) => return usage_error(&e),
+        };
+        let found = crate::lint::lint_input(&input, &settings);
+        if !found.is_empty() {
+            sources.insert(
+                input.name.clone(),
+                String::from_utf8_lossy(&input.bytes).into_owned(),
+            );
+            diagnostics.extend(found);
+        }
+    }
+    let report = Report {
+        command: "lint",
+        diagnostics: &diagnostics,
+        sources: &sources,
+        notes: &targets.notes,
+    };
+    if let Err(e) = write_report(&report, args.format) {
+        return usage_error(&e);
+    }
+    if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
+        ExitCode::from(exit::FINDINGS)
+    } else {
+        ExitCode::from(exit::OK)
+    }
+}
+
+/// Scans every input into one list of pods and diagnostics, keeping each input's text
+/// for report snippets.
+fn scan_inputs(
+    files: &[PathBuf],
+    settings: &Settings,
+) -> Result<(scan::Scan, BTreeMap<String, String>), String> {
     let inputs = read_inputs(files)?;
     let mut all = scan::Scan::default();
+    let mut sources = BTreeMap::new();
     for input in &inputs {
         let mut one = scan::scan(input, settings);
         all.pods.append(&mut one.pods);
         all.diagnostics.append(&mut one.diagnostics);
+        sources.insert(
+            input.name.clone(),
+            String::from_utf8_lossy(&input.bytes).into_owned(),
+        );
     }
-    Ok(all)
+    Ok((all, sources))
+}
+
+/// Writes a report to stdout, colouring the human format on a terminal.
+fn write_report(report: &Report, format: Format) -> Result<(), String> {
+    let color = format == Format::Human
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match report
+        .write(format, &mut out, color)
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write the report: {e}"))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -291,7 +408,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
-    let scanned = match scan_inputs(&args.files, &settings) {
+    let (scanned, sources) = match scan_inputs(&args.files, &settings) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
@@ -327,11 +444,25 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     let mut diagnostics = scanned.diagnostics;
     diagnostics.extend(found);
     diagnostics.sort_by(|a, b| a.location.cmp(&b.location).then(a.code.cmp(b.code)));
-    for d in &diagnostics {
-        println!("{d}");
-    }
-    if scanned.pods.is_empty() {
-        eprintln!("secretstore: no opted-in pod in the input; nothing to check against Vault");
+    let notes: Vec<Note> = if scanned.pods.is_empty() {
+        sources
+            .keys()
+            .map(|source| Note {
+                source: source.clone(),
+                message: "no opted-in pod; nothing to check against Vault".into(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let report = Report {
+        command: "check",
+        diagnostics: &diagnostics,
+        sources: &sources,
+        notes: &notes,
+    };
+    if let Err(e) = write_report(&report, args.format) {
+        return usage_error(&e);
     }
     if args.stats {
         eprintln!(
@@ -361,7 +492,7 @@ pub fn run_policy(args: PolicyArgs) -> ExitCode {
             Err(e) => return usage_error(&format!("--kv-version {e}")),
         }
     }
-    let scanned = match scan_inputs(&args.files, &settings) {
+    let (scanned, _) = match scan_inputs(&args.files, &settings) {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
