@@ -288,7 +288,8 @@ enum RoleAcl {
         acl: Acl,
         names: Vec<String>,
         missing: Vec<String>,
-        templated: bool,
+        /// Identity-templated rules that grant `read`, as globs (see [`template_glob`]).
+        templated: Vec<String>,
     },
     Unknown(String),
 }
@@ -381,7 +382,7 @@ impl Lookups<'_> {
                 names,
                 missing,
                 templated,
-            } => (acl, names, missing, *templated),
+            } => (acl, names, missing, templated),
             RoleAcl::Unknown(why) => {
                 out.push(at_role(
                     Severity::Error,
@@ -426,7 +427,10 @@ impl Lookups<'_> {
                 "add `path \"{}\" {{ capabilities = [\"read\"] }}` to one of the role's policies (`secretstore policy` writes them)",
                 target.api_path
             );
-            let (severity, code) = if templated {
+            let (severity, code) = if templated
+                .iter()
+                .any(|glob| role::glob_match(glob, &target.api_path))
+            {
                 message.push_str(", unless an identity-templated path of them does (check cannot evaluate templates)");
                 (Severity::Warning, code::POLICY_NOT_CHECKABLE)
             } else {
@@ -464,7 +468,12 @@ impl Lookups<'_> {
             }
         }
         RoleAcl::Ready {
-            templated: parsed.iter().any(Policy::is_templated),
+            templated: parsed
+                .iter()
+                .flat_map(Policy::rules)
+                .filter(|r| r.is_templated() && r.grants().allows(Capability::Read))
+                .map(|r| template_glob(r.pattern()))
+                .collect(),
             acl: Acl::new(&parsed),
             names,
             missing,
@@ -601,6 +610,26 @@ impl Lookups<'_> {
     }
 }
 
+/// A glob that matches at least every path an identity-templated policy pattern can
+/// match once rendered: each `{{...}}` and each `+` segment becomes `*`.
+fn template_glob(pattern: &str) -> String {
+    let mut glob = String::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find("{{") {
+        glob.push_str(&rest[..start]);
+        glob.push('*');
+        rest = match rest[start..].find("}}") {
+            Some(end) => &rest[start + end + 2..],
+            None => "",
+        };
+    }
+    glob.push_str(rest);
+    glob.split('/')
+        .map(|segment| if segment == "+" { "*" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 fn why<T>(fetch: Option<&Fetch<T>>) -> String {
     match fetch {
         Some(Fetch::Denied(e)) => format!("permission denied ({e})"),
@@ -629,6 +658,22 @@ fn version_list(versions: &Versions) -> String {
         "none".into()
     } else {
         live.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templated_patterns_over_approximate() {
+        let glob = template_glob("secret/data/{{identity.entity.name}}/+/x*");
+        assert_eq!(glob, "secret/data/*/*/x*");
+        assert!(role::glob_match(&glob, "secret/data/app/a/xy"));
+        assert!(!role::glob_match(
+            &template_glob("identity/entity/id/{{identity.entity.id}}"),
+            "secret/data/shop/db"
+        ));
     }
 }
 
