@@ -661,6 +661,21 @@ fn version_list(versions: &Versions) -> String {
     }
 }
 
+/// Exit status of a check: findings with errors → 1; else lookups that could not be
+/// made → 2; else 0. Warnings alone do not fail.
+pub fn exit_status(diagnostics: &[Diagnostic]) -> u8 {
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error);
+    let (unchecked, findings): (Vec<_>, Vec<_>) =
+        errors.partition(|d| d.code == code::CANNOT_CHECK);
+    if !findings.is_empty() {
+        crate::cli::exit::FINDINGS
+    } else if !unchecked.is_empty() {
+        crate::cli::exit::USAGE
+    } else {
+        crate::cli::exit::OK
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -674,20 +689,5 @@ mod tests {
             &template_glob("identity/entity/id/{{identity.entity.id}}"),
             "secret/data/shop/db"
         ));
-    }
-}
-
-/// Exit status of a check: findings with errors → 1; else lookups that could not be
-/// made → 2; else 0. Warnings alone do not fail.
-pub fn exit_status(diagnostics: &[Diagnostic]) -> u8 {
-    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error);
-    let (unchecked, findings): (Vec<_>, Vec<_>) =
-        errors.partition(|d| d.code == code::CANNOT_CHECK);
-    if !findings.is_empty() {
-        crate::cli::exit::FINDINGS
-    } else if !unchecked.is_empty() {
-        crate::cli::exit::USAGE
-    } else {
-        crate::cli::exit::OK
     }
 }
