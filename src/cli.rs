@@ -1,9 +1,15 @@
 //! Command-line interface: argument definitions and the commands' entry points.
 //! `main.rs` only parses and maps the result to an exit code.
 
+use crate::check::{self, CheckOptions};
 use crate::config::{Overrides, Settings};
+use crate::diag::{Diagnostic, Severity};
+use crate::policy::{self, MountSources, PolicyOptions};
 use crate::render::{self, Input, Options};
-use crate::report::{Format, Report};
+use crate::report::{Format, Note, Report};
+use crate::scan;
+use crate::vault::client::{VaultApi, VaultEnv};
+use crate::vault::mounts::MountTable;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::io::{self, IsTerminal, Read, Write};
@@ -25,6 +31,20 @@ Examples:
   kustomize build overlays/prod | secretstore render --cluster prod-eu
   secretstore render examples/deployment.yaml
   helm install shop ./chart --post-renderer secretstore --post-renderer-args render";
+
+const CHECK_EXAMPLES: &str = "\
+Exit status: 0 clean (warnings allowed), 1 findings, 2 could not check.
+
+Examples:
+  helm template shop ./chart -n shop | secretstore check
+  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=... secretstore check --cluster prod-eu k8s/*.yaml
+  kustomize build overlays/prod | secretstore check --namespace prod --stats";
+
+const POLICY_EXAMPLES: &str = "\
+Examples:
+  helm template shop ./chart -n shop | secretstore policy
+  secretstore policy --format vault-cli --kv-version kv=1 k8s/*.yaml > apply-vault.sh
+  secretstore policy --role shop deploy.yaml | vault policy write secretstore-shop -";
 
 const LINT_EXAMPLES: &str = "\
 Exit status: 0 clean (warnings allowed), 1 findings (errors; warnings too with
@@ -62,6 +82,14 @@ pub enum Command {
     /// from this container's env file, then execute CMD in place (same PID, signals and
     /// exit status).
     Exec(ExecArgs),
+    /// Check every reference of every opted-in pod against a live Vault (VAULT_ADDR,
+    /// VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT): mounts, secrets, keys, versions, the
+    /// role's bindings and policies.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+    /// Derive least-privilege Vault policies and role bindings from the manifests.
+    #[command(after_help = POLICY_EXAMPLES)]
+    Policy(PolicyArgs),
     /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
     #[command(after_help = LINT_EXAMPLES)]
     Lint(LintArgs),
@@ -153,6 +181,59 @@ pub struct RenderArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest files (as for render); `-` or none for stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Namespace of objects whose manifest sets none (as `helm template -n` deploys them)
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Most Vault requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Print the number of pods, references, lookups and HTTP requests, and the time, to stderr
+    #[arg(long)]
+    pub stats: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Output of `secretstore policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyFormat {
+    /// Each policy in HCL, after a comment naming its role and bindings
+    Hcl,
+    /// A list of {role, policy_name, policy, bound_service_account_names, bound_service_account_namespaces, auth_path}
+    Json,
+    /// A shell script of `vault policy write` and `vault write <auth>/role/<role>`
+    VaultCli,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Manifest files (as for render); `-` or none for stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Namespace of objects whose manifest sets none (as `helm template -n` deploys them)
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    #[arg(long, value_enum, default_value_t = PolicyFormat::Hcl)]
+    pub format: PolicyFormat,
+    /// KV version of a mount, when VAULT_ADDR is not set to look it up (default: KV v2 at
+    /// the path's first segment); `1` also fits non-KV engines, whose paths are used as written
+    #[arg(long = "kv-version", value_name = "MOUNT=N")]
+    pub kv_versions: Vec<String>,
+    /// Only this role
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct LintArgs {
     /// Files and directories (walked for .yaml, .yml and .json; hidden directories and
     /// Helm chart templates skipped); `-` for stdin [default: .]
@@ -212,6 +293,8 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Render(args) => run_render(args),
         Command::Agent => exit_code(crate::agent::run_from_env()),
         Command::Exec(args) => exit_code(crate::exec::run(args.command)),
+        Command::Check(args) => run_check(args),
+        Command::Policy(args) => run_policy(args),
         Command::Lint(args) => run_lint(args),
         Command::Install(args) => run_install(&args.dir),
         Command::Completions(args) => {
@@ -325,18 +408,8 @@ pub fn run_lint(args: LintArgs) -> ExitCode {
         sources: &sources,
         notes: &targets.notes,
     };
-    let color = args.format == Format::Human
-        && io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    if let Err(e) = report
-        .write(args.format, &mut out, color)
-        .and_then(|()| out.flush())
-    {
-        if e.kind() != io::ErrorKind::BrokenPipe {
-            return usage_error(&format!("cannot write the report: {e}"));
-        }
+    if let Err(e) = write_report(&report, args.format) {
+        return usage_error(&e);
     }
     if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
         ExitCode::from(exit::FINDINGS)
@@ -379,5 +452,212 @@ fn run_man(out_dir: Option<&std::path::Path>) -> ExitCode {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
         Err(e) => usage_error(&format!("cannot write the man page: {e}")),
+    }
+}
+
+/// Scans every input into one list of pods and diagnostics, keeping each input's text
+/// for report snippets.
+fn scan_inputs(
+    files: &[PathBuf],
+    settings: &Settings,
+) -> Result<(scan::Scan, BTreeMap<String, String>), String> {
+    let inputs = read_inputs(files)?;
+    let mut all = scan::Scan::default();
+    let mut sources = BTreeMap::new();
+    for input in &inputs {
+        let mut one = scan::scan(input, settings);
+        all.pods.append(&mut one.pods);
+        all.diagnostics.append(&mut one.diagnostics);
+        sources.insert(
+            input.name.clone(),
+            String::from_utf8_lossy(&input.bytes).into_owned(),
+        );
+    }
+    Ok((all, sources))
+}
+
+/// Writes a report to stdout, colouring the human format on a terminal.
+fn write_report(report: &Report, format: Format) -> Result<(), String> {
+    let color = format == Format::Human
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match report
+        .write(format, &mut out, color)
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write the report: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub fn run_check(args: CheckArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let (scanned, sources) = match scan_inputs(&args.files, &settings) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let Some(env) = VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) else {
+        return usage_error("VAULT_ADDR is not set: check needs the address of the Vault the pods use (and VAULT_TOKEN)");
+    };
+    if env.token.is_empty() {
+        return usage_error(
+            "VAULT_TOKEN is not set: check reads the mounts, secrets, roles and policies with it",
+        );
+    }
+    let api = match VaultApi::new(env, usize::from(args.concurrency)) {
+        Ok(api) => std::sync::Arc::new(api),
+        Err(e) => return usage_error(&e),
+    };
+    let options = CheckOptions {
+        auth_path: settings.auth_path.clone(),
+        default_namespace: args.namespace.clone(),
+        audience: settings.audience.clone(),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&e),
+    };
+    let (found, stats) = if scanned.pods.is_empty() {
+        (Vec::new(), check::Stats::default())
+    } else {
+        match rt.block_on(check::check(api, &scanned.pods, &options)) {
+            Ok(result) => result,
+            Err(e) => return usage_error(&format!("could not check: {e}")),
+        }
+    };
+    let mut diagnostics = scanned.diagnostics;
+    diagnostics.extend(found);
+    diagnostics.sort_by(|a, b| a.location.cmp(&b.location).then(a.code.cmp(b.code)));
+    let notes: Vec<Note> = if scanned.pods.is_empty() {
+        sources
+            .keys()
+            .map(|source| Note {
+                source: source.clone(),
+                message: "no opted-in pod; nothing to check against Vault".into(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let report = Report {
+        command: "check",
+        diagnostics: &diagnostics,
+        sources: &sources,
+        notes: &notes,
+    };
+    if let Err(e) = write_report(&report, args.format) {
+        return usage_error(&e);
+    }
+    if args.stats {
+        eprintln!(
+            "secretstore check: {} pods, {} references; lookups: {} secrets, {} roles, {} policies, {} metadata; {} HTTP requests; {} ms",
+            stats.pods,
+            stats.references,
+            stats.secret_lookups,
+            stats.role_lookups,
+            stats.policy_lookups,
+            stats.metadata_lookups,
+            stats.requests,
+            started.elapsed().as_millis()
+        );
+    }
+    ExitCode::from(check::exit_status(&diagnostics))
+}
+
+pub fn run_policy(args: PolicyArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let mut flags = MountTable::default();
+    for text in &args.kv_versions {
+        match policy::parse_kv_version(text) {
+            Ok(m) => flags.insert(m),
+            Err(e) => return usage_error(&format!("--kv-version {e}")),
+        }
+    }
+    let (scanned, _) = match scan_inputs(&args.files, &settings) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let server = match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
+        None => None,
+        Some(env) => {
+            let looked_up = VaultApi::new(env, 1).and_then(|api| {
+                runtime()?
+                    .block_on(api.mounts())
+                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
+            });
+            match looked_up {
+                Ok(table) => Some(table),
+                Err(e) => return usage_error(&e),
+            }
+        }
+    };
+    let errors: Vec<&Diagnostic> = scanned
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    for d in &scanned.diagnostics {
+        eprintln!("{d}");
+    }
+    if !errors.is_empty() {
+        eprintln!("secretstore: the input has errors; no policy was written");
+        return ExitCode::from(exit::FINDINGS);
+    }
+    let options = PolicyOptions {
+        auth_path: settings.auth_path.clone(),
+        default_namespace: args.namespace.clone(),
+        role: args.role.clone(),
+    };
+    let sources = MountSources { server, flags };
+    let policies = match policy::generate(&scanned.pods, &sources, &options) {
+        Ok(p) => p,
+        Err(problems) => {
+            for d in &problems {
+                eprintln!("{d}");
+            }
+            eprintln!("secretstore: no policy was written");
+            return ExitCode::from(exit::FINDINGS);
+        }
+    };
+    if policies.is_empty() {
+        eprintln!(
+            "secretstore: no opted-in pod{} in the input; no policy to write",
+            args.role
+                .as_ref()
+                .map(|r| format!(" with role `{r}`"))
+                .unwrap_or_default()
+        );
+    }
+    let text = match args.format {
+        PolicyFormat::Hcl => policy::to_hcl(&policies),
+        PolicyFormat::Json => policy::to_json(&policies),
+        PolicyFormat::VaultCli => policy::to_vault_cli(&policies),
+    };
+    match io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => usage_error(&format!("cannot write the output: {e}")),
     }
 }

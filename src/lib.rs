@@ -12,6 +12,7 @@
 )]
 
 pub mod agent;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diag;
@@ -20,6 +21,7 @@ pub mod edit;
 pub mod exec;
 pub mod lint;
 pub mod plan;
+pub mod policy;
 pub mod render;
 pub mod report;
 pub mod scan;

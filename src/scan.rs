@@ -41,6 +41,8 @@ pub struct ScannedPod {
     /// Where the opt-in annotation is.
     pub location: Location,
     pub role: String,
+    /// Where the role annotation is (the opt-in annotation when there is none).
+    pub role_location: Location,
     /// `spec.serviceAccountName` (or the legacy `serviceAccount`); `None` means `default`.
     pub service_account: Option<String>,
     /// The object's `metadata.namespace`; `None` when the manifest leaves it to the
@@ -184,6 +186,9 @@ fn scan_document(
         let opt_in: NodeId = tree
             .path(template, &["metadata", "annotations", dialect::OPT_IN_KEY])
             .unwrap_or(template);
+        let role_node = tree
+            .path(template, &["metadata", "annotations", dialect::ROLE_KEY])
+            .unwrap_or(opt_in);
         let mut references = Vec::new();
         for f in &request.files {
             references.push(ScannedRef {
@@ -282,6 +287,7 @@ fn scan_document(
             location: ctx.location(opt_in),
             field,
             role: request.role.clone(),
+            role_location: ctx.location(role_node),
             service_account,
             namespace: object.reference.namespace.clone(),
             references,
