@@ -100,7 +100,7 @@ fn every_rule_at_its_position_in_yaml() {
                 9,
                 "spec.template.metadata.labels[sidecar.istio.io/inject]"
             ),
-            ("SS205", 95, 18, "spec.containers[0].env[DB_USER].value"),
+            ("SS205", 95, 18, "spec.containers[0].env[1].value"),
             ("SS102", 102, 28, "metadata.annotations"),
             (
                 "SS103",
@@ -161,12 +161,7 @@ fn every_rule_at_its_position_in_json() {
                 15,
                 "items[3].spec.template.metadata.labels[sidecar.istio.io/inject]"
             ),
-            (
-                "SS205",
-                153,
-                26,
-                "items[4].spec.containers[0].env[DB_USER].value"
-            ),
+            ("SS205", 153, 26, "items[4].spec.containers[0].env[1].value"),
             ("SS102", 166, 36, "items[5].metadata.annotations"),
             (
                 "SS103",
