@@ -82,7 +82,7 @@ fn write_atomic_with(
             .open(&tmp)?;
         fill(&mut file)?;
         file.set_permissions(Permissions::from_mode(mode))?;
-        file.sync_all()?;
+        // No fsync: the volumes are emptyDirs, which do not outlive a node crash's pod.
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -76,6 +76,15 @@ impl Container {
     /// Starts the container with stdout and stderr piped; keep the returned root alive
     /// until the child has exited.
     pub fn spawn(&self) -> Child {
+        // SAFETY: geteuid(2) has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("the pod tests run containers in mount namespaces and need root (as CI runs them): run cargo test as root");
+        }
+        for tool in ["/usr/bin/unshare", "/usr/bin/setpriv", "/usr/sbin/chroot"] {
+            if !Path::new(tool).exists() {
+                panic!("{tool} is missing: install util-linux and coreutils (scripts/install-test-deps.sh)");
+            }
+        }
         for (dir, mode) in &self.create_dirs {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).expect("cannot create subPath");
