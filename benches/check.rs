@@ -6,7 +6,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use secretstore::check::{self, CheckOptions};
 use secretstore::config::Settings;
 use secretstore::render::Input;
@@ -22,7 +22,8 @@ const REFS_PER_POD: usize = 10;
 const KV2_SECRETS: usize = 200;
 const KV1_SECRETS: usize = 50;
 const ROLES: usize = 20;
-const CONCURRENCY: usize = 16;
+/// Request limits compared; 16 is the CLI's default.
+const CONCURRENCY: [usize; 4] = [1, 4, 16, 64];
 
 fn world(vault: &OpenBao) {
     for i in 0..KV2_SECRETS {
@@ -94,7 +95,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let run = || {
+    let run = |concurrency: usize| {
         let scan = secretstore::scan::scan(&input, &settings);
         let api = VaultApi::new(
             VaultEnv {
@@ -103,7 +104,7 @@ fn bench(c: &mut Criterion) {
                 namespace: None,
                 ca_cert: None,
             },
-            CONCURRENCY,
+            concurrency,
         )
         .expect("client");
         let (findings, stats) = rt
@@ -112,7 +113,7 @@ fn bench(c: &mut Criterion) {
         assert!(findings.is_empty(), "{findings:?}");
         stats
     };
-    let stats = run();
+    let stats = run(16);
     assert_eq!(stats.references, PODS * REFS_PER_POD);
     eprintln!(
         "check: {} pods, {} references; lookups: {} secrets, {} roles, {} policies, {} metadata; {} HTTP requests per run",
@@ -127,7 +128,16 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("check");
     group.sample_size(20);
     group.measurement_time(Duration::from_secs(15));
-    group.bench_function("10k references, 1k pods, local OpenBao", |b| b.iter(run));
+    for concurrency in CONCURRENCY {
+        group.bench_with_input(
+            BenchmarkId::new(
+                "10k references, 1k pods, local OpenBao, concurrency",
+                concurrency,
+            ),
+            &concurrency,
+            |b, &c| b.iter(|| run(c)),
+        );
+    }
     group.bench_function("scan only (10k references)", |b| {
         b.iter(|| secretstore::scan::scan(&input, &settings).pods.len())
     });

@@ -601,6 +601,9 @@ pub fn run_policy(args: PolicyArgs) -> ExitCode {
     };
     let server = match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
         None => None,
+        Some(env) if env.token.is_empty() => {
+            return usage_error("VAULT_ADDR is set but VAULT_TOKEN is not: policy looks up the mounts' KV versions with it (or unset VAULT_ADDR and pass --kv-version MOUNT=N)");
+        }
         Some(env) => {
             let looked_up = VaultApi::new(env, 1).and_then(|api| {
                 runtime()?
@@ -632,7 +635,12 @@ pub fn run_policy(args: PolicyArgs) -> ExitCode {
     };
     let sources = MountSources { server, flags };
     let policies = match policy::generate(&scanned.pods, &sources, &options) {
-        Ok(p) => p,
+        Ok(generated) => {
+            for d in &generated.warnings {
+                eprintln!("{d}");
+            }
+            generated.policies
+        }
         Err(problems) => {
             for d in &problems {
                 eprintln!("{d}");

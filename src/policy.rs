@@ -45,23 +45,33 @@ pub struct MountSources {
 }
 
 impl MountSources {
-    fn mount_of(&self, path: &str) -> Mount {
+    /// The mount of `path`, and whether the server was asked and did not know it.
+    fn mount_of(&self, path: &str) -> (Mount, bool) {
         if let Some(m) = self.server.as_ref().and_then(|t| t.find(path)) {
-            return m.clone();
+            return (m.clone(), false);
         }
+        let unknown_to_server = self.server.is_some();
         if let Some(m) = self.flags.find(path) {
-            return m.clone();
+            return (m.clone(), unknown_to_server);
         }
         let first = path
             .trim_start_matches('/')
             .split('/')
             .next()
             .unwrap_or_default();
-        Mount {
+        let mount = Mount {
             path: format!("{first}/"),
             engine: Engine::Kv2,
-        }
+        };
+        (mount, unknown_to_server)
     }
+}
+
+/// What `generate` writes: the policies, and warnings about assumptions it made.
+#[derive(Debug, Default)]
+pub struct Generated {
+    pub policies: Vec<RolePolicy>,
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Parses `--kv-version MOUNT=N` (N = 1 or 2; 1 also fits any non-KV engine, whose paths
@@ -91,7 +101,7 @@ pub fn generate(
     pods: &[ScannedPod],
     mounts: &MountSources,
     options: &PolicyOptions,
-) -> Result<Vec<RolePolicy>, Vec<Diagnostic>> {
+) -> Result<Generated, Vec<Diagnostic>> {
     #[derive(Default)]
     struct Acc {
         paths: BTreeSet<String>,
@@ -100,6 +110,7 @@ pub fn generate(
     }
     let mut roles: BTreeMap<&str, Acc> = BTreeMap::new();
     let mut problems = Vec::new();
+    let mut warnings = Vec::new();
     for pod in pods {
         if pod.role.is_empty() || options.role.as_ref().is_some_and(|r| *r != pod.role) {
             continue;
@@ -133,7 +144,22 @@ pub fn generate(
             ),
         }
         for r in &pod.references {
-            let mount = mounts.mount_of(&r.reference.path);
+            let (mount, unknown_to_server) = mounts.mount_of(&r.reference.path);
+            if unknown_to_server {
+                warnings.push(
+                    Diagnostic::warning(
+                        code::MOUNT_NOT_FOUND,
+                        r.location.clone(),
+                        format!(
+                            "Vault shows no mount at a prefix of `{}` (to this token); assuming {} at `{}`",
+                            r.reference.path, mount.engine, mount.path
+                        ),
+                    )
+                    .with_object(Some(pod.object.clone()))
+                    .with_field(r.field.clone())
+                    .with_help("fix the path, or pass --kv-version MOUNT=N for a mount the token cannot see"),
+                );
+            }
             let problem = match mounts::target(&r.reference.path, &mount) {
                 Ok(t) if is_exact_pattern(&t.api_path) => {
                     acc.paths.insert(t.api_path);
@@ -156,7 +182,9 @@ pub fn generate(
     if !problems.is_empty() {
         return Err(problems);
     }
-    Ok(roles
+    warnings.sort_by(|a, b| a.location.cmp(&b.location));
+    warnings.dedup();
+    let policies = roles
         .into_iter()
         .map(|(role, acc)| RolePolicy {
             role: role.to_string(),
@@ -166,7 +194,8 @@ pub fn generate(
             bound_service_account_namespaces: acc.namespaces.into_iter().collect(),
             auth_path: options.auth_path.clone(),
         })
-        .collect())
+        .collect();
+    Ok(Generated { policies, warnings })
 }
 
 /// `secretstore-<role>`, lowercased as Vault stores policy names.
@@ -308,7 +337,7 @@ spec:
             server: None,
             flags,
         };
-        let policies = generate(&pods(), &sources, &options()).unwrap();
+        let policies = generate(&pods(), &sources, &options()).unwrap().policies;
         assert_eq!(policies.len(), 1);
         let p = &policies[0];
         assert_eq!(p.policy_name, "secretstore-shop");
@@ -339,8 +368,33 @@ spec:
             default_namespace: Some("prod".into()),
             ..options()
         };
-        let p = generate(&pods, &sources, &with_flag).unwrap();
+        let p = generate(&pods, &sources, &with_flag).unwrap().policies;
         assert_eq!(p[0].bound_service_account_namespaces, ["prod"]);
+    }
+
+    #[test]
+    fn mounts_unknown_to_the_server_are_assumed_and_warned_about() {
+        let mut server = MountTable::default();
+        server.insert(Mount {
+            path: "secret/".into(),
+            engine: Engine::Kv2,
+        });
+        let mut flags = MountTable::default();
+        flags.insert(parse_kv_version("kv=1").unwrap());
+        let sources = MountSources {
+            server: Some(server),
+            flags,
+        };
+        let generated = generate(&pods(), &sources, &options()).unwrap();
+        let warned: Vec<usize> = generated.warnings.iter().map(|w| w.location.line).collect();
+        assert_eq!(
+            warned,
+            [9, 22],
+            "kv/app (flag) and database/creds/app (default)"
+        );
+        assert!(generated.policies[0]
+            .policy
+            .contains("\"database/data/creds/app\""));
     }
 
     #[test]

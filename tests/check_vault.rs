@@ -695,3 +695,65 @@ path "pki/cert/ca" { capabilities = ["read"] }"#,
     assert_eq!(status, 2);
     assert!(stderr.contains("sealed"), "{stderr}");
 }
+
+#[test]
+fn vault_namespace_scopes_every_lookup() {
+    let vault = OpenBao::start();
+    vault.post_json("sys/namespaces/team", &json!({}));
+    for args in [
+        &[
+            "secrets",
+            "enable",
+            "-ns=team",
+            "-path=secret",
+            "-version=2",
+            "kv",
+        ][..],
+        &["kv", "put", "-ns=team", "secret/app", "k=team-secret-71c2"],
+        &["auth", "enable", "-ns=team", "kubernetes"],
+        &[
+            "write",
+            "-ns=team",
+            "auth/kubernetes/role/app",
+            "bound_service_account_names=api",
+            "bound_service_account_namespaces=shop",
+            "token_policies=app",
+        ],
+    ] {
+        vault.bao_ok(args);
+    }
+    let policy = vault
+        .bao_command(&["policy", "write", "-ns=team", "app", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(br#"path "secret/data/app" { capabilities = ["read"] }"#)?;
+            child.wait()
+        })
+        .unwrap();
+    assert!(policy.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pod.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: shop\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: app\nspec:\n  serviceAccountName: api\n  containers:\n  - name: app\n    image: app\n    command: [/app]\n    env:\n    - name: K\n      value: secretstore:vault:secret/app#k\n",
+    )
+    .unwrap();
+    let args = ["check", "--format", "json", file.to_str().unwrap()];
+    let mut env = vault_env(&vault);
+    let (status, stdout, _) = run(&args, &env);
+    assert_eq!(status, 1, "outside the namespace: {stdout}");
+    assert!(
+        stdout.contains("SS303") && stdout.contains("SS310"),
+        "{stdout}"
+    );
+    env.push(("VAULT_NAMESPACE", "team".into()));
+    let (status, stdout, stderr) = run(&args, &env);
+    assert_eq!(status, 0, "{stdout}{stderr}");
+    assert_no_secret(&stdout, &["team-secret-71c2"]);
+}

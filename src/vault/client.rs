@@ -158,10 +158,6 @@ impl VaultApi {
         })
     }
 
-    pub fn address(&self) -> &str {
-        &self.address
-    }
-
     /// HTTP requests made so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::Relaxed)

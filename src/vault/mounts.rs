@@ -117,7 +117,7 @@ impl MountTable {
 }
 
 /// `kv`/`generic` with options.version → KV v1 or v2; anything else as is.
-pub fn engine_of(engine_type: &str, version: Option<&str>) -> Engine {
+fn engine_of(engine_type: &str, version: Option<&str>) -> Engine {
     match engine_type {
         "kv" | "generic" => match version {
             Some("2") => Engine::Kv2,
