@@ -44,7 +44,7 @@ pub mod code {
     pub const ISTIO_INIT_ORDER: &str = "SS204";
     pub const VERSION_CONFLICT: &str = "SS205";
 
-    // `check`: the references against a live Vault (docs/check.md has the table).
+    // `check`: the references against a live Vault (README.md has the table).
     pub const MOUNT_NOT_FOUND: &str = "SS301";
     pub const VERSION_NOT_SUPPORTED: &str = "SS302";
     pub const SECRET_NOT_FOUND: &str = "SS303";

@@ -24,7 +24,7 @@ fn bin_dir() -> TempDir {
 }
 
 /// `kubectl kustomize --enable-alpha-plugins DIR` with plugin/kustomize as the plugin
-/// home and `secretstore` on the PATH, as docs/integrations.md says to run it.
+/// home and `secretstore` on the PATH, as the README says to run it.
 fn kustomize(dir: &Path) -> Output {
     let bin = bin_dir();
     let path = std::env::var("PATH").unwrap_or_default();

@@ -431,22 +431,21 @@ fn walks_directories() {
 
 #[test]
 fn every_rule_is_documented() {
-    let doc = std::fs::read_to_string(repo_root().join("docs/integrations.md")).expect("docs");
+    let doc = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
     for rule in secretstore::dialect::code::RULES {
-        let severity = if rule.code.starts_with("SS2") {
-            "warning"
-        } else {
-            "error"
-        };
+        // Lint's own rules and check's "cannot be decided here" findings are warnings.
+        let severity =
+            if rule.code.starts_with("SS2") || ["SS330", "SS331", "SS332"].contains(&rule.code) {
+                "warning"
+            } else {
+                "error"
+            };
         let row = format!(
             "| <a id=\"{}\"></a>`{}` | {severity} | {} |",
             rule.code.to_ascii_lowercase(),
             rule.code,
             rule.name
         );
-        assert!(
-            doc.contains(&row),
-            "docs/integrations.md lacks the row {row}"
-        );
+        assert!(doc.contains(&row), "README.md lacks the row {row}");
     }
 }
