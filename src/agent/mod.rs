@@ -19,8 +19,9 @@ use zeroize::Zeroizing;
 use self::format::{render_whole, FormatError, SecretData};
 use self::log::Log;
 use self::retry::{retry, Deadline, GaveUp};
-use self::vault::{Fetched, Mount, Vault, VaultError};
+use self::vault::{Fetched, Vault, VaultError};
 use crate::spec::{AgentSpec, FileFormat, SecretRead, SPEC_ENV, TOKEN_DIR};
+use crate::vault::mounts::{self, Engine, Mount, MountTable};
 
 /// How many secrets are read at the same time.
 pub const MAX_CONCURRENT_READS: usize = 8;
@@ -328,7 +329,7 @@ impl FetchJob {
         let mount = self.mount(vault, mounts, log, deadline, path).await?;
         let api = api_path(path, &mount, self.read.version)
             .map_err(|e| AgentError::refused("read", format!("{}: {e}", self.refs)))?;
-        let kv2 = mount.kv_version == Some(2);
+        let kv2 = mount.engine == Engine::Kv2;
         let fields: [(&str, &dyn fmt::Display); 1] = [("path", &path)];
         let fetched = retry(deadline, log, "read", &fields, || {
             vault.read(&api, self.read.version, kv2, deadline.request_timeout())
@@ -401,9 +402,10 @@ impl FetchJob {
                 deadline_error("mount", deadline, attempts, &last, &self.address)
             }
         })?;
-        let kv: &dyn fmt::Display = match &mount.kv_version {
-            Some(v) => v,
-            None => &"-",
+        let (engine, kv): (&str, &dyn fmt::Display) = match &mount.engine {
+            Engine::Kv1 => ("kv", &1),
+            Engine::Kv2 => ("kv", &2),
+            Engine::Other(engine) => (engine, &"-"),
         };
         log.info(
             "mount",
@@ -411,11 +413,11 @@ impl FetchJob {
             &[
                 ("path", &path),
                 ("mount", &mount.path),
-                ("engine", &mount.engine),
+                ("engine", &engine),
                 ("kv_version", kv),
             ],
         );
-        lock(&mounts.known).push(mount.clone());
+        lock(&mounts.known).insert(mount.clone());
         Ok(mount)
     }
 
@@ -442,17 +444,13 @@ impl FetchJob {
 /// that `secret/a` and `secret/b` cost one `sys/internal/ui/mounts` call, not two.
 #[derive(Default)]
 struct MountCache {
-    known: Mutex<Vec<Mount>>,
+    known: Mutex<MountTable>,
     turns: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl MountCache {
     fn find(&self, path: &str) -> Option<Mount> {
-        let with_slash = format!("{path}/");
-        lock(&self.known)
-            .iter()
-            .find(|m| !m.path.is_empty() && with_slash.starts_with(&m.path))
-            .cloned()
+        lock(&self.known).find(path).cloned()
     }
 
     fn turn_for(&self, path: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -506,36 +504,16 @@ fn references_of(spec: &AgentSpec, index: usize) -> String {
     refs.into_iter().collect::<Vec<_>>().join(", ")
 }
 
-/// The API path to read for a path as written, given its mount, like the Vault CLI's
-/// `kv get`: KV v2 paths take `<mount>data/<rest>` whether written logically
-/// (`secret/app`) or in API form (`secret/data/app`); other paths are read as written.
+/// The API path to read for a path as written, given its mount (see [`mounts::target`]).
+/// A `#version` pins a KV v2 version, so any other mount refuses it.
 pub fn api_path(path: &str, mount: &Mount, version: Option<u64>) -> Result<String, String> {
-    let path = path.trim_start_matches('/');
-    if mount.kv_version != Some(2) {
-        if version.is_some() {
-            let kind = match mount.kv_version {
-                Some(v) => format!("a KV v{v} mount"),
-                None => format!("a {} mount", mount.engine),
-            };
-            return Err(format!(
-                "#version pins a KV v2 version, but {:?} is {kind}: remove the version",
-                mount.path
-            ));
-        }
-        return Ok(path.to_owned());
-    }
-    let rest = format!("{path}/")
-        .strip_prefix(&mount.path)
-        .map(|r| r.trim_end_matches('/').to_owned())
-        .ok_or_else(|| format!("{path:?} is not under its mount {:?}", mount.path))?;
-    let rest = rest.strip_prefix("data/").unwrap_or(&rest);
-    if rest.is_empty() || rest == "data" {
+    if version.is_some() && mount.engine != Engine::Kv2 {
         return Err(format!(
-            "{path:?} names the KV v2 mount {:?}, not a secret in it",
-            mount.path
+            "#version pins a KV v2 version, but {:?} is a {} mount: remove the version",
+            mount.path, mount.engine
         ));
     }
-    Ok(format!("{}data/{rest}", mount.path))
+    mounts::target(path, mount).map(|t| t.api_path)
 }
 
 /// One file to write: a file secret, or a container's env file.
@@ -677,17 +655,16 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn mount(path: &str, engine: &str, kv: Option<u8>) -> Mount {
+    fn mount(path: &str, engine: Engine) -> Mount {
         Mount {
             path: path.to_owned(),
-            engine: engine.to_owned(),
-            kv_version: kv,
+            engine,
         }
     }
 
     #[test]
     fn kv2_paths_in_both_forms() {
-        let m = mount("secret/", "kv", Some(2));
+        let m = mount("secret/", Engine::Kv2);
         assert_eq!(
             api_path("secret/shop/db", &m, None).unwrap(),
             "secret/data/shop/db"
@@ -698,7 +675,7 @@ mod tests {
         );
         assert!(api_path("secret", &m, None).is_err());
         assert!(api_path("secret/data", &m, None).is_err());
-        let deep = mount("team/kv/", "kv", Some(2));
+        let deep = mount("team/kv/", Engine::Kv2);
         assert_eq!(
             api_path("team/kv/app", &deep, None).unwrap(),
             "team/kv/data/app"
@@ -707,15 +684,16 @@ mod tests {
 
     #[test]
     fn other_paths_read_as_written() {
-        let kv1 = mount("kv/", "kv", Some(1));
+        let kv1 = mount("kv/", Engine::Kv1);
         assert_eq!(api_path("kv/data/x", &kv1, None).unwrap(), "kv/data/x");
-        let db = mount("database/", "database", None);
+        let db = mount("database/", Engine::Other("database".to_owned()));
         assert_eq!(
             api_path("/database/creds/app", &db, None).unwrap(),
             "database/creds/app"
         );
+        assert!(api_path("database/", &db, None).is_err());
         let err = api_path("database/creds/app", &db, Some(2)).unwrap_err();
-        assert!(err.contains("database mount"), "{err}");
+        assert!(err.contains("`database` mount"), "{err}");
         assert!(api_path("kv/x", &kv1, Some(1))
             .unwrap_err()
             .contains("KV v1"));

@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 use super::format::SecretData;
 use super::retry::MAX_REQUEST_TIME;
 use crate::spec::VaultConnection;
+use crate::vault::mounts::{Engine, Mount};
 
 /// A failed Vault call: the HTTP status when there was one, whether retrying can help,
 /// and Vault's own error text (which never holds a secret value).
@@ -143,17 +144,6 @@ fn tls_failure(err: &reqwest::Error) -> bool {
         source = e.source();
     }
     false
-}
-
-/// What `sys/internal/ui/mounts/<path>` says about the mount holding a path.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
-    /// Mount path with a trailing `/`, e.g. `secret/`.
-    pub path: String,
-    /// Engine type, e.g. `kv`, `database`.
-    pub engine: String,
-    /// 1 or 2 for KV mounts, `None` for other engines.
-    pub kv_version: Option<u8>,
 }
 
 /// A secret as read: its data map, and whether it holds a lease that must outlive the
@@ -325,58 +315,23 @@ impl Vault {
     /// The mount that holds `path`, as the Vault CLI finds it. A server without the
     /// endpoint (404) is treated like the CLI does: a KV v1 (plain read) path.
     pub async fn mount_of(&self, path: &str, timeout: Duration) -> Result<Mount, VaultError> {
-        #[derive(Deserialize)]
-        struct Body {
-            data: Option<MountData>,
-        }
-        #[derive(Deserialize)]
-        struct MountData {
-            path: String,
-            #[serde(rename = "type")]
-            engine: String,
-            options: Option<MountOptions>,
-        }
-        #[derive(Deserialize)]
-        struct MountOptions {
-            version: Option<String>,
-        }
         let (status, body) = self
             .get(&format!("sys/internal/ui/mounts/{path}"), None, timeout)
             .await?;
         if status == StatusCode::NOT_FOUND {
             return Ok(Mount {
                 path: String::new(),
-                engine: "kv".to_owned(),
-                kv_version: Some(1),
+                engine: Engine::Kv1,
             });
         }
         if !status.is_success() {
             return Err(VaultError::http(status.as_u16(), api_errors(&body)));
         }
-        let data = serde_json::from_slice::<Body>(&body)
-            .ok()
-            .and_then(|b| b.data)
-            .ok_or_else(|| {
-                VaultError::http(
-                    status.as_u16(),
-                    format!("unexpected answer from sys/internal/ui/mounts/{path}"),
-                )
-            })?;
-        let kv_version = match data.engine.as_str() {
-            "kv" | "generic" => Some(match data.options.and_then(|o| o.version).as_deref() {
-                Some("2") => 2,
-                _ => 1,
-            }),
-            _ => None,
-        };
-        let mut mount_path = data.path;
-        if !mount_path.ends_with('/') {
-            mount_path.push('/');
-        }
-        Ok(Mount {
-            path: mount_path,
-            engine: data.engine,
-            kv_version,
+        Mount::from_ui_mount(&body).map_err(|e| {
+            VaultError::http(
+                status.as_u16(),
+                format!("unexpected answer from sys/internal/ui/mounts/{path}: {e}"),
+            )
         })
     }
 

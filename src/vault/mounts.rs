@@ -65,6 +65,51 @@ struct UiMount {
     options: Option<BTreeMap<String, serde_json::Value>>,
 }
 
+impl UiMount {
+    /// `kv`/`generic` with options.version → KV v1 or v2; anything else as is.
+    fn engine(&self) -> Engine {
+        let version = self
+            .options
+            .as_ref()
+            .and_then(|o| o.get("version"))
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| v.to_string())
+            });
+        match (self.engine.as_str(), version.as_deref()) {
+            ("kv" | "generic", Some("2")) => Engine::Kv2,
+            ("kv" | "generic", _) => Engine::Kv1,
+            (other, _) => Engine::Other(other.to_string()),
+        }
+    }
+}
+
+/// The answer of `GET sys/internal/ui/mounts/<path>`: the one mount holding `<path>`.
+#[derive(Deserialize)]
+struct UiMountOf {
+    data: UiMountAt,
+}
+
+#[derive(Deserialize)]
+struct UiMountAt {
+    path: String,
+    #[serde(flatten)]
+    mount: UiMount,
+}
+
+impl Mount {
+    /// Parses the answer of `GET sys/internal/ui/mounts/<path>`. `Err` holds the JSON
+    /// error, for the caller to name the endpoint.
+    pub fn from_ui_mount(body: &[u8]) -> Result<Mount, String> {
+        let parsed: UiMountOf = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        Ok(Mount {
+            path: with_slash(&parsed.data.path),
+            engine: parsed.data.mount.engine(),
+        })
+    }
+}
+
 impl MountTable {
     /// Parses the answer of `GET sys/internal/ui/mounts`.
     pub fn from_ui_mounts(body: &[u8]) -> Result<MountTable, String> {
@@ -72,16 +117,7 @@ impl MountTable {
             .map_err(|e| format!("unexpected answer from sys/internal/ui/mounts: {e}"))?;
         let mut table = MountTable::default();
         for (path, m) in parsed.data.secret {
-            let version = m
-                .options
-                .as_ref()
-                .and_then(|o| o.get("version"))
-                .and_then(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .or_else(|| Some(v.to_string()))
-                });
-            let engine = engine_of(&m.engine, version.as_deref());
+            let engine = m.engine();
             table.insert(Mount { path, engine });
         }
         for (path, m) in parsed.data.auth {
@@ -113,17 +149,6 @@ impl MountTable {
         let path = auth_path.trim_matches('/');
         let path = path.strip_prefix("auth/").unwrap_or(path);
         self.auth.get(&with_slash(path)).map(String::as_str)
-    }
-}
-
-/// `kv`/`generic` with options.version → KV v1 or v2; anything else as is.
-fn engine_of(engine_type: &str, version: Option<&str>) -> Engine {
-    match engine_type {
-        "kv" | "generic" => match version {
-            Some("2") => Engine::Kv2,
-            _ => Engine::Kv1,
-        },
-        other => Engine::Other(other.to_string()),
     }
 }
 
@@ -224,5 +249,23 @@ mod tests {
         assert!(api("kv1").is_err());
         let kv2 = target("secret/data/a/b", t.find("secret/a").unwrap()).unwrap();
         assert_eq!(kv2.kv2, Some(("secret/".into(), "a/b".into())));
+    }
+
+    #[test]
+    fn one_mount_from_ui_mounts_of_a_path() {
+        let kv2 = Mount::from_ui_mount(
+            br#"{"data":{"path":"team/kv","type":"kv","options":{"version":"2"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(kv2.path, "team/kv/");
+        assert_eq!(kv2.engine, Engine::Kv2);
+        let kv1 =
+            Mount::from_ui_mount(br#"{"data":{"path":"kv/","type":"generic","options":null}}"#)
+                .unwrap();
+        assert_eq!(kv1.engine, Engine::Kv1);
+        let db =
+            Mount::from_ui_mount(br#"{"data":{"path":"database/","type":"database"}}"#).unwrap();
+        assert_eq!(db.engine, Engine::Other("database".into()));
+        assert!(Mount::from_ui_mount(br#"{"errors":[]}"#).is_err());
     }
 }
