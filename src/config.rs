@@ -284,11 +284,22 @@ impl ConfigFile {
         ConfigFile::parse(&text).map_err(|e| format!("configuration {}: {e}", path.display()))
     }
 
+    /// Parses a configuration, or a Kubernetes-style object carrying one in its `spec`
+    /// (a kustomize transformer's or a KRM function's config, whose `apiVersion`, `kind`
+    /// and `metadata` are the tool's).
     pub fn parse(text: &str) -> Result<ConfigFile, String> {
         if text.trim().is_empty() {
             return Ok(ConfigFile::default());
         }
-        yaml_serde::from_str(text).map_err(|e| e.to_string())
+        let value: serde_json::Value = yaml_serde::from_str(text).map_err(|e| e.to_string())?;
+        if value.get("apiVersion").is_none() || value.get("kind").is_none() {
+            // Parsed again as the type, for errors with their line and column.
+            return yaml_serde::from_str(text).map_err(|e| e.to_string());
+        }
+        match value.get("spec") {
+            None | Some(serde_json::Value::Null) => Ok(ConfigFile::default()),
+            Some(spec) => serde_json::from_value(spec.clone()).map_err(|e| format!("spec: {e}")),
+        }
     }
 }
 
@@ -354,6 +365,20 @@ mod tests {
         assert_eq!(s.vault_address, "https://file:8200");
         assert_eq!(s.auth_path, "auth/k8s-eu");
         assert!(Settings::from_file(&file, Some("us")).is_err());
+    }
+
+    #[test]
+    fn config_in_a_transformer_spec() {
+        let text = "apiVersion: secretstore.rafay.dev/v1alpha1\nkind: SecretStoreTransformer\nmetadata:\n  name: s\nspec:\n  vault:\n    authPath: auth/k8s-prod\n";
+        let file = ConfigFile::parse(text).unwrap();
+        assert_eq!(file.vault.auth_path.as_deref(), Some("auth/k8s-prod"));
+        let bare = "apiVersion: x/v1\nkind: SecretStoreTransformer\nmetadata: {name: s}\n";
+        assert_eq!(ConfigFile::parse(bare).unwrap(), ConfigFile::default());
+        let typo = "apiVersion: x/v1\nkind: K\nspec:\n  vualt: {}\n";
+        assert!(ConfigFile::parse(typo)
+            .unwrap_err()
+            .starts_with("spec: unknown field `vualt`"));
+        assert!(ConfigFile::parse("vualt: {}\n").is_err());
     }
 
     #[test]

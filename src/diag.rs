@@ -59,6 +59,25 @@ impl fmt::Display for ObjectRef {
     }
 }
 
+/// A diagnostic code's stable name and one-line description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rule {
+    pub code: &'static str,
+    /// PascalCase name, e.g. `UnknownProvider` (SARIF `rule.name`).
+    pub name: &'static str,
+    pub summary: &'static str,
+}
+
+impl Rule {
+    pub const fn new(code: &'static str, name: &'static str, summary: &'static str) -> Self {
+        Rule {
+            code,
+            name,
+            summary,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
     /// Stable code, e.g. `SS101`.

@@ -39,6 +39,267 @@ pub mod code {
     pub const NO_COMMAND: &str = "SS122";
     pub const CANNOT_EDIT: &str = "SS130";
     pub const KEYS_ON_WORKLOAD: &str = "SS201";
+    pub const NO_SERVICE_ACCOUNT: &str = "SS202";
+    pub const FILE_UNREADABLE: &str = "SS203";
+    pub const ISTIO_INIT_ORDER: &str = "SS204";
+    pub const VERSION_CONFLICT: &str = "SS205";
+
+    // `check`: the references against a live Vault (README.md has the table).
+    pub const MOUNT_NOT_FOUND: &str = "SS301";
+    pub const VERSION_NOT_SUPPORTED: &str = "SS302";
+    pub const SECRET_NOT_FOUND: &str = "SS303";
+    pub const KEY_NOT_FOUND: &str = "SS304";
+    pub const VERSION_NOT_FOUND: &str = "SS305";
+    pub const VERSION_DELETED: &str = "SS306";
+    pub const VERSION_DESTROYED: &str = "SS307";
+    pub const ROLE_NOT_FOUND: &str = "SS310";
+    pub const SERVICE_ACCOUNT_NOT_BOUND: &str = "SS311";
+    pub const NAMESPACE_NOT_BOUND: &str = "SS312";
+    pub const JWT_SUBJECT_MISMATCH: &str = "SS313";
+    pub const JWT_CLAIM_MISMATCH: &str = "SS314";
+    pub const AUDIENCE_MISMATCH: &str = "SS315";
+    pub const NOT_A_JWT_ROLE: &str = "SS316";
+    pub const POLICY_DENIES_READ: &str = "SS320";
+    pub const NAMESPACE_AT_DEPLOY_TIME: &str = "SS330";
+    pub const BINDING_NOT_CHECKABLE: &str = "SS331";
+    pub const POLICY_NOT_CHECKABLE: &str = "SS332";
+    pub const CANNOT_CHECK: &str = "SS390";
+
+    use crate::diag::Rule;
+
+    /// Every code with a stable name and a one-line description (SARIF `rules`, docs).
+    pub const RULES: &[Rule] = &[
+        Rule::new(
+            YAML_SYNTAX,
+            "YamlSyntax",
+            "The document is not valid YAML/JSON or not UTF-8.",
+        ),
+        Rule::new(
+            LIMIT,
+            "InputLimit",
+            "A document exceeds a size, nesting or node limit.",
+        ),
+        Rule::new(
+            EMPTY_INPUT,
+            "EmptyInput",
+            "The input holds no Kubernetes objects (render only).",
+        ),
+        Rule::new(
+            UNKNOWN_PROVIDER,
+            "UnknownProvider",
+            "`rafay.dev/secretstore` names a provider other than `vault`.",
+        ),
+        Rule::new(
+            MISSING_ROLE,
+            "MissingRole",
+            "An opted-in pod has no (or an empty) Vault role annotation.",
+        ),
+        Rule::new(
+            UNKNOWN_KEY,
+            "UnknownAnnotation",
+            "An unknown key under `vault.secretstore.rafay.dev/`.",
+        ),
+        Rule::new(
+            BAD_FILE_SUFFIX,
+            "BadFileSecretSuffix",
+            "A `filesecret-config-<N>` suffix is not made of a-z, 0-9 and -.",
+        ),
+        Rule::new(
+            BAD_VALUE_TYPE,
+            "BadAnnotationType",
+            "A file secret annotation is not a string.",
+        ),
+        Rule::new(
+            FILE_BAD_JSON,
+            "FileSecretBadJson",
+            "A file secret configuration is not valid JSON.",
+        ),
+        Rule::new(
+            FILE_MISSING_FIELD,
+            "FileSecretMissingField",
+            "A file secret lacks vaultSecretRef, secretFileName or volumeMountPath.",
+        ),
+        Rule::new(
+            FILE_UNKNOWN_FIELD,
+            "FileSecretUnknownField",
+            "A file secret configuration has an unknown field.",
+        ),
+        Rule::new(
+            FILE_BAD_NAME,
+            "FileSecretBadName",
+            "secretFileName is not a plain file name.",
+        ),
+        Rule::new(
+            FILE_RELATIVE_MOUNT,
+            "FileSecretRelativeMount",
+            "volumeMountPath is not absolute.",
+        ),
+        Rule::new(
+            UNKNOWN_CONTAINER,
+            "UnknownContainer",
+            "A file secret names a container the pod does not have.",
+        ),
+        Rule::new(
+            FILE_PATH_CLASH,
+            "FileSecretPathClash",
+            "Two file secrets give one container the same path.",
+        ),
+        Rule::new(
+            MOUNT_PATH_IN_USE,
+            "MountPathInUse",
+            "A file secret's volumeMountPath is already mounted in the container.",
+        ),
+        Rule::new(
+            FILE_BAD_FORMAT,
+            "FileSecretBadFormat",
+            "A file secret's format or mode is invalid.",
+        ),
+        Rule::new(
+            BAD_REFERENCE,
+            "BadReference",
+            "A secret reference is not `<path>[#<key>[#<version>]]`.",
+        ),
+        Rule::new(
+            REF_NOT_OPTED_IN,
+            "ReferenceNotOptedIn",
+            "An env secret reference in a pod that is not opted in.",
+        ),
+        Rule::new(
+            NO_COMMAND,
+            "NoCommand",
+            "A container with env references has no command to wrap.",
+        ),
+        Rule::new(
+            CANNOT_EDIT,
+            "CannotEdit",
+            "Render cannot insert its wiring into this document.",
+        ),
+        Rule::new(
+            KEYS_ON_WORKLOAD,
+            "KeysOnWorkloadMetadata",
+            "Dialect keys on a workload's own metadata have no effect.",
+        ),
+        Rule::new(
+            NO_SERVICE_ACCOUNT,
+            "NoServiceAccount",
+            "An opted-in pod has no serviceAccountName, so it logs in to Vault as `default`.",
+        ),
+        Rule::new(
+            FILE_UNREADABLE,
+            "FileSecretUnreadable",
+            "A container cannot read a file secret with its mode, user and fsGroup.",
+        ),
+        Rule::new(
+            ISTIO_INIT_ORDER,
+            "IstioInitOrder",
+            "An Istio-injected pod: the init container has no network before the proxy starts.",
+        ),
+        Rule::new(
+            VERSION_CONFLICT,
+            "VersionConflict",
+            "One secret path is read at different versions in one pod.",
+        ),
+        Rule::new(
+            MOUNT_NOT_FOUND,
+            "MountNotFound",
+            "No secrets engine is mounted at a prefix of the reference's path (check).",
+        ),
+        Rule::new(
+            VERSION_NOT_SUPPORTED,
+            "VersionNotSupported",
+            "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).",
+        ),
+        Rule::new(
+            SECRET_NOT_FOUND,
+            "SecretNotFound",
+            "No secret at the path, or its latest version is deleted or destroyed (check).",
+        ),
+        Rule::new(
+            KEY_NOT_FOUND,
+            "KeyNotFound",
+            "The secret has no such key (check).",
+        ),
+        Rule::new(
+            VERSION_NOT_FOUND,
+            "VersionNotFound",
+            "The pinned KV v2 version does not exist (check).",
+        ),
+        Rule::new(
+            VERSION_DELETED,
+            "VersionDeleted",
+            "The pinned KV v2 version is soft-deleted (check).",
+        ),
+        Rule::new(
+            VERSION_DESTROYED,
+            "VersionDestroyed",
+            "The pinned KV v2 version is destroyed (check).",
+        ),
+        Rule::new(
+            ROLE_NOT_FOUND,
+            "RoleNotFound",
+            "The pod's Vault role does not exist on the auth path (check).",
+        ),
+        Rule::new(
+            SERVICE_ACCOUNT_NOT_BOUND,
+            "ServiceAccountNotBound",
+            "The role is not bound to the pod's service account (check).",
+        ),
+        Rule::new(
+            NAMESPACE_NOT_BOUND,
+            "NamespaceNotBound",
+            "The role is not bound to the pod's namespace (check).",
+        ),
+        Rule::new(
+            JWT_SUBJECT_MISMATCH,
+            "JwtSubjectMismatch",
+            "A jwt role's bound_subject is not the pod's service-account subject (check).",
+        ),
+        Rule::new(
+            JWT_CLAIM_MISMATCH,
+            "JwtClaimMismatch",
+            "A jwt role's bound_claims do not match the pod's service-account token (check).",
+        ),
+        Rule::new(
+            AUDIENCE_MISMATCH,
+            "AudienceMismatch",
+            "The role's audience binding does not accept the pod's token audience (check).",
+        ),
+        Rule::new(
+            NOT_A_JWT_ROLE,
+            "NotAJwtRole",
+            "The role's role_type does not accept a JWT login (check).",
+        ),
+        Rule::new(
+            POLICY_DENIES_READ,
+            "PolicyDeniesRead",
+            "The role's policies do not grant `read` on a path the pod reads (check).",
+        ),
+        Rule::new(
+            NAMESPACE_AT_DEPLOY_TIME,
+            "NamespaceAtDeployTime",
+            "The manifest sets no namespace, so the role's namespace binding cannot be decided (check, policy).",
+        ),
+        Rule::new(
+            BINDING_NOT_CHECKABLE,
+            "BindingNotCheckable",
+            "Part of the role's binding depends on the cluster (namespace selector, claims) (check).",
+        ),
+        Rule::new(
+            POLICY_NOT_CHECKABLE,
+            "PolicyNotCheckable",
+            "The policies deny the path unless an identity-templated path allows it (check).",
+        ),
+        Rule::new(
+            CANNOT_CHECK,
+            "CannotCheck",
+            "A lookup was refused or failed, so an item could not be checked (check).",
+        ),
+    ];
+
+    /// The rule of a code, if it is one of [`RULES`].
+    pub fn rule(code: &str) -> Option<&'static Rule> {
+        RULES.iter().find(|r| r.code == code)
+    }
 }
 
 /// A parsed `<path>[#<key>[#<version>]]`.

@@ -11,13 +11,19 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod agent;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod diag;
 pub mod dialect;
 pub mod edit;
+pub mod exec;
+pub mod lint;
 pub mod plan;
+pub mod policy;
 pub mod render;
+pub mod report;
 pub mod scan;
 pub mod spec;
 pub mod stream;

@@ -16,6 +16,8 @@ pub const AGENT_CONTAINER: &str = "secretstore-agent";
 /// Where the agent image keeps the binary.
 pub const IMAGE_BINARY: &str = "/usr/local/bin/secretstore";
 pub const TOKEN_EXPIRATION_SECONDS: u64 = 600;
+/// User and group the init container runs as; the files it writes are theirs.
+pub const AGENT_USER: i64 = 65532;
 
 /// A name not yet used, starting from `base`.
 fn unique_name(base: &str, taken: &[String]) -> String {
@@ -249,8 +251,8 @@ pub fn plan(
         "resources": settings.resources,
         "securityContext": {
             "runAsNonRoot": true,
-            "runAsUser": 65532,
-            "runAsGroup": 65532,
+            "runAsUser": AGENT_USER,
+            "runAsGroup": AGENT_USER,
             "allowPrivilegeEscalation": false,
             "readOnlyRootFilesystem": true,
             "capabilities": {"drop": ["ALL"]},

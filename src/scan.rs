@@ -41,6 +41,8 @@ pub struct ScannedPod {
     /// Where the opt-in annotation is.
     pub location: Location,
     pub role: String,
+    /// Where the role annotation is (the opt-in annotation when there is none).
+    pub role_location: Location,
     /// `spec.serviceAccountName` (or the legacy `serviceAccount`); `None` means `default`.
     pub service_account: Option<String>,
     /// The object's `metadata.namespace`; `None` when the manifest leaves it to the
@@ -48,6 +50,60 @@ pub struct ScannedPod {
     pub namespace: Option<String>,
     pub references: Vec<ScannedRef>,
     pub injected: bool,
+    /// Where the pod template's `spec` key is (else the opt-in annotation).
+    pub spec_location: Location,
+    /// The pod template's `metadata.annotations` and `metadata.labels`.
+    pub annotations: Vec<MetaEntry>,
+    pub labels: Vec<MetaEntry>,
+    /// `spec.securityContext`.
+    pub security: PodSecurity,
+    /// Init containers first, then app containers, in order.
+    pub containers: Vec<ScannedContainer>,
+    pub files: Vec<ScannedFile>,
+}
+
+/// One annotation or label.
+#[derive(Debug, Clone)]
+pub struct MetaEntry {
+    pub key: String,
+    /// `None` when the value is not a scalar.
+    pub value: Option<String>,
+    /// Where the key is.
+    pub location: Location,
+}
+
+/// The pod-level `securityContext` fields that decide file access.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodSecurity {
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    pub fs_group: Option<i64>,
+    pub supplemental_groups: Vec<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ScannedContainer {
+    pub name: String,
+    pub init: bool,
+    /// The container's own `securityContext.runAsUser` / `runAsGroup` (not the pod's).
+    pub run_as_user: Option<i64>,
+    pub run_as_group: Option<i64>,
+    /// `securityContext.capabilities.drop`, as written.
+    pub capabilities_drop: Vec<String>,
+}
+
+/// A file secret, as the agent will write it.
+#[derive(Debug, Clone)]
+pub struct ScannedFile {
+    pub suffix: String,
+    pub file_name: String,
+    pub mount_path: String,
+    pub mode: u32,
+    /// Names of the containers that get the file.
+    pub containers: Vec<String>,
+    /// Where the annotation's value is.
+    pub location: Location,
+    pub field: String,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +186,9 @@ fn scan_document(
         let opt_in: NodeId = tree
             .path(template, &["metadata", "annotations", dialect::OPT_IN_KEY])
             .unwrap_or(template);
+        let role_node = tree
+            .path(template, &["metadata", "annotations", dialect::ROLE_KEY])
+            .unwrap_or(opt_in);
         let mut references = Vec::new();
         for f in &request.files {
             references.push(ScannedRef {
@@ -165,16 +224,103 @@ fn scan_document(
                 field: format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
             });
         }
+        let files = request
+            .files
+            .iter()
+            .map(|f| ScannedFile {
+                suffix: f.suffix.clone(),
+                file_name: f.file_name.clone(),
+                mount_path: f.mount_path.clone(),
+                mode: f.mode,
+                containers: f
+                    .containers
+                    .iter()
+                    .map(|c| request.containers[*c].name.clone())
+                    .collect(),
+                location: ctx.location(f.node),
+                field: format!(
+                    "{field}metadata.annotations[{}{}]",
+                    dialect::FILE_KEY_PREFIX,
+                    f.suffix
+                ),
+            })
+            .collect();
+        let containers = request
+            .containers
+            .iter()
+            .map(|c| ScannedContainer {
+                name: c.name.clone(),
+                init: c.init,
+                run_as_user: int_at(tree, c.node, &["securityContext", "runAsUser"]),
+                run_as_group: int_at(tree, c.node, &["securityContext", "runAsGroup"]),
+                capabilities_drop: tree
+                    .path(c.node, &["securityContext", "capabilities", "drop"])
+                    .map(|d| {
+                        tree.items(d)
+                            .iter()
+                            .filter_map(|i| tree.str(*i))
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect();
+        let security = spec
+            .map(|s| PodSecurity {
+                run_as_user: int_at(tree, s, &["securityContext", "runAsUser"]),
+                run_as_group: int_at(tree, s, &["securityContext", "runAsGroup"]),
+                fs_group: int_at(tree, s, &["securityContext", "fsGroup"]),
+                supplemental_groups: tree
+                    .path(s, &["securityContext", "supplementalGroups"])
+                    .map(|g| {
+                        tree.items(g)
+                            .iter()
+                            .filter_map(|i| tree.str(*i)?.parse().ok())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .unwrap_or_default();
+        let spec_location = ctx.location(tree.key_node(template, "spec").unwrap_or(opt_in));
         out.pods.push(ScannedPod {
             object: object.reference.clone(),
             location: ctx.location(opt_in),
             field,
             role: request.role.clone(),
+            role_location: ctx.location(role_node),
             service_account,
             namespace: object.reference.namespace.clone(),
             references,
             injected: request.injected,
+            spec_location,
+            annotations: meta_entries(&ctx, template, "annotations"),
+            labels: meta_entries(&ctx, template, "labels"),
+            security,
+            containers,
+            files,
         });
     }
     out.diagnostics.append(&mut ctx.diagnostics);
+}
+
+/// An integer field (Kubernetes writes user and group ids as integers).
+fn int_at(tree: &Tree, from: NodeId, keys: &[&str]) -> Option<i64> {
+    tree.str_at(from, keys)?.parse().ok()
+}
+
+fn meta_entries(ctx: &Ctx, template: NodeId, name: &str) -> Vec<MetaEntry> {
+    let tree = ctx.tree;
+    let Some(map) = tree.path(template, &["metadata", name]) else {
+        return Vec::new();
+    };
+    tree.entries(map)
+        .iter()
+        .filter_map(|(k, v)| {
+            Some(MetaEntry {
+                key: tree.str(*k)?.to_string(),
+                value: tree.str(*v).map(str::to_string),
+                location: ctx.location(*k),
+            })
+        })
+        .collect()
 }

@@ -9,7 +9,9 @@
 pub mod helm;
 pub mod jwt;
 pub mod k8s;
+pub mod net;
 pub mod openbao;
+pub mod pod;
 pub mod postgres;
 pub mod process;
 

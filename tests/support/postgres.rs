@@ -199,6 +199,11 @@ impl Postgres {
         self.server.log()
     }
 
+    /// The directory of the PostgreSQL binaries (`psql`, ...).
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
     /// The temp dir holding the data directory and the server's socket.
     pub fn dir(&self) -> &Path {
         self.dir.path()

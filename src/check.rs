@@ -1,0 +1,693 @@
+//! `secretstore check`: every reference of every opted-in pod against a live Vault.
+//!
+//! Per reference: a mount holds the path; a pinned version is on KV v2; the secret, the
+//! key and the pinned version exist and are neither deleted nor destroyed. Per pod: the
+//! role exists on the auth path, admits the pod's service account and namespace, and its
+//! policies grant `read` on every API path the pod reads (decided by [`crate::vault::acl`]).
+//!
+//! Lookups are collected first and made once each, concurrently (bounded by the client),
+//! in three rounds: secrets and roles, then the roles' policies and the metadata of
+//! pinned versions that were not found.
+
+use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
+use crate::dialect::{code, SecretRef, ROLE_KEY};
+use crate::scan::ScannedPod;
+use crate::vault::acl::{Acl, Capability, Policy};
+use crate::vault::client::{Fetch, SecretState, VaultApi, VersionState, Versions};
+use crate::vault::mounts::{self, Engine, MountTable, Target};
+use crate::vault::role::{self, Identity, Method};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Auth mount the pods log in with, e.g. `auth/kubernetes`.
+    pub auth_path: String,
+    /// Namespace of objects whose manifest sets none (`--namespace`).
+    pub default_namespace: Option<String>,
+    /// The audience of the pods' projected tokens, when configured.
+    pub audience: Option<String>,
+}
+
+/// What a run did, for `--stats`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub pods: usize,
+    pub references: usize,
+    pub secret_lookups: usize,
+    pub role_lookups: usize,
+    pub policy_lookups: usize,
+    pub metadata_lookups: usize,
+    pub requests: usize,
+}
+
+/// Identifies one secret read: API path, KV v2 or not, pinned version.
+type SecretKey = (String, bool, Option<u64>);
+
+/// How one reference is checked, once its mount is known.
+enum Plan {
+    /// Reported already (no mount, bad version pin...): nothing more to look up.
+    Done,
+    /// A KV secret to read; the policy must grant read on the target.
+    Kv(Target),
+    /// Another engine: reading may have side effects (dynamic credentials), so only the
+    /// policy is checked.
+    PolicyOnly(Target),
+}
+
+/// Checks `pods` against Vault. `Err` when nothing could be checked (unreachable, sealed,
+/// bad token); findings otherwise, sorted by location.
+pub async fn check(
+    api: Arc<VaultApi>,
+    pods: &[ScannedPod],
+    options: &CheckOptions,
+) -> Result<(Vec<Diagnostic>, Stats), String> {
+    let table = api.mounts().await?;
+    let mut out = Vec::new();
+    let mut stats = Stats {
+        pods: pods.len(),
+        references: pods.iter().map(|p| p.references.len()).sum(),
+        ..Stats::default()
+    };
+
+    let plans: Vec<Vec<Plan>> = pods
+        .iter()
+        .map(|pod| {
+            pod.references
+                .iter()
+                .map(|r| plan(&table, pod, r, &mut out))
+                .collect()
+        })
+        .collect();
+    let kv_refs = || {
+        pods.iter()
+            .zip(&plans)
+            .flat_map(|(pod, plans)| pod.references.iter().zip(plans))
+            .filter_map(|(r, plan)| match plan {
+                Plan::Kv(t) => Some((&r.reference, t)),
+                _ => None,
+            })
+    };
+    let secret_keys: BTreeSet<SecretKey> = kv_refs()
+        .map(|(r, t)| (t.api_path.clone(), t.kv2.is_some(), r.version))
+        .collect();
+    let role_names: BTreeSet<String> = pods
+        .iter()
+        .filter(|p| !p.role.is_empty())
+        .map(|p| p.role.clone())
+        .collect();
+    stats.secret_lookups = secret_keys.len();
+    stats.role_lookups = role_names.len();
+
+    let auth_path = options.auth_path.clone();
+    let (secrets, roles) = tokio::join!(
+        fetch_all(&api, secret_keys, |api, (path, kv2, version)| async move {
+            api.secret(&path, kv2, version).await
+        }),
+        fetch_all(&api, role_names, move |api, name| {
+            let auth_path = auth_path.clone();
+            async move { api.role(&auth_path, &name).await }
+        }),
+    );
+
+    let policy_names: BTreeSet<String> = roles
+        .values()
+        .filter_map(|r| match r {
+            Fetch::Found(role) => Some(role::policies(role)),
+            _ => None,
+        })
+        .flatten()
+        .filter(|name| name != "root")
+        .collect();
+    // Pinned versions that were not found: the metadata tells a missing version from a
+    // missing secret.
+    let metadata_keys: BTreeSet<(String, String)> = kv_refs()
+        .filter_map(|(r, t)| {
+            let key = (t.api_path.clone(), true, Some(r.version?));
+            (secrets.get(&key) == Some(&Fetch::NotFound)).then(|| t.kv2.clone())?
+        })
+        .collect();
+    stats.policy_lookups = policy_names.len();
+    stats.metadata_lookups = metadata_keys.len();
+    let (policies, metadata) = tokio::join!(
+        fetch_all(&api, policy_names, |api, name| async move {
+            api.policy(&name).await
+        }),
+        fetch_all(&api, metadata_keys, |api, (mount, path)| async move {
+            api.kv2_versions(&mount, &path).await
+        }),
+    );
+
+    let lookups = Lookups {
+        table: &table,
+        secrets: &secrets,
+        roles: &roles,
+        policies: &policies,
+        metadata: &metadata,
+        options,
+    };
+    for (pod, plans) in pods.iter().zip(&plans) {
+        lookups.report_pod(pod, plans, &mut out);
+    }
+    out.sort_by(|a, b| (&a.location, a.code, &a.message).cmp(&(&b.location, b.code, &b.message)));
+    out.dedup();
+    stats.requests = api.requests();
+    Ok((out, stats))
+}
+
+/// Runs `f` for every key at once (the client bounds how many requests are in flight).
+async fn fetch_all<K, T, F, Fut>(
+    api: &Arc<VaultApi>,
+    keys: BTreeSet<K>,
+    f: F,
+) -> BTreeMap<K, Fetch<T>>
+where
+    K: Ord + Clone + Send + 'static,
+    T: Send + 'static,
+    F: Fn(Arc<VaultApi>, K) -> Fut,
+    Fut: Future<Output = Fetch<T>> + Send + 'static,
+{
+    let mut set = JoinSet::new();
+    for key in keys {
+        let answer = f(Arc::clone(api), key.clone());
+        set.spawn(async move { (key, answer.await) });
+    }
+    let mut results = BTreeMap::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok((key, answer)) => {
+                results.insert(key, answer);
+            }
+            // A lookup task panicked: its key stays absent and is reported as unchecked.
+            Err(_) => continue,
+        }
+    }
+    results
+}
+
+/// `path[#key[#version]]`, as the reference reads with its implied key.
+fn shown(reference: &SecretRef) -> String {
+    let mut text = reference.path.clone();
+    if let Some(k) = &reference.key {
+        text.push('#');
+        text.push_str(k);
+    }
+    if let Some(v) = reference.version {
+        text.push_str(&format!("#{v}"));
+    }
+    text
+}
+
+fn finding(
+    severity: Severity,
+    code: &'static str,
+    location: &Location,
+    object: &ObjectRef,
+    field: &str,
+    message: String,
+    help: String,
+) -> Diagnostic {
+    let d = match severity {
+        Severity::Error => Diagnostic::error(code, location.clone(), message),
+        Severity::Warning => Diagnostic::warning(code, location.clone(), message),
+    };
+    d.with_object(Some(object.clone()))
+        .with_field(field)
+        .with_help(help)
+}
+
+fn plan(
+    table: &MountTable,
+    pod: &ScannedPod,
+    r: &crate::scan::ScannedRef,
+    out: &mut Vec<Diagnostic>,
+) -> Plan {
+    let reference = &r.reference;
+    let mut report = |code, message: String, help: String| {
+        out.push(finding(
+            Severity::Error,
+            code,
+            &r.location,
+            &pod.object,
+            &r.field,
+            message,
+            help,
+        ));
+        Plan::Done
+    };
+    let Some(mount) = table.find(&reference.path) else {
+        return report(
+            code::MOUNT_NOT_FOUND,
+            format!(
+                "reference `{}`: no secrets engine is mounted at a prefix of `{}` (or the check token's policies grant nothing under it)",
+                shown(reference),
+                reference.path
+            ),
+            "fix the path's mount (first segments), or enable the secrets engine there".into(),
+        );
+    };
+    let target = match mounts::target(&reference.path, mount) {
+        Ok(t) => t,
+        Err(message) => {
+            return report(
+                code::SECRET_NOT_FOUND,
+                format!("reference `{}`: {message}", shown(reference)),
+                "name a secret inside the mount".into(),
+            )
+        }
+    };
+    match (&mount.engine, reference.version) {
+        (Engine::Kv2, _) | (Engine::Kv1, None) => Plan::Kv(target),
+        (engine, Some(v)) => report(
+            code::VERSION_NOT_SUPPORTED,
+            format!(
+                "reference `{}` pins version {v}, but `{}` is a {engine} mount, which has no versions",
+                shown(reference),
+                mount.path
+            ),
+            "remove the `#<version>` part, or move the secret to a KV v2 mount".into(),
+        ),
+        (Engine::Other(_), None) => Plan::PolicyOnly(target),
+    }
+}
+
+struct Lookups<'a> {
+    table: &'a MountTable,
+    secrets: &'a BTreeMap<SecretKey, Fetch<SecretState>>,
+    roles: &'a BTreeMap<String, Fetch<serde_json::Value>>,
+    policies: &'a BTreeMap<String, Fetch<String>>,
+    metadata: &'a BTreeMap<(String, String), Fetch<Versions>>,
+    options: &'a CheckOptions,
+}
+
+/// A role's policies compiled, or why they cannot be.
+enum RoleAcl {
+    Ready {
+        acl: Acl,
+        names: Vec<String>,
+        missing: Vec<String>,
+        /// Identity-templated rules that grant `read`, as globs (see [`template_glob`]).
+        templated: Vec<String>,
+    },
+    Unknown(String),
+}
+
+impl Lookups<'_> {
+    fn report_pod(&self, pod: &ScannedPod, plans: &[Plan], out: &mut Vec<Diagnostic>) {
+        for (r, plan) in pod.references.iter().zip(plans) {
+            if let Plan::Kv(target) = plan {
+                self.report_secret(pod, r, target, out);
+            }
+        }
+        if pod.role.is_empty() {
+            return; // render's own SS102 says so.
+        }
+        let role_field = format!("{}metadata.annotations[{ROLE_KEY}]", pod.field);
+        let at_role = |severity, code, message: String, help: String| {
+            finding(
+                severity,
+                code,
+                &pod.role_location,
+                &pod.object,
+                &role_field,
+                message,
+                help,
+            )
+        };
+        let auth_path = &self.options.auth_path;
+        let role = match self.roles.get(&pod.role) {
+            Some(Fetch::Found(role)) => role,
+            Some(Fetch::NotFound) => {
+                out.push(at_role(
+                    Severity::Error,
+                    code::ROLE_NOT_FOUND,
+                    format!(
+                        "role `{}` does not exist on {auth_path}{}",
+                        pod.role,
+                        if self.table.auth_type(auth_path).is_none() {
+                            " (or no auth method is mounted there)"
+                        } else {
+                            ""
+                        }
+                    ),
+                    format!(
+                        "create it (`vault write {auth_path}/role/{} ...`, see `secretstore policy`), or fix the role annotation or the auth path (--config/--cluster)",
+                        pod.role
+                    ),
+                ));
+                return;
+            }
+            other => {
+                out.push(at_role(
+                    Severity::Error,
+                    code::CANNOT_CHECK,
+                    format!(
+                        "cannot read role `{}` on {auth_path}: {}",
+                        pod.role,
+                        why(other)
+                    ),
+                    format!(
+                        "give the check token `read` on {auth_path}/role/{}",
+                        pod.role
+                    ),
+                ));
+                return;
+            }
+        };
+        let service_account = pod.service_account.as_deref().unwrap_or("default");
+        let namespace = pod
+            .namespace
+            .as_deref()
+            .or(self.options.default_namespace.as_deref());
+        let who = Identity {
+            service_account,
+            namespace,
+            audience: self.options.audience.as_deref(),
+        };
+        let method = Method::detect(self.table.auth_type(auth_path), role);
+        for issue in role::binding_issues(method, &pod.role, role, &who) {
+            let severity = match issue.severity {
+                role::Severity::Error => Severity::Error,
+                role::Severity::Warning => Severity::Warning,
+            };
+            out.push(at_role(severity, issue.code, issue.message, issue.help));
+        }
+
+        let acl = self.role_acl(role);
+        let (acl, names, missing, templated) = match &acl {
+            RoleAcl::Ready {
+                acl,
+                names,
+                missing,
+                templated,
+            } => (acl, names, missing, templated),
+            RoleAcl::Unknown(why) => {
+                out.push(at_role(
+                    Severity::Error,
+                    code::CANNOT_CHECK,
+                    format!(
+                        "cannot decide what role `{}`'s policies grant: {why}",
+                        pod.role
+                    ),
+                    "give the check token `read` on sys/policies/acl/<name> for the role's policies".into(),
+                ));
+                return;
+            }
+        };
+        for (r, plan) in pod.references.iter().zip(plans) {
+            let target = match plan {
+                Plan::Kv(t) | Plan::PolicyOnly(t) => t,
+                Plan::Done => continue,
+            };
+            if acl.capabilities(&target.api_path).allows(Capability::Read) {
+                continue;
+            }
+            let mut message = format!(
+                "reference `{}`: the policies of role `{}` ({}) do not grant `read` on `{}`",
+                shown(&r.reference),
+                pod.role,
+                names.join(", "),
+                target.api_path
+            );
+            if !missing.is_empty() {
+                message.push_str(&format!(
+                    "; polic{} {} do{} not exist",
+                    if missing.len() == 1 { "y" } else { "ies" },
+                    missing
+                        .iter()
+                        .map(|m| format!("`{m}`"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if missing.len() == 1 { "es" } else { "" }
+                ));
+            }
+            let help = format!(
+                "add `path \"{}\" {{ capabilities = [\"read\"] }}` to one of the role's policies (`secretstore policy` writes them)",
+                target.api_path
+            );
+            let (severity, code) = if templated
+                .iter()
+                .any(|glob| role::glob_match(glob, &target.api_path))
+            {
+                message.push_str(", unless an identity-templated path of them does (check cannot evaluate templates)");
+                (Severity::Warning, code::POLICY_NOT_CHECKABLE)
+            } else {
+                (Severity::Error, code::POLICY_DENIES_READ)
+            };
+            out.push(finding(
+                severity,
+                code,
+                &r.location,
+                &pod.object,
+                &r.field,
+                message,
+                help,
+            ));
+        }
+    }
+
+    fn role_acl(&self, role: &serde_json::Value) -> RoleAcl {
+        let names = role::policies(role);
+        let mut parsed = Vec::new();
+        let mut missing = Vec::new();
+        for name in &names {
+            if name == "root" {
+                parsed.push(Policy::root());
+                continue;
+            }
+            match self.policies.get(name) {
+                Some(Fetch::Found(text)) => match Policy::parse(name, text) {
+                    Ok(p) => parsed.push(p),
+                    Err(e) => return RoleAcl::Unknown(format!("policy `{name}`: {e}")),
+                },
+                // Vault ignores a policy name that does not exist; so does the login.
+                Some(Fetch::NotFound) => missing.push(name.clone()),
+                other => return RoleAcl::Unknown(format!("policy `{name}`: {}", why(other))),
+            }
+        }
+        RoleAcl::Ready {
+            templated: parsed
+                .iter()
+                .flat_map(Policy::rules)
+                .filter(|r| r.is_templated() && r.grants().allows(Capability::Read))
+                .map(|r| template_glob(r.pattern()))
+                .collect(),
+            acl: Acl::new(&parsed),
+            names,
+            missing,
+        }
+    }
+
+    fn report_secret(
+        &self,
+        pod: &ScannedPod,
+        r: &crate::scan::ScannedRef,
+        target: &Target,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let reference = &r.reference;
+        let key = (
+            target.api_path.clone(),
+            target.kv2.is_some(),
+            reference.version,
+        );
+        let shown = shown(reference);
+        let api = &target.api_path;
+        let mut push = |severity, code, message: String, help: &str| {
+            out.push(finding(
+                severity,
+                code,
+                &r.location,
+                &pod.object,
+                &r.field,
+                format!("reference `{shown}`: {message}"),
+                help.to_string(),
+            ));
+        };
+        let kv_put = "write it (`vault kv put ...`), or fix the reference";
+        match (self.secrets.get(&key), reference.version) {
+            (Some(Fetch::Found(SecretState::Present(keys))), _) => {
+                if let Some(k) = &reference.key {
+                    if !keys.contains(k) {
+                        push(
+                            Severity::Error,
+                            code::KEY_NOT_FOUND,
+                            format!(
+                                "secret `{api}` has no key `{k}` (its keys: {})",
+                                key_list(keys)
+                            ),
+                            "fix the `#<key>` part (or, for an env ref without one, the env var's name), or add the key to the secret",
+                        );
+                    }
+                }
+            }
+            (Some(Fetch::Found(SecretState::Deleted(v))), Some(_)) => push(
+                Severity::Error,
+                code::VERSION_DELETED,
+                format!("version {v} of `{api}` is deleted"),
+                "undelete it (`vault kv undelete -versions=N`), or pin a live version",
+            ),
+            (Some(Fetch::Found(SecretState::Destroyed(v))), Some(_)) => push(
+                Severity::Error,
+                code::VERSION_DESTROYED,
+                format!("version {v} of `{api}` is destroyed"),
+                "pin a live version (`vault kv metadata get` lists them)",
+            ),
+            (Some(Fetch::Found(SecretState::Deleted(v))), None) => push(
+                Severity::Error,
+                code::SECRET_NOT_FOUND,
+                format!("the latest version ({v}) of `{api}` is deleted, so there is nothing to read"),
+                "undelete it, or write a new version",
+            ),
+            (Some(Fetch::Found(SecretState::Destroyed(v))), None) => push(
+                Severity::Error,
+                code::SECRET_NOT_FOUND,
+                format!("the latest version ({v}) of `{api}` is destroyed, so there is nothing to read"),
+                "write a new version",
+            ),
+            (Some(Fetch::NotFound), None) => push(
+                Severity::Error,
+                code::SECRET_NOT_FOUND,
+                format!("no secret at `{api}`"),
+                kv_put,
+            ),
+            (Some(Fetch::NotFound), Some(v)) => {
+                let metadata = target
+                    .kv2
+                    .as_ref()
+                    .and_then(|(mount, path)| self.metadata.get(&(mount.clone(), path.clone())));
+                match metadata {
+                    Some(Fetch::NotFound) => push(
+                        Severity::Error,
+                        code::SECRET_NOT_FOUND,
+                        format!("no secret at `{api}`"),
+                        kv_put,
+                    ),
+                    Some(Fetch::Found(versions)) => match versions.versions.get(&v) {
+                        Some(VersionState::Deleted) => push(
+                            Severity::Error,
+                            code::VERSION_DELETED,
+                            format!("version {v} of `{api}` is deleted"),
+                            "undelete it (`vault kv undelete -versions=N`), or pin a live version",
+                        ),
+                        Some(VersionState::Destroyed) => push(
+                            Severity::Error,
+                            code::VERSION_DESTROYED,
+                            format!("version {v} of `{api}` is destroyed"),
+                            "pin a live version (`vault kv metadata get` lists them)",
+                        ),
+                        _ => push(
+                            Severity::Error,
+                            code::VERSION_NOT_FOUND,
+                            format!(
+                                "`{api}` has no version {v} (current version: {}; versions kept: {})",
+                                versions.current,
+                                version_list(versions)
+                            ),
+                            "pin an existing version",
+                        ),
+                    },
+                    other => push(
+                        Severity::Error,
+                        code::VERSION_NOT_FOUND,
+                        format!(
+                            "version {v} of `{api}` was not found, and its metadata cannot tell why: {}",
+                            why(other)
+                        ),
+                        "pin an existing version",
+                    ),
+                }
+            }
+            (other, _) => push(
+                Severity::Error,
+                code::CANNOT_CHECK,
+                format!("cannot read `{api}` to check it: {}", why(other)),
+                "give the check token `read` on the secret's API path (KV v2: also its metadata/ path)",
+            ),
+        }
+    }
+}
+
+/// A glob that matches at least every path an identity-templated policy pattern can
+/// match once rendered: each `{{...}}` and each `+` segment becomes `*`.
+fn template_glob(pattern: &str) -> String {
+    let mut glob = String::new();
+    let mut rest = pattern;
+    while let Some(start) = rest.find("{{") {
+        glob.push_str(&rest[..start]);
+        glob.push('*');
+        rest = match rest[start..].find("}}") {
+            Some(end) => &rest[start + end + 2..],
+            None => "",
+        };
+    }
+    glob.push_str(rest);
+    glob.split('/')
+        .map(|segment| if segment == "+" { "*" } else { segment })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn why<T>(fetch: Option<&Fetch<T>>) -> String {
+    match fetch {
+        Some(Fetch::Denied(e)) => format!("permission denied ({e})"),
+        Some(Fetch::Failed(e)) => e.clone(),
+        Some(Fetch::NotFound) => "not found".into(),
+        Some(Fetch::Found(_)) => "unexpected answer".into(),
+        None => "the lookup did not complete".into(),
+    }
+}
+
+/// Key names (never values), at most ten.
+fn key_list(keys: &BTreeSet<String>) -> String {
+    if keys.is_empty() {
+        return "none".into();
+    }
+    let mut shown: Vec<String> = keys.iter().take(10).map(|k| format!("`{k}`")).collect();
+    if keys.len() > 10 {
+        shown.push(format!("and {} more", keys.len() - 10));
+    }
+    shown.join(", ")
+}
+
+fn version_list(versions: &Versions) -> String {
+    let live: Vec<String> = versions.versions.keys().map(u64::to_string).collect();
+    if live.is_empty() {
+        "none".into()
+    } else {
+        live.join(", ")
+    }
+}
+
+/// Exit status of a check: findings with errors → 1; else lookups that could not be
+/// made → 2; else 0. Warnings alone do not fail.
+pub fn exit_status(diagnostics: &[Diagnostic]) -> u8 {
+    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error);
+    let (unchecked, findings): (Vec<_>, Vec<_>) =
+        errors.partition(|d| d.code == code::CANNOT_CHECK);
+    if !findings.is_empty() {
+        crate::cli::exit::FINDINGS
+    } else if !unchecked.is_empty() {
+        crate::cli::exit::USAGE
+    } else {
+        crate::cli::exit::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templated_patterns_over_approximate() {
+        let glob = template_glob("secret/data/{{identity.entity.name}}/+/x*");
+        assert_eq!(glob, "secret/data/*/*/x*");
+        assert!(role::glob_match(&glob, "secret/data/app/a/xy"));
+        assert!(!role::glob_match(
+            &template_glob("identity/entity/id/{{identity.entity.id}}"),
+            "secret/data/shop/db"
+        ));
+    }
+}

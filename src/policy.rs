@@ -1,0 +1,410 @@
+//! `secretstore policy`: from the manifests, the least-privilege Vault policy of each role
+//! (`read` on exactly the API paths its pods read) and the service accounts and namespaces
+//! the role must bind.
+//!
+//! API paths depend on each mount's engine: from the live Vault when one is configured,
+//! else from `--kv-version MOUNT=N`, else KV v2 mounted at the path's first segment.
+
+use crate::diag::Diagnostic;
+use crate::dialect::code;
+use crate::scan::ScannedPod;
+use crate::vault::mounts::{self, Engine, Mount, MountTable};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+/// Prefix of generated policy names: `secretstore-<role>`.
+pub const POLICY_PREFIX: &str = "secretstore-";
+
+/// One role's policy and bindings, as `--format json` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RolePolicy {
+    pub role: String,
+    pub policy_name: String,
+    /// The policy in HCL.
+    pub policy: String,
+    pub bound_service_account_names: Vec<String>,
+    pub bound_service_account_namespaces: Vec<String>,
+    pub auth_path: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicyOptions {
+    pub auth_path: String,
+    /// Namespace of objects whose manifest sets none (`--namespace`).
+    pub default_namespace: Option<String>,
+    /// Only this role.
+    pub role: Option<String>,
+}
+
+/// Mount knowledge in the order the issue asks for: the server's, then the flags', then
+/// KV v2 at the first segment.
+pub struct MountSources {
+    pub server: Option<MountTable>,
+    pub flags: MountTable,
+}
+
+impl MountSources {
+    /// The mount of `path`, and whether the server was asked and did not know it.
+    fn mount_of(&self, path: &str) -> (Mount, bool) {
+        if let Some(m) = self.server.as_ref().and_then(|t| t.find(path)) {
+            return (m.clone(), false);
+        }
+        let unknown_to_server = self.server.is_some();
+        if let Some(m) = self.flags.find(path) {
+            return (m.clone(), unknown_to_server);
+        }
+        let first = path
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let mount = Mount {
+            path: format!("{first}/"),
+            engine: Engine::Kv2,
+        };
+        (mount, unknown_to_server)
+    }
+}
+
+/// What `generate` writes: the policies, and warnings about assumptions it made.
+#[derive(Debug, Default)]
+pub struct Generated {
+    pub policies: Vec<RolePolicy>,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses `--kv-version MOUNT=N` (N = 1 or 2; 1 also fits any non-KV engine, whose paths
+/// are used as written).
+pub fn parse_kv_version(text: &str) -> Result<Mount, String> {
+    let (mount, version) = text
+        .rsplit_once('=')
+        .ok_or_else(|| format!("`{text}` is not MOUNT=N (e.g. kv=1, secret=2)"))?;
+    let mount = mount.trim_matches('/');
+    if mount.is_empty() {
+        return Err(format!("`{text}` names no mount"));
+    }
+    let engine = match version {
+        "1" => Engine::Kv1,
+        "2" => Engine::Kv2,
+        _ => return Err(format!("`{text}`: the KV version is 1 or 2")),
+    };
+    Ok(Mount {
+        path: format!("{mount}/"),
+        engine,
+    })
+}
+
+/// The policies of every role used by `pods` (sorted by role). `Err` holds the problems
+/// that make a policy impossible to write (no namespace to bind, a path with a glob).
+pub fn generate(
+    pods: &[ScannedPod],
+    mounts: &MountSources,
+    options: &PolicyOptions,
+) -> Result<Generated, Vec<Diagnostic>> {
+    #[derive(Default)]
+    struct Acc {
+        paths: BTreeSet<String>,
+        names: BTreeSet<String>,
+        namespaces: BTreeSet<String>,
+    }
+    let mut roles: BTreeMap<&str, Acc> = BTreeMap::new();
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    for pod in pods {
+        if pod.role.is_empty() || options.role.as_ref().is_some_and(|r| *r != pod.role) {
+            continue;
+        }
+        let acc = roles.entry(&pod.role).or_default();
+        acc.names.insert(
+            pod.service_account
+                .clone()
+                .unwrap_or_else(|| "default".into()),
+        );
+        match pod
+            .namespace
+            .as_ref()
+            .or(options.default_namespace.as_ref())
+        {
+            Some(ns) => {
+                acc.namespaces.insert(ns.clone());
+            }
+            None => problems.push(
+                Diagnostic::error(
+                    code::NAMESPACE_AT_DEPLOY_TIME,
+                    pod.location.clone(),
+                    format!(
+                        "the manifest sets no namespace, so role `{}` cannot be bound to the pod's namespace",
+                        pod.role
+                    ),
+                )
+                .with_object(Some(pod.object.clone()))
+                .with_field("metadata.namespace")
+                .with_help("set metadata.namespace, or pass --namespace with the namespace it is deployed to (as `helm template -n` does)"),
+            ),
+        }
+        for r in &pod.references {
+            let (mount, unknown_to_server) = mounts.mount_of(&r.reference.path);
+            if unknown_to_server {
+                warnings.push(
+                    Diagnostic::warning(
+                        code::MOUNT_NOT_FOUND,
+                        r.location.clone(),
+                        format!(
+                            "Vault shows no mount at a prefix of `{}` (to this token); assuming {} at `{}`",
+                            r.reference.path, mount.engine, mount.path
+                        ),
+                    )
+                    .with_object(Some(pod.object.clone()))
+                    .with_field(r.field.clone())
+                    .with_help("fix the path, or pass --kv-version MOUNT=N for a mount the token cannot see"),
+                );
+            }
+            let problem = match mounts::target(&r.reference.path, &mount) {
+                Ok(t) if is_exact_pattern(&t.api_path) => {
+                    acc.paths.insert(t.api_path);
+                    continue;
+                }
+                Ok(t) => format!(
+                    "`{}` ends in `*` or has a `+` segment, which a policy path would read as a wildcard, so no policy can grant it exactly",
+                    t.api_path
+                ),
+                Err(message) => message,
+            };
+            problems.push(
+                Diagnostic::error(code::BAD_REFERENCE, r.location.clone(), problem)
+                    .with_object(Some(pod.object.clone()))
+                    .with_field(r.field.clone())
+                    .with_help("name one secret by its exact path"),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    warnings.sort_by(|a, b| a.location.cmp(&b.location));
+    warnings.dedup();
+    let policies = roles
+        .into_iter()
+        .map(|(role, acc)| RolePolicy {
+            role: role.to_string(),
+            policy_name: policy_name(role),
+            policy: hcl_policy(&acc.paths),
+            bound_service_account_names: acc.names.into_iter().collect(),
+            bound_service_account_namespaces: acc.namespaces.into_iter().collect(),
+            auth_path: options.auth_path.clone(),
+        })
+        .collect();
+    Ok(Generated { policies, warnings })
+}
+
+/// `secretstore-<role>`, lowercased as Vault stores policy names.
+pub fn policy_name(role: &str) -> String {
+    format!("{POLICY_PREFIX}{}", role.to_lowercase())
+}
+
+/// True when Vault's policy matcher reads `path` as itself only.
+fn is_exact_pattern(path: &str) -> bool {
+    !path.ends_with('*') && !path.split('/').any(|s| s == "+")
+}
+
+fn hcl_policy(paths: &BTreeSet<String>) -> String {
+    let mut text = String::new();
+    for path in paths {
+        let _ = writeln!(
+            text,
+            "path \"{}\" {{\n  capabilities = [\"read\"]\n}}",
+            hcl_escape(path)
+        );
+    }
+    text
+}
+
+fn hcl_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// `--format hcl`: each policy after a comment naming its role and bindings.
+pub fn to_hcl(policies: &[RolePolicy]) -> String {
+    let mut out = String::new();
+    for (i, p) in policies.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "# policy {:?} for role {:?} on {}\n# bind service accounts {:?} in namespaces {:?}",
+            p.policy_name,
+            p.role,
+            p.auth_path,
+            p.bound_service_account_names,
+            p.bound_service_account_namespaces
+        );
+        out.push_str(&p.policy);
+    }
+    out
+}
+
+/// `--format json`: the list, pretty-printed.
+pub fn to_json(policies: &[RolePolicy]) -> String {
+    let mut text = serde_json::to_string_pretty(policies).unwrap_or_else(|_| "[]".into());
+    text.push('\n');
+    text
+}
+
+/// `--format vault-cli`: a POSIX shell script writing each policy and role.
+pub fn to_vault_cli(policies: &[RolePolicy]) -> String {
+    let mut out = String::from(
+        "#!/bin/sh\n# Least-privilege policies and role bindings, written by `secretstore policy`.\nset -eu\n",
+    );
+    for p in policies {
+        let _ = write!(
+            out,
+            "\nvault policy write {} - <<'SECRETSTORE_POLICY_EOF'\n{}SECRETSTORE_POLICY_EOF\n",
+            sh_quote(&p.policy_name),
+            p.policy
+        );
+        let _ = writeln!(
+            out,
+            "vault write {} \\\n    bound_service_account_names={} \\\n    bound_service_account_namespaces={} \\\n    token_policies={}",
+            sh_quote(&format!("{}/role/{}", p.auth_path, p.role)),
+            sh_quote(&p.bound_service_account_names.join(",")),
+            sh_quote(&p.bound_service_account_namespaces.join(",")),
+            sh_quote(&p.policy_name)
+        );
+    }
+    out
+}
+
+/// Single-quotes for POSIX sh.
+fn sh_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::render::Input;
+
+    const PODS: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: api
+  namespace: shop
+  annotations:
+    rafay.dev/secretstore: vault
+    vault.secretstore.rafay.dev/role: Shop
+    vault.secretstore.rafay.dev/filesecret-config-1: '{"vaultSecretRef": "kv/app#k", "secretFileName": "k", "volumeMountPath": "/s"}'
+spec:
+  serviceAccountName: api
+  containers:
+  - name: app
+    image: app
+    command: [app]
+    env:
+    - name: DB_PASSWORD
+      value: secretstore:vault:secret/shop/db
+    - name: DB_USER
+      value: secretstore:vault:secret/data/shop/db#user#3
+    - name: PG
+      value: secretstore:vault:database/creds/app#password
+"#;
+
+    fn pods() -> Vec<ScannedPod> {
+        let input = Input {
+            name: "pods.yaml".into(),
+            bytes: PODS.as_bytes().to_vec(),
+        };
+        let scan = crate::scan::scan(&input, &Settings::default());
+        assert!(scan.diagnostics.is_empty(), "{:?}", scan.diagnostics);
+        scan.pods
+    }
+
+    fn options() -> PolicyOptions {
+        PolicyOptions {
+            auth_path: "auth/kubernetes".into(),
+            ..PolicyOptions::default()
+        }
+    }
+
+    #[test]
+    fn paths_follow_the_kv_version_sources() {
+        let mut flags = MountTable::default();
+        flags.insert(parse_kv_version("kv=1").unwrap());
+        flags.insert(parse_kv_version("database=1").unwrap());
+        let sources = MountSources {
+            server: None,
+            flags,
+        };
+        let policies = generate(&pods(), &sources, &options()).unwrap().policies;
+        assert_eq!(policies.len(), 1);
+        let p = &policies[0];
+        assert_eq!(p.policy_name, "secretstore-shop");
+        assert_eq!(p.bound_service_account_names, ["api"]);
+        assert_eq!(p.bound_service_account_namespaces, ["shop"]);
+        assert_eq!(
+            p.policy,
+            "path \"database/creds/app\" {\n  capabilities = [\"read\"]\n}\n\
+             path \"kv/app\" {\n  capabilities = [\"read\"]\n}\n\
+             path \"secret/data/shop/db\" {\n  capabilities = [\"read\"]\n}\n"
+        );
+        let script = to_vault_cli(&policies);
+        assert!(script.contains("vault write 'auth/kubernetes/role/Shop' \\\n"));
+        assert!(script.contains("token_policies='secretstore-shop'"));
+    }
+
+    #[test]
+    fn without_a_namespace_the_role_cannot_be_bound() {
+        let mut pods = pods();
+        pods[0].namespace = None;
+        let sources = MountSources {
+            server: None,
+            flags: MountTable::default(),
+        };
+        let problems = generate(&pods, &sources, &options()).unwrap_err();
+        assert_eq!(problems[0].code, code::NAMESPACE_AT_DEPLOY_TIME);
+        let with_flag = PolicyOptions {
+            default_namespace: Some("prod".into()),
+            ..options()
+        };
+        let p = generate(&pods, &sources, &with_flag).unwrap().policies;
+        assert_eq!(p[0].bound_service_account_namespaces, ["prod"]);
+    }
+
+    #[test]
+    fn mounts_unknown_to_the_server_are_assumed_and_warned_about() {
+        let mut server = MountTable::default();
+        server.insert(Mount {
+            path: "secret/".into(),
+            engine: Engine::Kv2,
+        });
+        let mut flags = MountTable::default();
+        flags.insert(parse_kv_version("kv=1").unwrap());
+        let sources = MountSources {
+            server: Some(server),
+            flags,
+        };
+        let generated = generate(&pods(), &sources, &options()).unwrap();
+        let warned: Vec<usize> = generated.warnings.iter().map(|w| w.location.line).collect();
+        assert_eq!(
+            warned,
+            [9, 22],
+            "kv/app (flag) and database/creds/app (default)"
+        );
+        assert!(generated.policies[0]
+            .policy
+            .contains("\"database/data/creds/app\""));
+    }
+
+    #[test]
+    fn kv_version_flags_and_quoting() {
+        assert!(parse_kv_version("kv").is_err());
+        assert!(parse_kv_version("kv=3").is_err());
+        assert_eq!(parse_kv_version("team/a/=2").unwrap().path, "team/a/");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert!(!is_exact_pattern("a/b*"));
+        assert!(!is_exact_pattern("a/+/b"));
+        assert!(is_exact_pattern("a/b+c"));
+    }
+}
