@@ -4,7 +4,7 @@
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location, ObjectRef};
 use crate::dialect::{self, code, Ctx, Gate, SecretRef};
-use crate::render::Input;
+use crate::render::{self, Input};
 use crate::stream;
 use crate::tree::{NodeId, Tree};
 use crate::workload;
@@ -128,6 +128,18 @@ pub fn scan(input: &Input, settings: &Settings) -> Scan {
             line: doc.first_line + line - 1,
             column,
         };
+        if bytes.len() > render::MAX_DOCUMENT_BYTES {
+            out.diagnostics.push(Diagnostic::error(
+                code::LIMIT,
+                location(1, 1),
+                format!(
+                    "document is {} bytes, more than the {} MiB limit",
+                    bytes.len(),
+                    render::MAX_DOCUMENT_BYTES / (1024 * 1024)
+                ),
+            ));
+            continue;
+        }
         let Ok(text) = std::str::from_utf8(bytes) else {
             out.diagnostics.push(Diagnostic::error(
                 code::YAML_SYNTAX,
