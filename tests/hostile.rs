@@ -1,7 +1,8 @@
-//! Hostile input for `render`, run through the real binary under a 256 MB address-space
-//! limit and a kill deadline. Every input gets either a clear refusal (exit 1, nothing on
-//! stdout, a message on stderr) or a correct render (exit 0, output that parses): never a
-//! panic, a crash signal, a hang or running out of memory.
+//! Hostile input for `render` and `lint`, run through the real binary under a 256 MB
+//! address-space limit and a kill deadline. Every input gets from render either a clear
+//! refusal (exit 1, nothing on stdout, a message on stderr) or a correct render (exit 0,
+//! output that parses), and from lint the same verdict (exit 1 naming render's error
+//! code, or exit 0): never a panic, a crash signal, a hang or running out of memory.
 //!
 //! The binary runs under GNU time (`/usr/bin/time`, Debian's `time`) for its peak RSS:
 //! the rusage of a child forked from this (large) test process would count the pages it
@@ -38,6 +39,51 @@ struct Run {
 
 /// Runs `secretstore render [args]` with `input` on stdin, under the limits.
 fn run_render(input: &[u8], args: &[&str]) -> Run {
+    let mut all = vec!["render"];
+    all.extend_from_slice(args);
+    run(input, &all)
+}
+
+/// Runs render and lint on `input`; they must agree: lint exits 1 and names the error
+/// code render refused the input with, or exits 0 when render accepts it. Returns render's
+/// run.
+fn render_and_lint(input: &[u8]) -> Run {
+    let render = run_render(input, &[]);
+    let lint = run_lint(input);
+    let report = String::from_utf8_lossy(&lint.stdout);
+    if render.code == Some(0) {
+        assert_eq!(
+            lint.code,
+            Some(0),
+            "lint refuses what render accepts:\n{}{}",
+            excerpt(&report),
+            excerpt(&lint.stderr)
+        );
+    } else {
+        let code = render
+            .stderr
+            .split("error[")
+            .nth(1)
+            .and_then(|rest| rest.split(']').next())
+            .unwrap_or("<none>");
+        assert!(
+            lint.code == Some(1) && report.contains(&format!("error[{code}]")),
+            "render refused with {code}, lint exited {:?}:\n{}{}",
+            lint.code,
+            excerpt(&report),
+            excerpt(&lint.stderr)
+        );
+    }
+    render
+}
+
+/// Runs `secretstore lint -` with `input` on stdin, under the limits.
+fn run_lint(input: &[u8]) -> Run {
+    run(input, &["lint", "-"])
+}
+
+/// Runs `secretstore [args]` with `input` on stdin, under the limits.
+fn run(input: &[u8], args: &[&str]) -> Run {
     assert!(
         Path::new(GNU_TIME).is_file(),
         "{GNU_TIME} (Debian package `time`) is not installed: run scripts/install-test-deps.sh (as root) first"
@@ -52,7 +98,6 @@ fn run_render(input: &[u8], args: &[&str]) -> Run {
         .arg("--output")
         .arg(path("time"))
         .arg(secretstore.get_program())
-        .arg("render")
         .args(args)
         .stdin(File::open(path("stdin")).expect("input file"))
         // Files, not pipes: a large output cannot block the child while we wait.
@@ -95,7 +140,7 @@ fn run_render(input: &[u8], args: &[&str]) -> Run {
     };
     assert!(
         elapsed < EXPECTED_WITHIN,
-        "secretstore render took {elapsed:?}; stderr:\n{}",
+        "secretstore {args:?} took {elapsed:?}; stderr:\n{}",
         excerpt(&run.stderr)
     );
     assert_no_crash(&run);
@@ -112,7 +157,7 @@ fn wait_with_deadline(mut child: Child) {
             // SAFETY: kill has no memory-safety preconditions.
             unsafe { libc::kill(-group, libc::SIGKILL) };
             let _ = child.wait();
-            panic!("secretstore render did not finish within {DEADLINE:?}");
+            panic!("secretstore did not finish within {DEADLINE:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -282,7 +327,7 @@ fn billion_laughs_in_an_untouched_document() {
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\ndata:\n{}",
         laughs("  ", 30)
     );
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     assert_unchanged(&run, input.as_bytes());
 }
 
@@ -294,7 +339,7 @@ fn billion_laughs_in_an_opted_in_pod() {
     input.push_str("---\n");
     let metadata = format!("  x-lol:\n{lol}  labels: *l29\n");
     input.push_str(&pod(&metadata, "").replace("name: app\n", "name: app2\n"));
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     let output = String::from_utf8_lossy(assert_rendered(&run, input.as_bytes())).into_owned();
     assert_eq!(output.matches("status: injected").count(), 2);
     // Aliases are kept as written, never expanded.
@@ -309,7 +354,7 @@ fn nested(open: &str, close: &str, depth: usize) -> String {
 fn deep_flow_nesting_in_an_opted_in_pod_is_refused() {
     for (open, close) in [("[", "]"), ("{a: ", "}")] {
         let spec = format!("  x-deep: {}\n", nested(open, close, 100_000));
-        let run = run_render(pod("", &spec).as_bytes(), &[]);
+        let run = render_and_lint(pod("", &spec).as_bytes());
         assert_refused(&run, "SS002");
         assert_refused(&run, "nesting deeper than");
     }
@@ -319,7 +364,7 @@ fn deep_flow_nesting_in_an_opted_in_pod_is_refused() {
 fn deep_block_nesting_in_an_opted_in_pod_is_refused() {
     // Compact block sequences nest without indentation growing: `- - - x`.
     let spec = format!("  x-deep:\n  {}x\n", "- ".repeat(100_000));
-    let run = run_render(pod("", &spec).as_bytes(), &[]);
+    let run = render_and_lint(pod("", &spec).as_bytes());
     assert_refused(&run, "nesting deeper than");
     // Block mappings need an indentation step per level: 3,000 levels, 4.5 MB.
     let mut spec = String::from("  x-deep:\n");
@@ -327,7 +372,7 @@ fn deep_block_nesting_in_an_opted_in_pod_is_refused() {
         spec.push_str(&" ".repeat(level + 4));
         spec.push_str("a:\n");
     }
-    let run = run_render(pod("", &spec).as_bytes(), &[]);
+    let run = render_and_lint(pod("", &spec).as_bytes());
     assert_refused(&run, "nesting deeper than");
 }
 
@@ -338,7 +383,7 @@ fn deep_nesting_in_an_untouched_document_is_copied() {
         nested("[", "]", 100_000),
         "- ".repeat(100_000)
     );
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     assert_unchanged(&run, input.as_bytes());
 }
 
@@ -347,12 +392,12 @@ fn a_50_mb_line() {
     let line = "a".repeat(50 * 1024 * 1024);
     // Untouched: copied, never parsed.
     let input = format!("kind: ConfigMap\nmetadata:\n  name: big\ndata:\n  x: \"{line}\"\n");
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     assert_unchanged(&run, input.as_bytes());
     assert_memory_near_input(&run, input.len());
     // In an opted-in pod: over the document size limit.
     let input = pod(&format!("  labels:\n    x: \"{line}\"\n"), "");
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     assert_refused(&run, "MiB limit");
 }
 
@@ -362,7 +407,7 @@ fn a_30_mb_non_ascii_comment_in_an_opted_in_pod() {
     // parser position a character index that has to be mapped to bytes.
     let comment = format!("  # é{}\n", "x".repeat(30 * 1024 * 1024));
     let input = pod(&comment, "");
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     assert!(expanded(assert_rendered(&run, input.as_bytes())));
 }
 
@@ -370,26 +415,26 @@ fn a_30_mb_non_ascii_comment_in_an_opted_in_pod() {
 fn invalid_utf8() {
     let mut untouched = b"kind: ConfigMap\nmetadata:\n  name: bin\ndata:\n  x: \"".to_vec();
     untouched.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28, b'"', b'\n']);
-    let run = run_render(&untouched, &[]);
+    let run = render_and_lint(&untouched);
     assert_unchanged(&run, &untouched);
 
     let mut opted_in = pod("", "").into_bytes();
     opted_in.extend_from_slice(b"    - name: X\n      value: \"\xc3\x28\"\n");
-    let run = run_render(&opted_in, &[]);
+    let run = render_and_lint(&opted_in);
     assert_refused(&run, "not valid UTF-8");
 }
 
 #[test]
 fn nul_bytes() {
     let untouched = b"kind: ConfigMap\nmetadata:\n  name: nul\ndata:\n  x: \"a\0b\"\n\0\n";
-    let run = run_render(untouched, &[]);
+    let run = render_and_lint(untouched);
     assert_unchanged(&run, untouched);
 
     let opted_in = pod("  labels:\n    x: \"a\0b\"\n", "");
-    let run = run_render(opted_in.as_bytes(), &[]);
+    let run = render_and_lint(opted_in.as_bytes());
     assert_refused(&run, "SS001");
     let opted_in = pod("  labels:\n    x: a\0b\n", "");
-    let run = run_render(opted_in.as_bytes(), &[]);
+    let run = render_and_lint(opted_in.as_bytes());
     assert_refused(&run, "SS001");
 }
 
@@ -399,7 +444,7 @@ fn bom_and_crlf() {
         "\u{feff}{}",
         pod("  # a comment\n", "").replace('\n', "\r\n")
     );
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     let output = assert_rendered(&run, input.as_bytes());
     assert!(expanded(output));
     assert!(output.starts_with("\u{feff}".as_bytes()), "the BOM is kept");
@@ -413,7 +458,7 @@ fn bom_and_crlf() {
 
     // A BOM may also start a later document of a stream.
     let input = format!("{}---\n\u{feff}{}", pod("", ""), pod("", ""));
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     if run.code == Some(0) {
         assert_rendered(&run, input.as_bytes());
     } else {
@@ -428,14 +473,14 @@ fn tabs() {
         "  labels:\n    tier: \tbackend\t\n    x: \"a\tb\"\n    y: a\tb\n",
         "",
     );
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     assert!(expanded(assert_rendered(&run, input.as_bytes())));
     // A tab as indentation, or alone after `key:`, is not (libyaml agrees).
     for labels in [
         "  labels:\n\ttier: backend\n",
         "  labels:\n    tier:\tbackend\n",
     ] {
-        let run = run_render(pod(labels, "").as_bytes(), &[]);
+        let run = render_and_lint(pod(labels, "").as_bytes());
         assert_refused(&run, "SS001");
     }
 }
@@ -454,7 +499,7 @@ fn a_resource_list_without_items() {
         "items: {a: b}\n",
     ] {
         let input = format!("{RESOURCE_LIST_HEAD}{items}");
-        let run = run_render(input.as_bytes(), &[]);
+        let run = render_and_lint(input.as_bytes());
         assert_unchanged(&run, input.as_bytes());
     }
 }
@@ -472,7 +517,7 @@ fn a_resource_list_whose_items_laugh() {
         as_item(&pod("", "")),
         as_item(&format!("apiVersion: v1\nkind: ConfigMap\ndata:\n{}", laughs("  ", 30)))
     );
-    let run = run_render(input.as_bytes(), &[]);
+    let run = render_and_lint(input.as_bytes());
     let output = String::from_utf8_lossy(assert_rendered(&run, input.as_bytes())).into_owned();
     assert!(expanded(output.as_bytes()));
     assert!(
@@ -491,7 +536,7 @@ fn a_list_of_garbage() {
         RESOURCE_LIST_HEAD,
     ] {
         let input = format!("{head}{garbage}");
-        let run = run_render(input.as_bytes(), &[]);
+        let run = render_and_lint(input.as_bytes());
         assert_unchanged(&run, input.as_bytes());
     }
     // Opted-in pods with garbage where containers, env and volumes belong.
@@ -504,7 +549,7 @@ fn a_list_of_garbage() {
     ];
     for item in pods {
         let input = format!("apiVersion: v1\nkind: List\nitems:\n- {item}\n");
-        let run = run_render(input.as_bytes(), &[]);
+        let run = render_and_lint(input.as_bytes());
         if run.code == Some(0) {
             assert_rendered(&run, input.as_bytes());
         } else {
@@ -521,6 +566,9 @@ const TRUNCATED_THROUGH_THE_BINARY: [&str; 4] = [
     "form-crlf.yaml",
     "form-json.json",
 ];
+
+/// Of those, the ones also linted at every line-prefix.
+const LINTED: [&str; 2] = ["kind-cronjob.yaml", "style-comments-anchors.yaml"];
 
 fn testdata_files() -> Vec<std::path::PathBuf> {
     let dir = support::repo_root().join("testdata/render");
@@ -556,6 +604,11 @@ fn truncated_testdata_through_the_binary() {
                 assert_rendered(&run, prefix);
             } else {
                 assert_refused(&run, "error");
+            }
+            if LINTED.contains(&name) {
+                let lint = run_lint(prefix);
+                let expected = if run.code == Some(0) { 0 } else { 1 };
+                assert_eq!(lint.code, Some(expected), "lint of a prefix of {name}");
             }
         }
     }
