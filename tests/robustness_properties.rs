@@ -499,10 +499,12 @@ fn pod_document(g: &mut Gen, n: usize) -> String {
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ),
         1 => format!("{value}\n"),
-        // Flow collections with blanks (and line breaks) after their brackets.
+        // Flow collections with blanks (and line breaks) around their brackets.
         2 => format!("{value}\n")
             .replace('{', g.pick(&["{ ", "{\n  ", "{   "]))
-            .replace('[', g.pick(&["[ ", "[\n  "])),
+            .replace('[', g.pick(&["[ ", "[\n  "]))
+            .replace('}', g.pick(&["}", "} ", " }  "]))
+            .replace(']', g.pick(&["]", "] ", "\n ]  "])),
         _ => {
             let style = Style {
                 seq_offset: if g.chance(50) { 0 } else { 2 },
