@@ -467,6 +467,17 @@ fn bom_and_crlf() {
 }
 
 #[test]
+fn lone_carriage_returns() {
+    // Old Mac line ends: YAML reads a lone CR as a line break.
+    let untouched = "kind: ConfigMap\rmetadata:\r  name: cr\r";
+    let run = render_and_lint(untouched.as_bytes());
+    assert_unchanged(&run, untouched.as_bytes());
+    let opted_in = pod("  labels:\n    x: a\r\r\r\n", "");
+    let run = render_and_lint(opted_in.as_bytes());
+    assert_refused(&run, "carriage return without a line feed");
+}
+
+#[test]
 fn tabs() {
     // Tabs in scalars and as separation after a space are YAML.
     let input = pod(
