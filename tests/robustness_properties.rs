@@ -524,8 +524,9 @@ fn pod_document(g: &mut Gen, n: usize) -> String {
     }
 }
 
-const HOSTILE_TOKENS: [&str; 16] = [
-    "[", "{", "]", "}", "&a ", "*a", ": ", "- ", "\"", "'", "\t", "\0", "|", "#", "---", "\u{feff}",
+const HOSTILE_TOKENS: [&str; 17] = [
+    "[", "{", "]", "}", "&a ", "*a", ": ", "- ", "\"", "'", "\t", "\0", "\r", "|", "#", "---",
+    "\u{feff}",
 ];
 
 /// Damages `doc` a little: drops, doubles, swaps or cuts lines, or inserts a token.
