@@ -181,7 +181,9 @@ impl Tree {
                     false,
                 ),
                 Event::MappingStart(anchor, _tag) => {
-                    let flow = end > start && text.as_bytes().get(end - 1) == Some(&b'{');
+                    // A flow start's span runs over the blanks after `{` too; a block
+                    // start's span is empty.
+                    let flow = text.get(start..end).is_some_and(|s| s.contains('{'));
                     (
                         new_node(Kind::Map {
                             flow,
@@ -192,7 +194,7 @@ impl Tree {
                     )
                 }
                 Event::SequenceStart(anchor, _tag) => {
-                    let flow = end > start && text.as_bytes().get(end - 1) == Some(&b'[');
+                    let flow = text.get(start..end).is_some_and(|s| s.contains('['));
                     (
                         new_node(Kind::Seq {
                             flow,
@@ -363,6 +365,24 @@ mod tests {
         assert_eq!(&text[tree.node(n).start..tree.node(n).end], "[1, 2]");
         let q = tree.get(root, "q").unwrap();
         assert_eq!(tree.str_at(q, &["p"]), Some("q"));
+    }
+
+    #[test]
+    fn flow_collections_with_blanks_after_the_bracket() {
+        let text = "a: [ x ]\nm: {\n  k: v }\nj: {\"s\":\n {   \"k\": 1}}\nb:\n- &x\n  k: v\n";
+        let tree = Tree::parse(text).unwrap();
+        let root = tree.root.unwrap();
+        let flow = |id| {
+            matches!(
+                tree.node(id).kind,
+                Kind::Map { flow: true, .. } | Kind::Seq { flow: true, .. }
+            )
+        };
+        assert!(flow(tree.get(root, "a").unwrap()));
+        assert!(flow(tree.get(root, "m").unwrap()));
+        assert!(flow(tree.path(root, &["j", "s"]).unwrap()));
+        assert!(!flow(tree.get(root, "b").unwrap()));
+        assert!(!flow(tree.items(tree.get(root, "b").unwrap())[0]));
     }
 
     #[test]
