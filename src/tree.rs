@@ -216,8 +216,17 @@ impl Tree {
                         }
                         None => return Err(located(&span, "unbalanced collection end".into())),
                     };
+                    // A flow end's span runs over the blanks after `]`/`}` too; `end` is
+                    // just past the bracket.
+                    let close = match kind {
+                        Kind::Map { flow: true, .. } => Some('}'),
+                        Kind::Seq { flow: true, .. } => Some(']'),
+                        _ => None,
+                    };
+                    nodes[id].end = close
+                        .and_then(|c| text.get(start..end)?.find(c))
+                        .map_or(end, |i| start + i + 1);
                     nodes[id].kind = kind;
-                    nodes[id].end = end;
                     Self::attach(&mut stack, &mut root, id);
                     continue;
                 }
@@ -383,6 +392,21 @@ mod tests {
         assert!(flow(tree.path(root, &["j", "s"]).unwrap()));
         assert!(!flow(tree.get(root, "b").unwrap()));
         assert!(!flow(tree.items(tree.get(root, "b").unwrap())[0]));
+    }
+
+    #[test]
+    fn flow_collections_end_just_past_the_bracket() {
+        let text = "a: {k: [1, 2] , j: {} \n  }  \nb: 1\n";
+        let tree = Tree::parse(text).unwrap();
+        let a = tree.get(tree.root.unwrap(), "a").unwrap();
+        assert_eq!(
+            &text[tree.node(a).start..tree.node(a).end],
+            "{k: [1, 2] , j: {} \n  }"
+        );
+        let k = tree.get(a, "k").unwrap();
+        assert_eq!(&text[tree.node(k).start..tree.node(k).end], "[1, 2]");
+        let j = tree.get(a, "j").unwrap();
+        assert_eq!(&text[tree.node(j).start..tree.node(j).end], "{}");
     }
 
     #[test]

@@ -493,12 +493,18 @@ fn write_value(g: &mut Gen, style: &Style, value: &Value, indent: usize, out: &m
 /// One generated pod document in a random layout, starting with `---`.
 fn pod_document(g: &mut Gen, n: usize) -> String {
     let value = pod_value(g, n);
-    let body = match g.below(6) {
+    let body = match g.below(7) {
         0 => format!(
             "{}\n",
             serde_json::to_string_pretty(&value).unwrap_or_default()
         ),
         1 => format!("{value}\n"),
+        // Flow collections with blanks (and line breaks) around their brackets.
+        2 => format!("{value}\n")
+            .replace('{', g.pick(&["{ ", "{\n  ", "{   "]))
+            .replace('[', g.pick(&["[ ", "[\n  "]))
+            .replace('}', g.pick(&["}", "} ", " }  "]))
+            .replace(']', g.pick(&["]", "] ", "\n ]  "])),
         _ => {
             let style = Style {
                 seq_offset: if g.chance(50) { 0 } else { 2 },
