@@ -6,7 +6,7 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use support::helm::HelmHome;
 use support::k8s::validate_k8s;
 use support::{repo_root, secretstore};
@@ -109,21 +109,7 @@ fn helm3_post_renderer_renders_manifests_but_not_hooks() {
 }
 
 fn render_stdin(input: &str) -> String {
-    use std::io::Write;
-    let mut child = secretstore()
-        .arg("render")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run secretstore");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("secretstore");
+    let output = support::run_with_stdin(secretstore().arg("render"), input.as_bytes());
     assert!(output.status.success(), "{}", text(&output.stderr));
     text(&output.stdout)
 }

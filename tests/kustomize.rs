@@ -6,9 +6,8 @@
 mod support;
 
 use serde_json::Value;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use support::k8s::validate_k8s;
 use support::{repo_root, tool};
 use tempfile::TempDir;
@@ -136,20 +135,11 @@ fn exec_transformer_without_spec_uses_defaults() {
 fn krm_function(input: &str) -> Output {
     let bin = bin_dir();
     let path = std::env::var("PATH").unwrap_or_default();
-    let mut child = Command::new(repo_root().join("plugin/kustomize/secretstore-fn"))
-        .env("PATH", format!("{}:{path}", bin.path().display()))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run secretstore-fn");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())
-        .expect("write");
-    child.wait_with_output().expect("secretstore-fn")
+    support::run_with_stdin(
+        Command::new(repo_root().join("plugin/kustomize/secretstore-fn"))
+            .env("PATH", format!("{}:{path}", bin.path().display())),
+        input.as_bytes(),
+    )
 }
 
 fn resource_list(deployment: &str) -> String {

@@ -20,24 +20,13 @@ fn lint(args: &[&str]) -> Output {
 }
 
 fn lint_stdin(args: &[&str], input: &str) -> Output {
-    let mut child = secretstore()
-        .arg("lint")
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cannot run secretstore");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())
-        .expect("cannot write stdin");
-    child
-        .wait_with_output()
-        .expect("secretstore did not finish")
+    support::run_with_stdin(
+        secretstore()
+            .arg("lint")
+            .args(args)
+            .current_dir(repo_root()),
+        input.as_bytes(),
+    )
 }
 
 fn stdout(output: &Output) -> String {

@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 fn render_stdin(args: &[&str], envs: &[(&str, &str)], input: &[u8]) -> Output {
     let mut cmd = support::secretstore();
@@ -12,15 +11,7 @@ fn render_stdin(args: &[&str], envs: &[(&str, &str)], input: &[u8]) -> Output {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("secretstore starts");
-    // A usage error may exit before reading stdin: a broken pipe here is not a failure.
-    let _ = child.stdin.take().expect("stdin").write_all(input);
-    child.wait_with_output().expect("secretstore finishes")
+    support::run_with_stdin(&mut cmd, input)
 }
 
 fn testdata(name: &str) -> Vec<u8> {

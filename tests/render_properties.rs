@@ -292,7 +292,12 @@ fn random_streams_render_faithfully() {
         .output()
         .expect("python runs");
     let report = String::from_utf8_lossy(&result.stdout);
-    assert!(report.contains("compared 64 pairs"), "{report}");
+    assert!(
+        report.contains("compared 64 pairs"),
+        "compare.py did not run to the end ({}):\n{report}{}",
+        result.status,
+        String::from_utf8_lossy(&result.stderr)
+    );
     assert!(
         result.status.success(),
         "YAML 1.1 reading differs:\n{}{}",

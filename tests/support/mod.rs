@@ -102,3 +102,22 @@ pub fn assert_no_secret(output: &str, secrets: &[&str]) {
         panic!("secret value(s) #{leaked:?} leaked into output:\n{masked}");
     }
 }
+
+/// Runs `command` with `input` on its stdin and captures stdout and stderr. A command
+/// that exits before reading all of its input (a usage error) is not a write failure.
+pub fn run_with_stdin(command: &mut Command, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input);
+    }
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("{command:?} did not finish: {e}"))
+}
