@@ -478,6 +478,19 @@ fn lone_carriage_returns() {
 }
 
 #[test]
+fn unicode_blanks() {
+    // U+3000 and U+00A0 are blanks to Unicode but plain text to YAML.
+    for value in ["\u{3000}", "\u{a0}vault", "vault\u{2028}"] {
+        let input = pod("", "").replace(
+            "rafay.dev/secretstore: vault",
+            &format!("rafay.dev/secretstore: {value}"),
+        );
+        let run = render_and_lint(input.as_bytes());
+        assert_refused(&run, "SS101");
+    }
+}
+
+#[test]
 fn tabs() {
     // Tabs in scalars and as separation after a space are YAML.
     let input = pod(
