@@ -96,7 +96,7 @@ pub fn render<'a>(
     let mut diagnostics = Vec::new();
     let mut plans = Vec::new();
     let mut expanded = 0;
-    let mut krm: Option<(usize, Vec<u8>)> = None;
+    let mut krm: Option<KrmDoc> = None;
     for (i, input) in inputs.iter().enumerate() {
         let plan = plan_input(
             input,
@@ -112,7 +112,7 @@ pub fn render<'a>(
         .into_iter()
         .partition(|d| d.severity == Severity::Error);
     if !errors.is_empty() {
-        let krm_output = krm.map(|(i, _)| krm_results(&inputs[i], &errors));
+        let krm_output = krm.map(|k| krm_results(&inputs[k.input], k, &errors));
         let mut all = errors;
         all.extend(warnings);
         return Err(RenderError {
@@ -187,7 +187,7 @@ fn plan_input(
     settings: &Settings,
     diagnostics: &mut Vec<Diagnostic>,
     expanded: &mut usize,
-    krm: &mut Option<(usize, Vec<u8>)>,
+    krm: &mut Option<KrmDoc>,
     index: usize,
 ) -> InputPlan {
     let bom = stream::bom_len(&input.bytes);
@@ -208,8 +208,13 @@ fn plan_input(
     let doc_plans = plan_all(&marked, |doc| plan_marked(input, body, doc, settings));
     for (doc, doc_plan) in marked.iter().zip(doc_plans) {
         diagnostics.extend(doc_plan.diagnostics);
-        if doc_plan.resource_list {
-            *krm = Some((index, Vec::new()));
+        if let Some(tree) = doc_plan.resource_list {
+            *krm = Some(KrmDoc {
+                input: index,
+                start: bom + doc.start,
+                end: bom + doc.end,
+                tree,
+            });
         }
         if !doc_plan.insertions.is_empty() {
             *expanded += doc_plan.pods;
@@ -226,7 +231,18 @@ struct DocPlan {
     insertions: Vec<Insertion>,
     /// Pod templates the insertions expand.
     pods: usize,
-    resource_list: bool,
+    /// The tree of a KRM ResourceList, kept for the error output's `results`.
+    resource_list: Option<Tree>,
+}
+
+/// A KRM ResourceList document of the input, kept from planning: on an error, its
+/// `results` are added to it without parsing it again (which doubled the peak memory).
+struct KrmDoc {
+    input: usize,
+    /// Byte range of the document in the input.
+    start: usize,
+    end: usize,
+    tree: Tree,
 }
 
 /// Below this many bytes of documents to parse, threads cost more than they save.
@@ -353,18 +369,42 @@ fn plan_marked(input: &Input, body: &[u8], doc: &Document, settings: &Settings) 
             return out;
         }
     };
+    let resource_list = tree
+        .root
+        .is_some_and(|root| tree.str_at(root, &["kind"]) == Some("ResourceList"));
+    plan_tree(input, text, &tree, doc, settings, &mut out);
+    if resource_list {
+        out.resource_list = Some(tree);
+    }
+    out
+}
+
+/// Plans a parsed document into `out`.
+fn plan_tree(
+    input: &Input,
+    text: &str,
+    tree: &Tree,
+    doc: &Document,
+    settings: &Settings,
+    out: &mut DocPlan,
+) {
+    let bytes = text.as_bytes();
+    let at = |line: usize, column: usize| Location {
+        source: input.name.clone(),
+        line: doc.first_line + line - 1,
+        column,
+    };
     let mut doc_settings = None;
     if let Some(root) = tree.root {
         if tree.str_at(root, &["kind"]) == Some("ResourceList") {
-            out.resource_list = true;
-            match krm_settings(text, &tree, root, settings) {
+            match krm_settings(text, tree, root, settings) {
                 Ok(s) => doc_settings = s,
                 Err(message) => {
                     out.diagnostics.push(
                         Diagnostic::error(code::YAML_SYNTAX, at(1, 1), message)
                             .with_field("functionConfig"),
                     );
-                    return out;
+                    return;
                 }
             }
         }
@@ -373,7 +413,7 @@ fn plan_marked(input: &Input, body: &[u8], doc: &Document, settings: &Settings) 
     if let Some((insertions, pods)) = plan_document(
         input,
         text,
-        &tree,
+        tree,
         doc.first_line,
         settings,
         &mut out.diagnostics,
@@ -398,12 +438,11 @@ fn plan_marked(input: &Input, body: &[u8], doc: &Document, settings: &Settings) 
                 )
                 .with_help("save the file with LF or CRLF line ends"),
             );
-            return out;
+            return;
         }
         out.insertions = insertions;
         out.pods = pods;
     }
-    out
 }
 
 /// Settings from a ResourceList's `functionConfig` (its `spec`, or a ConfigMap's `data.config`).
@@ -546,8 +585,14 @@ fn function_config_entry(text: &str, tree: &Tree, root: NodeId) -> Option<String
 }
 
 /// The input ResourceList with `results` added, for KRM runners.
-fn krm_results(input: &Input, errors: &[Diagnostic]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(&input.bytes);
+fn krm_results(input: &Input, krm: KrmDoc, errors: &[Diagnostic]) -> Vec<u8> {
+    let Some(text) = input
+        .bytes
+        .get(krm.start..krm.end)
+        .and_then(|b| std::str::from_utf8(b).ok())
+    else {
+        return input.bytes.clone();
+    };
     let results: Vec<serde_json::Value> = errors
         .iter()
         .map(|d| {
@@ -568,9 +613,7 @@ fn krm_results(input: &Input, errors: &[Diagnostic]) -> Vec<u8> {
             r
         })
         .collect();
-    let Ok(tree) = Tree::parse(&text) else {
-        return input.bytes.clone();
-    };
+    let tree = &krm.tree;
     let Some(root) = tree.root else {
         return input.bytes.clone();
     };
@@ -579,13 +622,16 @@ fn krm_results(input: &Input, errors: &[Diagnostic]) -> Vec<u8> {
         key: "results".into(),
         value: serde_json::Value::Array(results),
     }];
-    let layout = Layout::detect(&text, &tree, None);
-    match edit::insertions(&text, &tree, &edits, &layout) {
-        Ok(ins) => {
-            let mut out = Vec::new();
-            edit::splice(&text, &ins, &mut out);
-            out
-        }
-        Err(_) => input.bytes.clone(),
-    }
+    let layout = Layout::detect(text, tree, None);
+    let Ok(ins) = edit::insertions(text, tree, &edits, &layout) else {
+        return input.bytes.clone();
+    };
+    // The tree is as large as the rest together: gone before the output is built.
+    drop(krm.tree);
+    let added: usize = ins.iter().map(|i| i.text.len()).sum();
+    let mut out = Vec::with_capacity(input.bytes.len() + added);
+    out.extend_from_slice(&input.bytes[..krm.start]);
+    edit::splice(text, &ins, &mut out);
+    out.extend_from_slice(&input.bytes[krm.end..]);
+    out
 }
