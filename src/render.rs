@@ -378,6 +378,28 @@ fn plan_marked(input: &Input, body: &[u8], doc: &Document, settings: &Settings) 
         settings,
         &mut out.diagnostics,
     ) {
+        // YAML reads a lone CR as a line break; the edits place text by LF line ends.
+        if let Some(cr) =
+            memchr::memchr_iter(b'\r', bytes).find(|&i| bytes.get(i + 1) != Some(&b'\n'))
+        {
+            let before = &bytes[..cr];
+            let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = cr
+                - before
+                    .iter()
+                    .rposition(|b| *b == b'\n')
+                    .map_or(0, |p| p + 1)
+                + 1;
+            out.diagnostics.push(
+                Diagnostic::error(
+                    code::CANNOT_EDIT,
+                    at(line, column),
+                    "the document has a carriage return without a line feed (an old Mac line end), which secretstore cannot edit around",
+                )
+                .with_help("save the file with LF or CRLF line ends"),
+            );
+            return out;
+        }
         out.insertions = insertions;
         out.pods = pods;
     }

@@ -346,7 +346,8 @@ fn highlight(line: &str, column: usize) -> std::ops::Range<usize> {
         }),
         None => 0,
     };
-    start..start + len.max(usize::from(start < line.len()))
+    // At least the first character, whole: a token of Unicode blanks trims to nothing.
+    start..start + len.max(rest.chars().next().map_or(0, char::len_utf8))
 }
 
 /// A SARIF `physicalLocation`: relative paths as URI references against `%SRCROOT%`,
@@ -514,5 +515,8 @@ mod tests {
         assert_eq!(&line[highlight(line, 7)], "rafay.dev/secretstore");
         assert_eq!(&line[highlight(line, 30)], "aws");
         assert_eq!(highlight(line, 99), line.len()..line.len());
+        // A token of Unicode blanks (U+3000) is underlined whole, not cut inside.
+        let line = "    rafay.dev/secretstore: \u{3000}";
+        assert_eq!(&line[highlight(line, 28)], "\u{3000}");
     }
 }

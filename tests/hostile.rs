@@ -467,6 +467,30 @@ fn bom_and_crlf() {
 }
 
 #[test]
+fn lone_carriage_returns() {
+    // Old Mac line ends: YAML reads a lone CR as a line break.
+    let untouched = "kind: ConfigMap\rmetadata:\r  name: cr\r";
+    let run = render_and_lint(untouched.as_bytes());
+    assert_unchanged(&run, untouched.as_bytes());
+    let opted_in = pod("  labels:\n    x: a\r\r\r\n", "");
+    let run = render_and_lint(opted_in.as_bytes());
+    assert_refused(&run, "carriage return without a line feed");
+}
+
+#[test]
+fn unicode_blanks() {
+    // U+3000 and U+00A0 are blanks to Unicode but plain text to YAML.
+    for value in ["\u{3000}", "\u{a0}vault", "vault\u{2028}"] {
+        let input = pod("", "").replace(
+            "rafay.dev/secretstore: vault",
+            &format!("rafay.dev/secretstore: {value}"),
+        );
+        let run = render_and_lint(input.as_bytes());
+        assert_refused(&run, "SS101");
+    }
+}
+
+#[test]
 fn tabs() {
     // Tabs in scalars and as separation after a space are YAML.
     let input = pod(

@@ -9,7 +9,7 @@
 //!   and CRLF, mixed with real corpus documents, then mutated (lines dropped, doubled,
 //!   swapped, cut, hostile tokens inserted): it never panics; a success keeps every
 //!   other document byte for byte, leaves only documents that parse, and is a fixed
-//!   point; a refusal says why.
+//!   point; a refusal says why; lint agrees and writes its report in every format.
 
 mod support;
 
@@ -17,10 +17,13 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use secretstore::config::Settings;
 use secretstore::dialect::SecretRef;
+use secretstore::lint::lint_input;
 use secretstore::render::{render, Input, Options};
+use secretstore::report::{Format, Report};
 use secretstore::stream::{self, Document};
 use secretstore::tree::Tree;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 // --- the stream splitter ----------------------------------------------------------
 
@@ -524,8 +527,9 @@ fn pod_document(g: &mut Gen, n: usize) -> String {
     }
 }
 
-const HOSTILE_TOKENS: [&str; 16] = [
-    "[", "{", "]", "}", "&a ", "*a", ": ", "- ", "\"", "'", "\t", "\0", "|", "#", "---", "\u{feff}",
+const HOSTILE_TOKENS: [&str; 19] = [
+    "[", "{", "]", "}", "&a ", "*a", ": ", "- ", "\"", "'", "\t", "\0", "\r", "|", "#", "---",
+    "\u{feff}", "\u{3000}", "é",
 ];
 
 /// Damages `doc` a little: drops, doubles, swaps or cuts lines, or inserts a token.
@@ -656,6 +660,38 @@ fn check_render(text: &str) -> Result<Result<Vec<u8>, String>, TestCaseError> {
     Ok(Ok(out))
 }
 
+/// Lints `text` and writes the report in every format (the human one with source
+/// snippets): no panic, and lint has an error exactly when render refused.
+fn check_lint(text: &str, rendered: bool) -> Result<(), TestCaseError> {
+    let input = Input {
+        name: "case.yaml".into(),
+        bytes: text.as_bytes().to_vec(),
+    };
+    let diagnostics = lint_input(&input, &Settings::default());
+    let errors = diagnostics
+        .iter()
+        .filter(|d| d.severity == secretstore::diag::Severity::Error)
+        .count();
+    prop_assert_eq!(errors == 0, rendered, "lint and render disagree");
+    let sources = BTreeMap::from([(
+        input.name.clone(),
+        String::from_utf8_lossy(&input.bytes).into_owned(),
+    )]);
+    let report = Report {
+        command: "lint",
+        diagnostics: &diagnostics,
+        sources: &sources,
+        notes: &[],
+    };
+    for format in [Format::Human, Format::Json, Format::Sarif, Format::Github] {
+        let mut out = Vec::new();
+        report
+            .write(format, &mut out, format == Format::Human)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    }
+    Ok(())
+}
+
 #[test]
 fn generated_pods_render_in_every_layout() {
     let corpus = corpus_documents();
@@ -709,7 +745,8 @@ fn mutated_pods_never_break_render() {
                 }
             }
             // A refusal is as good as a render here; check_render checked either.
-            let _outcome = check_render(&text)?;
+            let outcome = check_render(&text)?;
+            check_lint(&text, outcome.is_ok())?;
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
