@@ -278,9 +278,21 @@ fn random_streams_render_faithfully() {
                     TestCaseError::fail(format!("re-render refused: {:?}", e.diagnostics))
                 })?;
             prop_assert!(again.to_bytes() == out, "second render changed the output");
-            std::fs::write(dir.path().join(format!("{case:03}.in.yaml")), &stream_text)
+            // Only the generated (touched) documents go to the YAML 1.1 comparison: the
+            // untouched ones are byte-identical (checked above), and some real corpus
+            // documents (complex keys) are beyond PyYAML's SafeLoader.
+            let mut touched_in = Vec::new();
+            let mut touched_out = Vec::new();
+            for ((text, generated), got) in pieces.iter().zip(&out_docs) {
+                if *generated {
+                    touched_in.extend_from_slice(text.as_bytes());
+                    touched_out.extend_from_slice(got);
+                }
+            }
+            std::fs::write(dir.path().join(format!("{case:03}.in.yaml")), &touched_in)
                 .expect("write");
-            std::fs::write(dir.path().join(format!("{case:03}.out.yaml")), &out).expect("write");
+            std::fs::write(dir.path().join(format!("{case:03}.out.yaml")), &touched_out)
+                .expect("write");
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
