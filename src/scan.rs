@@ -202,25 +202,35 @@ fn scan_document(
             .path(template, &["metadata", "annotations", dialect::ROLE_KEY])
             .unwrap_or(opt_in);
         let mut references = Vec::new();
-        for f in &request.files {
+        // Per file secret: the names of its containers and its annotation's field.
+        let file_sites: Vec<(Vec<String>, String)> = request
+            .files
+            .iter()
+            .map(|f| {
+                let names = f
+                    .containers
+                    .iter()
+                    .map(|c| request.containers[*c].name.clone())
+                    .collect();
+                let annotation = format!(
+                    "{field}metadata.annotations[{}{}]",
+                    dialect::FILE_KEY_PREFIX,
+                    f.suffix
+                );
+                (names, annotation)
+            })
+            .collect();
+        for (f, (names, annotation)) in request.files.iter().zip(&file_sites) {
             references.push(ScannedRef {
                 reference: f.reference.clone(),
                 text: f.reference_text.clone(),
                 usage: Usage::File {
                     suffix: f.suffix.clone(),
                     file_name: f.file_name.clone(),
-                    containers: f
-                        .containers
-                        .iter()
-                        .map(|c| request.containers[*c].name.clone())
-                        .collect(),
+                    containers: names.clone(),
                 },
                 location: ctx.location(f.node),
-                field: format!(
-                    "{field}metadata.annotations[{}{}]",
-                    dialect::FILE_KEY_PREFIX,
-                    f.suffix
-                ),
+                field: annotation.clone(),
             });
         }
         for r in &request.env_refs {
@@ -239,22 +249,15 @@ fn scan_document(
         let files = request
             .files
             .iter()
-            .map(|f| ScannedFile {
+            .zip(file_sites)
+            .map(|(f, (containers, annotation))| ScannedFile {
                 suffix: f.suffix.clone(),
                 file_name: f.file_name.clone(),
                 mount_path: f.mount_path.clone(),
                 mode: f.mode,
-                containers: f
-                    .containers
-                    .iter()
-                    .map(|c| request.containers[*c].name.clone())
-                    .collect(),
+                containers,
                 location: ctx.location(f.node),
-                field: format!(
-                    "{field}metadata.annotations[{}{}]",
-                    dialect::FILE_KEY_PREFIX,
-                    f.suffix
-                ),
+                field: annotation,
             })
             .collect();
         let containers = request
