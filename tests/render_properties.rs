@@ -13,27 +13,7 @@ use secretstore::config::Settings;
 use secretstore::render::{render, Input, Options};
 use secretstore::stream;
 use std::process::Command;
-
-/// Small deterministic generator driven by proptest's seed.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
+use support::gen::Gen;
 
 const KINDS: [(&str, &str); 6] = [
     ("Deployment", "apps/v1"),

@@ -13,6 +13,8 @@
 
 mod support;
 
+use support::gen::Gen;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use secretstore::config::Settings;
@@ -300,27 +302,6 @@ proptest! {
 }
 
 // --- render over generated and mutated pods ----------------------------------------
-
-/// Small deterministic generator driven by proptest's seed.
-struct Gen(u64);
-
-impl Gen {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 /// An opted-in pod (or a workload holding one) that render accepts.
 fn pod_value(g: &mut Gen, n: usize) -> Value {

@@ -6,6 +6,7 @@
 //! a missing tool fails the test with that instruction, it never skips.
 #![allow(dead_code)]
 
+pub mod gen;
 pub mod helm;
 pub mod jwt;
 pub mod k8s;
