@@ -342,10 +342,14 @@ fn flow_insertion(
 }
 
 fn block_entry(out: &mut String, key: &str, value: &Value, col: usize, layout: &Layout) {
-    out.push_str(&" ".repeat(col));
-    out.push_str(&yaml_scalar(key));
+    push_spaces(out, col);
+    push_yaml_scalar(out, key);
     out.push(':');
     block_value(out, value, col, layout);
+}
+
+fn push_spaces(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
 }
 
 /// Writes what follows `key:` (or `- `): a scalar on the same line, or a nested block.
@@ -366,52 +370,72 @@ fn block_value(out: &mut String, value: &Value, col: usize, layout: &Layout) {
         }
         other => {
             out.push(' ');
-            out.push_str(&scalar_text(other));
+            push_scalar_text(out, other);
             out.push_str(nl);
         }
     }
 }
 
 fn block_item(out: &mut String, item: &Value, dash_col: usize, layout: &Layout) {
-    out.push_str(&" ".repeat(dash_col));
+    push_spaces(out, dash_col);
     out.push_str("- ");
     match item {
         Value::Object(map) if !map.is_empty() => {
             for (i, (k, v)) in map.iter().enumerate() {
                 let col = dash_col + 2;
                 if i > 0 {
-                    out.push_str(&" ".repeat(col));
+                    push_spaces(out, col);
                 }
-                out.push_str(&yaml_scalar(k));
+                push_yaml_scalar(out, k);
                 out.push(':');
                 block_value(out, v, col, layout);
             }
         }
         other => {
-            out.push_str(&scalar_text(other));
+            push_scalar_text(out, other);
             out.push_str(layout.newline);
         }
     }
 }
 
-fn scalar_text(value: &Value) -> String {
+fn push_scalar_text(out: &mut String, value: &Value) {
     match value {
-        Value::String(s) => yaml_scalar(s),
-        Value::Object(_) | Value::Array(_) => compact_json(value),
-        other => other.to_string(),
+        Value::String(s) => push_yaml_scalar(out, s),
+        Value::Object(_) | Value::Array(_) => out.push_str(&compact_json(value)),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Null => out.push_str("null"),
+        Value::Number(n) => {
+            use std::fmt::Write;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{n}");
+        }
     }
 }
 
-/// A string as a YAML scalar that YAML 1.1 and 1.2 readers both read as that string:
+/// Appends `s` as a YAML scalar that YAML 1.1 and 1.2 readers both read as that string:
 /// plain when unambiguous, single-quoted when printable, double-quoted otherwise.
-pub fn yaml_scalar(s: &str) -> String {
+fn push_yaml_scalar(out: &mut String, s: &str) {
     if is_plain_safe(s) {
-        s.to_string()
+        out.push_str(s);
     } else if s.chars().all(|c| !c.is_control() && c != '\u{feff}') {
-        format!("'{}'", s.replace('\'', "''"))
+        out.push('\'');
+        for part in s.split_inclusive('\'') {
+            out.push_str(part);
+            if part.ends_with('\'') {
+                out.push('\'');
+            }
+        }
+        out.push('\'');
     } else {
-        json_string(s)
+        out.push_str(&json_string(s));
     }
+}
+
+#[cfg(test)]
+fn yaml_scalar(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    push_yaml_scalar(&mut out, s);
+    out
 }
 
 fn is_plain_safe(s: &str) -> bool {
