@@ -14,6 +14,9 @@ pub const FILE_KEY_PREFIX: &str = "vault.secretstore.rafay.dev/filesecret-config
 /// Extension: written by render on every pod it expanded.
 pub const STATUS_KEY: &str = "vault.secretstore.rafay.dev/status";
 pub const STATUS_INJECTED: &str = "injected";
+/// Text that every document the dialect can touch contains (in the opt-in annotation,
+/// the dialect's keys and every reference); documents without it are never parsed.
+pub const MARKER: &[u8] = b"secretstore";
 
 /// Diagnostic codes of the dialect, stable across releases.
 pub mod code {
@@ -431,7 +434,7 @@ pub struct Ctx<'a> {
     pub source: &'a str,
     /// 1-based line of the document's first byte in the stream.
     pub first_line: usize,
-    pub tree: &'a Tree,
+    pub tree: &'a Tree<'a>,
     pub object: ObjectRef,
     pub diagnostics: Vec<Diagnostic>,
 }

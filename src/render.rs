@@ -19,9 +19,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// Largest single document that is parsed (untouched documents are only scanned).
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
 
-/// The marker every document that render may change contains; others are copied as bytes.
-const DIALECT_MARKER: &[u8] = b"secretstore";
-
 pub struct Input {
     /// File name, or `<stdin>`.
     pub name: String,
@@ -96,7 +93,7 @@ pub fn render<'a>(
     let mut diagnostics = Vec::new();
     let mut plans = Vec::new();
     let mut expanded = 0;
-    let mut krm: Option<KrmDoc> = None;
+    let mut krm: Option<KrmDoc<'a>> = None;
     for (i, input) in inputs.iter().enumerate() {
         let plan = plan_input(
             input,
@@ -182,23 +179,18 @@ fn separate(pieces: &mut Vec<Piece>, previous: &[u8], next: &[u8]) {
     pieces.push(Piece::Text(text));
 }
 
-fn plan_input(
-    input: &Input,
+fn plan_input<'a>(
+    input: &'a Input,
     settings: &Settings,
     diagnostics: &mut Vec<Diagnostic>,
     expanded: &mut usize,
-    krm: &mut Option<KrmDoc>,
+    krm: &mut Option<KrmDoc<'a>>,
     index: usize,
 ) -> InputPlan {
     let bom = stream::bom_len(&input.bytes);
     let body = &input.bytes[bom..];
     let docs = stream::split(body);
-    let finder = memchr::memmem::Finder::new(DIALECT_MARKER);
-    let marked: Vec<Document> = docs
-        .iter()
-        .filter(|doc| finder.find(&body[doc.start..doc.end]).is_some())
-        .copied()
-        .collect();
+    let marked = stream::containing(body, &docs, dialect::MARKER);
     let mut plan = InputPlan {
         insertions: Vec::new(),
         has_content: docs
@@ -226,23 +218,23 @@ fn plan_input(
 
 /// What planning one document found.
 #[derive(Default)]
-struct DocPlan {
+struct DocPlan<'a> {
     diagnostics: Vec<Diagnostic>,
     insertions: Vec<Insertion>,
     /// Pod templates the insertions expand.
     pods: usize,
     /// The tree of a KRM ResourceList, kept for the error output's `results`.
-    resource_list: Option<Tree>,
+    resource_list: Option<Tree<'a>>,
 }
 
 /// A KRM ResourceList document of the input, kept from planning: on an error, its
 /// `results` are added to it without parsing it again (which doubled the peak memory).
-struct KrmDoc {
+struct KrmDoc<'a> {
     input: usize,
     /// Byte range of the document in the input.
     start: usize,
     end: usize,
-    tree: Tree,
+    tree: Tree<'a>,
 }
 
 /// Below this many bytes of documents to parse, threads cost more than they save.
@@ -255,9 +247,9 @@ const MAX_WORKERS: usize = 4;
 
 /// Plans each document with `plan_doc`, on up to [`MAX_WORKERS`] threads (this one
 /// included) when there is enough to share; results in the documents' order.
-fn plan_all<F>(docs: &[Document], plan_doc: F) -> Vec<DocPlan>
+fn plan_all<'a, F>(docs: &[Document], plan_doc: F) -> Vec<DocPlan<'a>>
 where
-    F: Fn(&Document) -> DocPlan + Sync,
+    F: Fn(&Document) -> DocPlan<'a> + Sync,
 {
     let small = |doc: &Document| doc.end - doc.start <= PARALLEL_MAX_DOCUMENT_BYTES;
     let shared_bytes: usize = docs
@@ -284,7 +276,7 @@ where
             }
         }
     };
-    let mut results: Vec<(usize, DocPlan)> = std::thread::scope(|scope| {
+    let mut results: Vec<(usize, DocPlan<'a>)> = std::thread::scope(|scope| {
         // A thread that cannot be started leaves its share to the others.
         let helpers: Vec<_> = (1..workers)
             .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
@@ -309,7 +301,12 @@ where
 }
 
 /// Plans one document that holds the dialect marker.
-fn plan_marked(input: &Input, body: &[u8], doc: &Document, settings: &Settings) -> DocPlan {
+fn plan_marked<'a>(
+    input: &Input,
+    body: &'a [u8],
+    doc: &Document,
+    settings: &Settings,
+) -> DocPlan<'a> {
     let mut out = DocPlan::default();
     let bytes = &body[doc.start..doc.end];
     let at = |line: usize, column: usize| Location {
@@ -585,7 +582,7 @@ fn function_config_entry(text: &str, tree: &Tree, root: NodeId) -> Option<String
 }
 
 /// The input ResourceList with `results` added, for KRM runners.
-fn krm_results(input: &Input, krm: KrmDoc, errors: &[Diagnostic]) -> Vec<u8> {
+fn krm_results(input: &Input, krm: KrmDoc<'_>, errors: &[Diagnostic]) -> Vec<u8> {
     let Some(text) = input
         .bytes
         .get(krm.start..krm.end)

@@ -117,12 +117,9 @@ pub struct Scan {
 pub fn scan(input: &Input, settings: &Settings) -> Scan {
     let mut out = Scan::default();
     let body = &input.bytes[stream::bom_len(&input.bytes)..];
-    let finder = memchr::memmem::Finder::new(b"secretstore");
-    for doc in stream::split(body) {
+    let docs = stream::split(body);
+    for doc in stream::containing(body, &docs, crate::dialect::MARKER) {
         let bytes = &body[doc.start..doc.end];
-        if finder.find(bytes).is_none() {
-            continue;
-        }
         let location = |line: usize, column: usize| Location {
             source: input.name.clone(),
             line: doc.first_line + line - 1,

@@ -26,9 +26,10 @@ pub fn split(input: &[u8]) -> Vec<Document> {
     // Whether the current range already holds a `---` line, so that a `---` line starts a
     // new range rather than being this range's own start marker. Without one, the range's
     // lines are looked at only when a `---` follows: they are few (comments, or content
-    // after a `...`), and looking at every line of the stream would dominate the split.
+    // after a `...`).
     let mut has_marker = false;
-    for line_start in marker_candidates(input) {
+    for candidate in marker_candidates(input) {
+        let line_start = candidate.offset;
         let line_end = memchr(b'\n', &input[line_start..])
             .map(|i| line_start + i + 1)
             .unwrap_or(input.len());
@@ -40,7 +41,7 @@ pub fn split(input: &[u8]) -> Vec<Document> {
                     end: line_start,
                     first_line: doc_line,
                 });
-                doc_line += count_lines(&input[doc_start..line_start]);
+                doc_line = candidate.line;
                 doc_start = line_start;
             }
             has_marker = true;
@@ -50,7 +51,7 @@ pub fn split(input: &[u8]) -> Vec<Document> {
                 end: line_end,
                 first_line: doc_line,
             });
-            doc_line += count_lines(&input[doc_start..line_end]);
+            doc_line = candidate.line + 1;
             doc_start = line_end;
             has_marker = false;
         }
@@ -65,20 +66,131 @@ pub fn split(input: &[u8]) -> Vec<Document> {
     docs
 }
 
-/// Start offsets of the lines that begin with `---` or `...`, in order.
-fn marker_candidates(input: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    let at_start = (input.starts_with(b"---") || input.starts_with(b"..."))
-        .then_some(0)
-        .into_iter();
-    let mut dashes = memchr::memmem::find_iter(input, b"\n---").peekable();
-    let mut dots = memchr::memmem::find_iter(input, b"\n...").peekable();
-    let merged = std::iter::from_fn(move || match (dashes.peek(), dots.peek()) {
-        (Some(a), Some(b)) if a < b => dashes.next(),
-        (Some(_), None) => dashes.next(),
-        (_, Some(_)) => dots.next(),
-        (None, None) => None,
+/// The documents of `docs` (in order, from [`split`] of `input`) that contain `needle`.
+pub fn containing(input: &[u8], docs: &[Document], needle: &[u8]) -> Vec<Document> {
+    let finder = memchr::memmem::Finder::new(needle);
+    // A match may start in one chunk and end in the next: each chunk searches on past its
+    // end by the needle's length, and keeps the matches that start inside it.
+    let hits: Vec<usize> = in_chunks(input, |start, end| {
+        let reach = (end + needle.len().saturating_sub(1)).min(input.len());
+        finder
+            .find_iter(&input[start..reach])
+            .map(|i| start + i)
+            .filter(|at| *at < end)
+            .collect::<Vec<_>>()
+    })
+    .into_iter()
+    .flatten()
+    .collect();
+    let mut hits = hits.into_iter().peekable();
+    let mut marked = Vec::new();
+    for doc in docs {
+        while hits.next_if(|at| *at < doc.start).is_some() {}
+        if hits.peek().is_some_and(|at| *at < doc.end) {
+            marked.push(*doc);
+        }
+    }
+    marked
+}
+
+/// Below this size a stream is scanned on one thread.
+const PARALLEL_SCAN_MIN_BYTES: usize = 1 << 20;
+const MAX_SCAN_THREADS: usize = 4;
+
+/// Runs `scan(start, end)` over consecutive chunks covering `input`, on several threads
+/// for a large input; the results in the chunks' order.
+fn in_chunks<T, F>(input: &[u8], scan: F) -> Vec<T>
+where
+    T: Send,
+    F: Fn(usize, usize) -> T + Sync,
+{
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_SCAN_THREADS);
+    if threads < 2 || input.len() < PARALLEL_SCAN_MIN_BYTES {
+        return vec![scan(0, input.len())];
+    }
+    let size = input.len().div_ceil(threads);
+    let bounds: Vec<(usize, usize)> = (0..threads)
+        .map(|i| (i * size, ((i + 1) * size).min(input.len())))
+        .collect();
+    std::thread::scope(|scope| {
+        let scan = &scan;
+        // The first chunk runs here; a thread that cannot be started runs here too.
+        let others: Vec<_> = bounds[1..]
+            .iter()
+            .map(|&(start, end)| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, move || scan(start, end))
+                    .map_err(|_| (start, end))
+            })
+            .collect();
+        let mut results = vec![scan(bounds[0].0, bounds[0].1)];
+        for other in others {
+            results.push(match other {
+                Ok(handle) => match handle.join() {
+                    Ok(result) => result,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                },
+                Err((start, end)) => scan(start, end),
+            });
+        }
+        results
+    })
+}
+
+/// A line that starts with `---` or `...`.
+#[derive(Debug, Clone, Copy)]
+struct Candidate {
+    offset: usize,
+    /// 1-based line number.
+    line: usize,
+}
+
+/// The lines that begin with `---` or `...`, in order, with their line numbers. Each
+/// chunk finds its own and counts its newlines; the counts then number the lines.
+fn marker_candidates(input: &[u8]) -> Vec<Candidate> {
+    let dashes = memchr::memmem::Finder::new(b"\n---");
+    let dots = memchr::memmem::Finder::new(b"\n...");
+    let chunks = in_chunks(input, |start, end| {
+        // Newlines in [start, end) whose line starts with a marker; the search runs three
+        // bytes past the chunk for the marker itself.
+        let reach = (end + 3).min(input.len());
+        let hay = &input[start..reach];
+        let mut newlines: Vec<usize> = dashes
+            .find_iter(hay)
+            .chain(dots.find_iter(hay))
+            .map(|i| start + i)
+            .filter(|at| *at < end)
+            .collect();
+        newlines.sort_unstable();
+        let mut found = Vec::with_capacity(newlines.len() + 1);
+        if start == 0 && (input.starts_with(b"---") || input.starts_with(b"...")) {
+            found.push(Candidate { offset: 0, line: 0 });
+        }
+        // `line` counts the chunk's newlines up to and including the candidate's own.
+        let (mut counted_to, mut lines) = (start, 0);
+        for newline in newlines {
+            lines += memchr::memchr_iter(b'\n', &input[counted_to..newline]).count() + 1;
+            counted_to = newline + 1;
+            found.push(Candidate {
+                offset: newline + 1,
+                line: lines,
+            });
+        }
+        lines += memchr::memchr_iter(b'\n', &input[counted_to..end]).count();
+        (found, lines)
     });
-    at_start.chain(merged.map(|newline| newline + 1))
+    let mut lines_before = 0;
+    let mut all = Vec::new();
+    for (found, lines) in chunks {
+        all.extend(found.into_iter().map(|c| Candidate {
+            offset: c.offset,
+            line: 1 + lines_before + c.line,
+        }));
+        lines_before += lines;
+    }
+    all
 }
 
 /// Whether any line of `lines` is content (not blank or a comment).
@@ -86,10 +198,6 @@ fn has_body_line(lines: &[u8]) -> bool {
     lines
         .split(|b| *b == b'\n')
         .any(|line| !is_blank_or_comment(line))
-}
-
-fn count_lines(bytes: &[u8]) -> usize {
-    memchr::memchr_iter(b'\n', bytes).count()
 }
 
 fn is_marker(line: &[u8], marker: &[u8]) -> bool {
@@ -177,6 +285,101 @@ mod tests {
         assert_eq!(docs.last().unwrap().end, input.len());
         for w in docs.windows(2) {
             assert_eq!(w[0].end, w[1].start);
+        }
+    }
+
+    /// The same cut, one line at a time: the reference for the chunked scan.
+    fn split_line_by_line(input: &[u8]) -> Vec<Document> {
+        let mut docs = Vec::new();
+        let (mut doc_start, mut doc_line, mut has_marker) = (0, 1, false);
+        let (mut at, mut line) = (0, 1);
+        for text in input.split_inclusive(|b| *b == b'\n') {
+            let end = at + text.len();
+            if is_marker(text, b"---") {
+                if has_marker || has_body_line(&input[doc_start..at]) {
+                    docs.push(Document {
+                        start: doc_start,
+                        end: at,
+                        first_line: doc_line,
+                    });
+                    (doc_start, doc_line) = (at, line);
+                }
+                has_marker = true;
+            } else if is_marker(text, b"...") {
+                docs.push(Document {
+                    start: doc_start,
+                    end,
+                    first_line: doc_line,
+                });
+                (doc_start, doc_line, has_marker) = (end, line + 1, false);
+            }
+            at = end;
+            line += 1;
+        }
+        if doc_start < input.len() || docs.is_empty() {
+            docs.push(Document {
+                start: doc_start,
+                end: input.len(),
+                first_line: doc_line,
+            });
+        }
+        docs
+    }
+
+    #[test]
+    fn chunked_scan_of_a_large_stream_matches_the_line_by_line_cut() {
+        let pieces: [&[u8]; 9] = [
+            b"---\nkind: A\n",
+            b"# secretstore\n",
+            b"x: ---\n",
+            b"...\n",
+            b"--- # c\n",
+            b"  ---\n",
+            b"\n",
+            b"data: |\n  secretstore\n",
+            b"kind: B\r\n",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        for round in 0..4 {
+            let mut input = Vec::new();
+            // Over the parallel threshold, with marker lines and the needle at many offsets
+            // (so some straddle the chunk bounds).
+            while input.len() < PARALLEL_SCAN_MIN_BYTES * 2 + round * 7919 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                input.extend_from_slice(pieces[(seed % pieces.len() as u64) as usize]);
+            }
+            let docs = split(&input);
+            assert_eq!(docs, split_line_by_line(&input));
+            let marked: Vec<Document> = docs
+                .iter()
+                .filter(|d| memchr::memmem::find(&input[d.start..d.end], b"secretstore").is_some())
+                .copied()
+                .collect();
+            assert_eq!(containing(&input, &docs, b"secretstore"), marked);
+        }
+    }
+
+    #[test]
+    fn markers_and_needles_across_the_middle_chunk_bound() {
+        // On two threads the chunks meet at the middle: put a `---` line and the needle
+        // across it at every offset.
+        for shift in 0..16 {
+            let half = PARALLEL_SCAN_MIN_BYTES;
+            let mut input = b"kind: A\n".repeat(half / 8);
+            input.truncate(half - 8 + shift);
+            input.extend_from_slice(b"\n---\nsecretstore: x\n");
+            input.extend_from_slice(&b"kind: B\n".repeat(half / 8));
+            input.truncate(2 * half);
+            let docs = split(&input);
+            assert_eq!(docs, split_line_by_line(&input), "shift {shift}");
+            assert_eq!(docs.len(), 2, "shift {shift}");
+            assert_eq!(
+                containing(&input, &docs, b"secretstore"),
+                docs[1..],
+                "shift {shift}"
+            );
         }
     }
 

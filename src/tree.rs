@@ -7,6 +7,9 @@
 //! alias graphs cost one node each.
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span};
+use std::borrow::Cow;
+
+mod block;
 
 /// Deepest nesting accepted in a parsed document.
 pub const MAX_DEPTH: usize = 200;
@@ -16,9 +19,10 @@ pub const MAX_NODES: usize = 2_000_000;
 pub type NodeId = usize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Kind {
+pub enum Kind<'t> {
     Scalar {
-        value: String,
+        /// Borrowed from the document where the value is written as is.
+        value: Cow<'t, str>,
         style: ScalarStyle,
     },
     Map {
@@ -35,8 +39,8 @@ pub enum Kind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Node {
-    pub kind: Kind,
+pub struct Node<'t> {
+    pub kind: Kind<'t>,
     /// Byte offset where the node starts (for collections with an anchor or tag, where the
     /// properties start).
     pub start: usize,
@@ -48,9 +52,9 @@ pub struct Node {
     pub col: usize,
 }
 
-#[derive(Debug)]
-pub struct Tree {
-    pub nodes: Vec<Node>,
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tree<'t> {
+    pub nodes: Vec<Node<'t>>,
     pub root: Option<NodeId>,
 }
 
@@ -110,12 +114,29 @@ enum Open {
     Seq(NodeId, Vec<NodeId>),
 }
 
-impl Tree {
+impl<'t> Tree<'t> {
     /// Parses one document. `text` must hold at most one YAML document.
-    pub fn parse(text: &str) -> Result<Tree, TreeError> {
+    ///
+    /// Block-style documents, which is nearly all that Helm and kustomize write, are read
+    /// by the fast line reader in [`block`]; the rest by the full event parser.
+    pub fn parse(text: &'t str) -> Result<Tree<'t>, TreeError> {
+        match Self::parse_block(text) {
+            Some(tree) => Ok(tree),
+            None => Self::parse_events(text),
+        }
+    }
+
+    /// The fast line reader alone: `None` for a document outside its subset.
+    pub fn parse_block(text: &'t str) -> Option<Tree<'t>> {
+        block::parse(text).ok()
+    }
+
+    /// Parses one document with the full event parser only: what [`Tree::parse`] falls
+    /// back to, public so that tests and fuzzing can hold the fast reader to it.
+    pub fn parse_events(text: &'t str) -> Result<Tree<'t>, TreeError> {
         let index = ByteIndex::new(text);
         let mut parser = Parser::new_from_str(text);
-        let mut nodes: Vec<Node> = Vec::new();
+        let mut nodes: Vec<Node<'t>> = Vec::new();
         let mut anchors: Vec<Option<NodeId>> = Vec::new();
         let mut stack: Vec<Open> = Vec::new();
         let mut root = None;
@@ -142,7 +163,7 @@ impl Tree {
             let end = index.byte(span.end.index());
             let line = span.start.line();
             let col = span.start.col();
-            let new_node = |kind: Kind| Node {
+            let new_node = |kind: Kind<'t>| Node {
                 kind,
                 start,
                 end,
@@ -164,10 +185,13 @@ impl Tree {
                 }
                 Event::Scalar(value, style, anchor, _tag) => (
                     new_node(Kind::Scalar {
-                        // A copy of exactly the scalar's length: the scanner reserves ~130
-                        // bytes for every plain scalar, so keeping its string, a document
-                        // of a million `1,` would hold 130 MB of spare capacity.
-                        value: value.as_ref().to_owned(),
+                        // An owned value is copied to exactly its length: the scanner
+                        // reserves ~130 bytes for every plain scalar, so keeping its string,
+                        // a document of a million `1,` would hold 130 MB of spare capacity.
+                        value: match value {
+                            Cow::Borrowed(s) => Cow::Borrowed(s),
+                            Cow::Owned(s) => Cow::Owned(s.as_str().to_owned()),
+                        },
                         style,
                     }),
                     anchor,
@@ -274,7 +298,7 @@ impl Tree {
         }
     }
 
-    pub fn node(&self, id: NodeId) -> &Node {
+    pub fn node(&self, id: NodeId) -> &Node<'t> {
         &self.nodes[id]
     }
 
@@ -304,7 +328,7 @@ impl Tree {
             Kind::Scalar {
                 value,
                 style: ScalarStyle::Plain,
-            } => matches!(value.as_str(), "" | "~" | "null" | "Null" | "NULL"),
+            } => matches!(value.as_ref(), "" | "~" | "null" | "Null" | "NULL"),
             _ => false,
         }
     }
