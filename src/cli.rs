@@ -12,7 +12,7 @@ use crate::vault::client::{VaultApi, VaultEnv};
 use crate::vault::mounts::MountTable;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::collections::BTreeMap;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -267,7 +267,7 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
             if path.as_os_str() == "-" {
                 return read_stdin();
             }
-            std::fs::read(path)
+            crate::sysio::read_file(path)
                 .map(|bytes| Input {
                     name: path.display().to_string(),
                     bytes,
@@ -278,10 +278,7 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
 }
 
 fn read_stdin() -> Result<Input, String> {
-    let mut bytes = Vec::new();
-    io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    let bytes = crate::sysio::read_stdin().map_err(|e| format!("cannot read stdin: {e}"))?;
     Ok(Input {
         name: "<stdin>".into(),
         bytes,

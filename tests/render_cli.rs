@@ -130,3 +130,77 @@ fn unknown_flags_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/does/not/exist.yaml"));
 }
+
+/// Two opted-in pods around a 5 MB object that render only copies: large enough for the
+/// reading and writing paths of large inputs.
+fn large_stream() -> Vec<u8> {
+    let pod = testdata("kind-deployment.yaml");
+    let mut stream = pod.clone();
+    stream.extend_from_slice(
+        b"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bulk\ndata:\n",
+    );
+    let mut line = 0;
+    while stream.len() < 5 << 20 {
+        stream.extend_from_slice(format!("  key-{line}: value of line {line}\n").as_bytes());
+        line += 1;
+    }
+    stream.extend_from_slice(b"---\n");
+    stream.extend_from_slice(&pod);
+    stream
+}
+
+#[test]
+fn stdin_reads_as_a_file_argument_from_a_pipe_or_a_file_read_in_part() {
+    use std::io::{Seek, SeekFrom, Write};
+    let stream = large_stream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stream.yaml");
+    std::fs::write(&path, &stream).expect("write");
+    let from_file = support::secretstore()
+        .arg("render")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        from_file.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&from_file.stdout)
+            .matches("name: secretstore-agent")
+            .count(),
+        2
+    );
+
+    let from_pipe = render_stdin(&[], &[], &stream);
+    assert!(
+        from_pipe.stdout == from_file.stdout,
+        "stdin from a pipe differs"
+    );
+
+    // A file on stdin whose caller already read a first line: render reads from there on.
+    let prefixed = dir.path().join("prefixed.yaml");
+    let mut file = std::fs::File::create(&prefixed).expect("create");
+    file.write_all(b"not: yaml: read by the caller\n")
+        .and_then(|()| file.write_all(&stream))
+        .expect("write");
+    let mut stdin = std::fs::File::open(&prefixed).expect("open");
+    stdin.seek(SeekFrom::Start(30)).expect("seek");
+    let from_offset = support::secretstore()
+        .arg("render")
+        .stdin(stdin)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        from_offset.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_offset.stderr)
+    );
+    assert!(
+        from_offset.stdout == from_file.stdout,
+        "stdin from a file differs"
+    );
+}
