@@ -329,9 +329,7 @@ pub fn run_render(args: RenderArgs) -> ExitCode {
             for w in &rendered.warnings {
                 eprintln!("{w}");
             }
-            let stdout = io::stdout();
-            let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            if let Err(e) = rendered.write_to(&mut out).and_then(|()| out.flush()) {
+            if let Err(e) = crate::sysio::write_stdout(rendered.pieces(), rendered.output_len()) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     return ExitCode::from(exit::OK);
                 }
