@@ -12,7 +12,7 @@ use crate::vault::client::{VaultApi, VaultEnv};
 use crate::vault::mounts::MountTable;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::collections::BTreeMap;
-use std::io::{self, IsTerminal, Read, Write};
+use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -267,7 +267,7 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
             if path.as_os_str() == "-" {
                 return read_stdin();
             }
-            std::fs::read(path)
+            crate::sysio::read_file(path)
                 .map(|bytes| Input {
                     name: path.display().to_string(),
                     bytes,
@@ -278,10 +278,7 @@ pub fn read_inputs(files: &[PathBuf]) -> Result<Vec<Input>, String> {
 }
 
 fn read_stdin() -> Result<Input, String> {
-    let mut bytes = Vec::new();
-    io::stdin()
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read stdin: {e}"))?;
+    let bytes = crate::sysio::read_stdin().map_err(|e| format!("cannot read stdin: {e}"))?;
     Ok(Input {
         name: "<stdin>".into(),
         bytes,
@@ -332,9 +329,7 @@ pub fn run_render(args: RenderArgs) -> ExitCode {
             for w in &rendered.warnings {
                 eprintln!("{w}");
             }
-            let stdout = io::stdout();
-            let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
-            if let Err(e) = rendered.write_to(&mut out).and_then(|()| out.flush()) {
+            if let Err(e) = crate::sysio::write_stdout(rendered.pieces(), rendered.output_len()) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     return ExitCode::from(exit::OK);
                 }

@@ -40,7 +40,7 @@ enum Piece {
     Text(String),
 }
 
-/// A planned render: write it with [`Rendered::write_to`].
+/// A planned render: write it with [`Rendered::write_to`], or take its [`Rendered::pieces`].
 pub struct Rendered<'a> {
     inputs: &'a [Input],
     pieces: Vec<Piece>,
@@ -51,15 +51,24 @@ pub struct Rendered<'a> {
 
 impl Rendered<'_> {
     pub fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
-        for piece in &self.pieces {
-            match piece {
-                Piece::Input { input, start, end } => {
-                    out.write_all(&self.inputs[*input].bytes[*start..*end])?
-                }
-                Piece::Text(text) => out.write_all(text.as_bytes())?,
-            }
+        for piece in self.pieces() {
+            out.write_all(piece)?;
         }
         Ok(())
+    }
+
+    /// The output in order, as slices of the inputs and of the inserted text, for
+    /// vectored writes.
+    pub fn pieces(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.pieces.iter().map(|piece| match piece {
+            Piece::Input { input, start, end } => &self.inputs[*input].bytes[*start..*end],
+            Piece::Text(text) => text.as_bytes(),
+        })
+    }
+
+    /// The output's size in bytes.
+    pub fn output_len(&self) -> usize {
+        self.pieces().map(<[u8]>::len).sum()
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {

@@ -130,3 +130,165 @@ fn unknown_flags_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/does/not/exist.yaml"));
 }
+
+/// Opted-in pods around a 5 MB object that render only copies: large enough for the
+/// reading and writing paths of large inputs, with more output pieces than one vectored
+/// write takes.
+const LARGE_STREAM_PODS: usize = 2 * 300;
+
+fn large_stream() -> Vec<u8> {
+    let pod = testdata("kind-deployment.yaml");
+    let mut stream = Vec::new();
+    for _ in 0..LARGE_STREAM_PODS / 2 {
+        stream.extend_from_slice(b"---\n");
+        stream.extend_from_slice(&pod);
+    }
+    stream.extend_from_slice(
+        b"---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bulk\ndata:\n",
+    );
+    let mut line = 0;
+    while stream.len() < 5 << 20 {
+        stream.extend_from_slice(format!("  key-{line}: value of line {line}\n").as_bytes());
+        line += 1;
+    }
+    for _ in 0..LARGE_STREAM_PODS / 2 {
+        stream.extend_from_slice(b"---\n");
+        stream.extend_from_slice(&pod);
+    }
+    stream
+}
+
+#[test]
+fn stdin_reads_as_a_file_argument_from_a_pipe_or_a_file_read_in_part() {
+    use std::io::{Seek, SeekFrom, Write};
+    let stream = large_stream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("stream.yaml");
+    std::fs::write(&path, &stream).expect("write");
+    let from_file = support::secretstore()
+        .arg("render")
+        .arg(&path)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        from_file.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&from_file.stdout)
+            .matches("name: secretstore-agent")
+            .count(),
+        LARGE_STREAM_PODS
+    );
+
+    let from_pipe = render_stdin(&[], &[], &stream);
+    assert!(
+        from_pipe.stdout == from_file.stdout,
+        "stdin from a pipe differs"
+    );
+
+    // A file on stdin whose caller already read a first line: render reads from there on.
+    let prefixed = dir.path().join("prefixed.yaml");
+    let mut file = std::fs::File::create(&prefixed).expect("create");
+    file.write_all(b"not: yaml: read by the caller\n")
+        .and_then(|()| file.write_all(&stream))
+        .expect("write");
+    let mut stdin = std::fs::File::open(&prefixed).expect("open");
+    stdin.seek(SeekFrom::Start(30)).expect("seek");
+    let from_offset = support::secretstore()
+        .arg("render")
+        .stdin(stdin)
+        .output()
+        .expect("runs");
+    assert_eq!(
+        from_offset.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&from_offset.stderr)
+    );
+    assert!(
+        from_offset.stdout == from_file.stdout,
+        "stdin from a file differs"
+    );
+}
+
+#[test]
+fn a_large_output_reads_the_same_from_a_pipe_as_from_a_file() {
+    let stream = large_stream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("stream.yaml");
+    std::fs::write(&input, &stream).expect("write");
+    let output = dir.path().join("rendered.yaml");
+    let to_file = support::secretstore()
+        .arg("render")
+        .arg(&input)
+        .stdout(std::fs::File::create(&output).expect("create"))
+        .status()
+        .expect("runs");
+    assert_eq!(to_file.code(), Some(0));
+    let to_pipe = support::secretstore()
+        .arg("render")
+        .arg(&input)
+        .output()
+        .expect("runs");
+    assert_eq!(to_pipe.status.code(), Some(0));
+    let written = std::fs::read(&output).expect("read");
+    assert!(written.len() > stream.len());
+    assert!(to_pipe.stdout == written, "the pipe's output differs");
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_render_quietly() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = support::secretstore()
+        .arg("render")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    // Render reads all its input before it writes: the reader is gone by then.
+    drop(child.stdout.take());
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(&large_stream()).expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("waits");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_closed_stdout_is_written_as_nothing() {
+    use std::os::unix::process::CommandExt;
+    let path = support::repo_root().join("testdata/render/kind-deployment.yaml");
+    let mut cmd = support::secretstore();
+    cmd.arg("render").arg(path);
+    // (The Rust runtime puts /dev/null in its place at start-up; render must not trip
+    // over either.)
+    // SAFETY: close(2) is async-signal-safe, as a pre_exec hook must be.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let out = cmd.output().expect("runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
