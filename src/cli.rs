@@ -321,14 +321,18 @@ pub fn run_render(args: RenderArgs) -> ExitCode {
         Ok(i) => i,
         Err(e) => return usage_error(&e),
     };
+    // The inputs and the rendered output live until the process exits and are never
+    // changed: `write_stdout` may hand their pages to a pipe instead of copying them.
+    let inputs: &'static [Input] = Vec::leak(inputs);
     let options = Options {
         allow_empty: args.allow_empty,
     };
-    match render::render(&inputs, &settings, &options) {
+    match render::render(inputs, &settings, &options) {
         Ok(rendered) => {
             for w in &rendered.warnings {
                 eprintln!("{w}");
             }
+            let rendered: &'static render::Rendered<'static> = Box::leak(Box::new(rendered));
             if let Err(e) = crate::sysio::write_stdout(rendered.pieces(), rendered.output_len()) {
                 if e.kind() == io::ErrorKind::BrokenPipe {
                     return ExitCode::from(exit::OK);

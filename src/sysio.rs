@@ -93,9 +93,12 @@ fn advise_huge_pages(_buffer: &mut [MaybeUninit<u8>]) {}
 /// How many slices one `writev` takes at most (IOV_MAX on Linux and the BSDs).
 const WRITE_BATCH: usize = 1024;
 
-/// Writes `pieces`, `total` bytes in all, to stdout with vectored writes straight to the
-/// descriptor, in batches, after enlarging stdout's pipe if it is one.
-pub fn write_stdout<'a>(pieces: impl Iterator<Item = &'a [u8]>, total: usize) -> io::Result<()> {
+/// Writes `pieces`, `total` bytes in all, to stdout straight to the descriptor, in
+/// batches. Into a pipe (enlarged first) the pages themselves are handed over with
+/// `vmsplice`, which saves copying the whole output into the pipe; that is sound only
+/// because the pieces are `'static`: nothing can change or free them before the reader
+/// has read them, even after this process has exited. Anything else gets vectored writes.
+pub fn write_stdout(pieces: impl Iterator<Item = &'static [u8]>, total: usize) -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = match stdout.as_fd().try_clone_to_owned() {
         Ok(fd) => File::from(fd),
@@ -108,18 +111,75 @@ pub fn write_stdout<'a>(pieces: impl Iterator<Item = &'a [u8]>, total: usize) ->
             return out.flush();
         }
     };
-    if total > PIPE_DEFAULT_BYTES {
+    let pipe = is_pipe(&out);
+    if pipe && total > PIPE_DEFAULT_BYTES {
         grow_pipe(&out);
     }
-    let mut batch: Vec<IoSlice<'a>> = Vec::with_capacity(WRITE_BATCH);
+    let mut batch: Vec<IoSlice<'static>> = Vec::with_capacity(WRITE_BATCH);
+    let flush = |out: &mut File, batch: &mut Vec<IoSlice<'static>>| {
+        let result = if pipe {
+            splice_all(out, batch)
+        } else {
+            write_all_vectored(out, batch)
+        };
+        batch.clear();
+        result
+    };
     for piece in pieces.filter(|p| !p.is_empty()) {
         batch.push(IoSlice::new(piece));
         if batch.len() == WRITE_BATCH {
-            write_all_vectored(&mut out, &mut batch)?;
-            batch.clear();
+            flush(&mut out, &mut batch)?;
         }
     }
-    write_all_vectored(&mut out, &mut batch)
+    flush(&mut out, &mut batch)
+}
+
+#[cfg(target_os = "linux")]
+fn is_pipe(out: &File) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    out.metadata().is_ok_and(|m| m.file_type().is_fifo())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_pipe(_out: &File) -> bool {
+    false
+}
+
+/// Hands every slice to the pipe `out` with `vmsplice`, resuming after partial transfers
+/// and interruptions.
+#[cfg(target_os = "linux")]
+fn splice_all(out: &mut File, mut slices: &mut [IoSlice<'static>]) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    while !slices.is_empty() {
+        // SAFETY: `IoSlice` has the layout of `iovec` on Unix (a documented guarantee),
+        // and the slices it describes are `'static`, so the kernel may keep referring to
+        // their pages after this call, as vmsplice does: nothing will write to or free
+        // them. Without SPLICE_F_GIFT the kernel only reads them.
+        let n = unsafe {
+            libc::vmsplice(
+                out.as_raw_fd(),
+                slices.as_ptr().cast::<libc::iovec>(),
+                slices.len(),
+                0,
+            )
+        };
+        match usize::try_from(n) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(_) => {
+                let e = io::Error::last_os_error();
+                if e.kind() != io::ErrorKind::Interrupted {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn splice_all(out: &mut File, slices: &mut [IoSlice<'static>]) -> io::Result<()> {
+    write_all_vectored(out, slices)
 }
 
 /// Writes every slice, resuming after short writes and interruptions.

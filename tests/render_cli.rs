@@ -239,6 +239,47 @@ fn a_large_output_reads_the_same_from_a_pipe_as_from_a_file() {
     assert!(to_pipe.stdout == written, "the pipe's output differs");
 }
 
+/// Into a pipe, render hands over references to its pages (vmsplice) rather than copies:
+/// output still in the pipe when render has exited must read as written.
+#[test]
+fn output_left_in_the_pipe_after_render_exits_is_intact() {
+    use std::io::Read;
+    let pod = testdata("kind-deployment.yaml");
+    // Under 1 MiB, so that it fits in the pipe render enlarges and render can exit
+    // before anything is read; over 64 KiB, so that the pipe is enlarged at all.
+    let mut stream = Vec::new();
+    while stream.len() < 300 << 10 {
+        stream.extend_from_slice(b"---\n");
+        stream.extend_from_slice(&pod);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("stream.yaml");
+    std::fs::write(&input, &stream).expect("write");
+    let output = dir.path().join("rendered.yaml");
+    let to_file = support::secretstore()
+        .arg("render")
+        .arg(&input)
+        .stdout(std::fs::File::create(&output).expect("create"))
+        .status()
+        .expect("runs");
+    assert_eq!(to_file.code(), Some(0));
+    let mut child = support::secretstore()
+        .arg("render")
+        .arg(&input)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Read late: by then render has usually exited, its memory gone but for the pages
+    // the pipe holds. (Should the pipe not have grown, render waits for this read.)
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut piped = Vec::new();
+    stdout.read_to_end(&mut piped).expect("read");
+    assert_eq!(child.wait().expect("waits").code(), Some(0));
+    let written = std::fs::read(&output).expect("read");
+    assert!(piped == written, "the output read after exit differs");
+}
+
 #[test]
 fn a_reader_that_goes_away_ends_render_quietly() {
     use std::io::Write;
