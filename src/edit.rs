@@ -349,7 +349,13 @@ fn block_entry(out: &mut String, key: &str, value: &Value, col: usize, layout: &
 }
 
 fn push_spaces(out: &mut String, n: usize) {
-    out.extend(std::iter::repeat_n(' ', n));
+    const SPACES: &str = "                                ";
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(SPACES.len());
+        out.push_str(&SPACES[..take]);
+        left -= take;
+    }
 }
 
 /// Writes what follows `key:` (or `- `): a scalar on the same line, or a nested block.
@@ -417,7 +423,7 @@ fn push_scalar_text(out: &mut String, value: &Value) {
 fn push_yaml_scalar(out: &mut String, s: &str) {
     if is_plain_safe(s) {
         out.push_str(s);
-    } else if s.chars().all(|c| !c.is_control() && c != '\u{feff}') {
+    } else if is_printable(s) {
         out.push('\'');
         for part in s.split_inclusive('\'') {
             out.push_str(part);
@@ -438,17 +444,26 @@ fn yaml_scalar(s: &str) -> String {
     out
 }
 
+/// No control character and no BOM: fine between single quotes.
+fn is_printable(s: &str) -> bool {
+    if s.is_ascii() {
+        !s.bytes().any(|b| b < b' ' || b == 0x7f)
+    } else {
+        s.chars().all(|c| !c.is_control() && c != '\u{feff}')
+    }
+}
+
 fn is_plain_safe(s: &str) -> bool {
     const YAML11_SPECIAL: [&str; 22] = [
         "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "true", "True", "TRUE", "false",
         "False", "FALSE", "on", "On", "ON", "off", "Off", "OFF",
     ];
-    let Some(first) = s.chars().next() else {
+    let Some(&first) = s.as_bytes().first() else {
         return false;
     };
-    (first.is_ascii_alphabetic() || first == '/' || first == '_')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+    (first.is_ascii_alphabetic() || first == b'/' || first == b'_')
+        && s.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b'/'))
         && !YAML11_SPECIAL.contains(&s)
         && !matches!(s, "null" | "Null" | "NULL")
 }

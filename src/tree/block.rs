@@ -32,7 +32,7 @@ pub(super) fn parse(text: &str) -> Read<Tree<'_>> {
         at: 0,
         eol: memchr::memchr(b'\n', text.as_bytes()).unwrap_or(text.len()),
         line: 1,
-        nodes: Vec::with_capacity(text.len() / 16),
+        nodes: Vec::with_capacity(text.len() / 12),
         depth: 0,
         open_entries: Vec::new(),
         open_items: Vec::new(),
