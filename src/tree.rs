@@ -109,6 +109,24 @@ impl<'a> ByteIndex<'a> {
     }
 }
 
+/// The offset of the bracket `close` that ends a flow collection, from where the parser's
+/// end event starts: at the bracket, or (for `{a: 1,}`) at a trailing comma, with blanks,
+/// line breaks and comments before the bracket.
+fn flow_close(text: &str, from: usize, close: char) -> Option<usize> {
+    let mut rest = text.get(from..)?.char_indices();
+    while let Some((i, c)) = rest.next() {
+        match c {
+            c if c == close => return Some(from + i),
+            ',' | ' ' | '\t' | '\r' | '\n' => {}
+            '#' => {
+                rest.by_ref().find(|(_, c)| *c == '\n');
+            }
+            _ => return None,
+        }
+    }
+    None
+}
+
 enum Open {
     Map(NodeId, Vec<(NodeId, NodeId)>, Option<NodeId>),
     Seq(NodeId, Vec<NodeId>),
@@ -248,8 +266,8 @@ impl<'t> Tree<'t> {
                         _ => None,
                     };
                     nodes[id].end = close
-                        .and_then(|c| text.get(start..end)?.find(c))
-                        .map_or(end, |i| start + i + 1);
+                        .and_then(|c| flow_close(text, start, c))
+                        .map_or(end, |i| i + 1);
                     nodes[id].kind = kind;
                     Self::attach(&mut stack, &mut root, id);
                     continue;
