@@ -12,19 +12,7 @@ fn corpus_files() -> Vec<PathBuf> {
         "the shared corpus is missing at {}: it ships beside the repository as ../shared/corpus",
         root.display()
     );
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&root)
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|e| e.into_path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        })
-        .collect();
-    files.sort();
-    files
+    support::manifest_files(&root)
 }
 
 #[test]

@@ -263,6 +263,67 @@ fn split_agrees_with_the_parser_on_valid_streams() {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// The documents of `docs` that contain `needle`, one document at a time: the
+/// reference for `stream::containing`'s search over chunks.
+fn reference_containing(input: &[u8], docs: &[Document], needle: &[u8]) -> Vec<Document> {
+    docs.iter()
+        .filter(|d| memchr::memmem::find(&input[d.start..d.end], needle).is_some())
+        .copied()
+        .collect()
+}
+
+#[test]
+fn chunked_scan_of_a_large_stream_matches_the_line_by_line_cut() {
+    let pieces: [&[u8]; 9] = [
+        b"---\nkind: A\n",
+        b"# secretstore\n",
+        b"x: ---\n",
+        b"...\n",
+        b"--- # c\n",
+        b"  ---\n",
+        b"\n",
+        b"data: |\n  secretstore\n",
+        b"kind: B\r\n",
+    ];
+    let mut g = Gen(0x2545_f491_4f6c_dd1d);
+    for round in 0..4 {
+        let mut input = Vec::new();
+        // Over the parallel threshold, with marker lines and the needle at many offsets
+        // (so some straddle the chunk bounds).
+        while input.len() < stream::PARALLEL_SCAN_MIN_BYTES * 2 + round * 7919 {
+            input.extend_from_slice(pieces[g.below(pieces.len())]);
+        }
+        let docs = stream::split(&input);
+        assert_eq!(docs, reference_split(&input));
+        assert_eq!(
+            stream::containing(&input, &docs, b"secretstore"),
+            reference_containing(&input, &docs, b"secretstore")
+        );
+    }
+}
+
+#[test]
+fn markers_and_needles_across_the_middle_chunk_bound() {
+    // On two threads the chunks meet at the middle: put a `---` line and the needle
+    // across it at every offset.
+    let half = stream::PARALLEL_SCAN_MIN_BYTES;
+    for shift in 0..16 {
+        let mut input = b"kind: A\n".repeat(half / 8);
+        input.truncate(half - 8 + shift);
+        input.extend_from_slice(b"\n---\nsecretstore: x\n");
+        input.extend_from_slice(&b"kind: B\n".repeat(half / 8));
+        input.truncate(2 * half);
+        let docs = stream::split(&input);
+        assert_eq!(docs, reference_split(&input), "shift {shift}");
+        assert_eq!(docs.len(), 2, "shift {shift}");
+        assert_eq!(
+            stream::containing(&input, &docs, b"secretstore"),
+            docs[1..],
+            "shift {shift}"
+        );
+    }
+}
+
 // --- the reference parser ---------------------------------------------------------
 
 fn path_segment() -> impl Strategy<Value = String> {

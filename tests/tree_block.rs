@@ -8,24 +8,7 @@ mod support;
 
 use secretstore::stream;
 use secretstore::tree::Tree;
-use std::path::{Path, PathBuf};
 use support::gen::Gen;
-
-fn yaml_files(root: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(root)
-        .into_iter()
-        .filter_map(Result::ok)
-        .map(|e| e.into_path())
-        .filter(|p| {
-            matches!(
-                p.extension().and_then(|e| e.to_str()),
-                Some("yaml" | "yml" | "json")
-            )
-        })
-        .collect();
-    files.sort();
-    files
-}
 
 /// The documents of a stream, as the render pipeline cuts them.
 fn documents(bytes: &[u8]) -> Vec<String> {
@@ -85,7 +68,7 @@ fn all_documents() -> Vec<String> {
         support::repo_root().join("testdata"),
         support::repo_root().join("examples"),
     ] {
-        for file in yaml_files(&root) {
+        for file in support::manifest_files(&root) {
             docs.extend(documents(&std::fs::read(&file).expect("readable")));
         }
     }
