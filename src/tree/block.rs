@@ -170,12 +170,7 @@ impl<'a> Reader<'a> {
         let Next::Line { indent } = self.peek()? else {
             return Err(Unsupported);
         };
-        let first = self.at + indent;
-        let root = if self.is_entry(first) {
-            self.sequence(indent, false)?
-        } else {
-            self.mapping(indent, first)?
-        };
+        let root = self.block_node(indent)?;
         let Next::End { at } = self.peek()? else {
             return Err(Unsupported);
         };
@@ -243,32 +238,40 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A block mapping whose first key starts at `first` (on the current line, at column
-    /// `indent`; after `- ` for a mapping inside a sequence entry).
-    fn mapping(&mut self, indent: usize, first: usize) -> Read<NodeId> {
+    /// A block mapping at column `indent` whose first key, `first`, is on the current
+    /// line (after `- ` for a mapping inside a sequence entry).
+    fn mapping(&mut self, indent: usize, first: Key<'a>) -> Read<NodeId> {
         self.open()?;
         let map = self.push(
             Kind::Map {
                 flow: false,
                 entries: Vec::new(),
             },
-            first,
-            first,
+            first.start,
+            first.start,
             self.line,
         )?;
         let mark = self.open_entries.len();
-        let mut key_at = first;
+        let mut next_key = first;
         let end = loop {
-            let (key, colon) = self.key(key_at)?.ok_or(Unsupported)?;
+            let Key {
+                value,
+                style,
+                start,
+                end,
+                colon,
+            } = next_key;
+            let key = self.scalar(value, style, start, end)?;
             let value = self.value_after_colon(indent, colon)?;
             self.open_entries.push((key, value));
             let next = self.peek()?;
             match next {
                 Next::Line { indent: i } if i == indent => {
-                    key_at = self.at + i;
+                    let key_at = self.at + i;
                     if self.is_entry(key_at) {
                         return Err(Unsupported);
                     }
+                    next_key = self.key(key_at)?.ok_or(Unsupported)?;
                 }
                 Next::Line { indent: i } if i > indent => return Err(Unsupported),
                 _ => break self.end_at(next),
@@ -285,9 +288,8 @@ impl<'a> Reader<'a> {
         Ok(map)
     }
 
-    /// The key at `i` if the text there is `key:` followed by a blank or the line end:
-    /// the key node and the offset of its colon.
-    fn key(&mut self, i: usize) -> Read<Option<(NodeId, usize)>> {
+    /// The key at `i` if the text there is `key:` followed by a blank or the line end.
+    fn key(&self, i: usize) -> Read<Option<Key<'a>>> {
         let (value, style, end) = match self.byte(i) {
             b'"' | b'\'' => {
                 let (value, close) = self.quoted(i)?;
@@ -319,9 +321,13 @@ impl<'a> Reader<'a> {
         if end - i > 1024 {
             return Err(Unsupported);
         }
-        let colon = end + self.spaces_from(end);
-        let key = self.scalar(value, style, i, end)?;
-        Ok(Some((key, colon)))
+        Ok(Some(Key {
+            value,
+            style,
+            start: i,
+            end,
+            colon: end + self.spaces_from(end),
+        }))
     }
 
     /// The value of a mapping entry at column `indent` whose colon is at `colon`.
@@ -358,7 +364,8 @@ impl<'a> Reader<'a> {
         if self.is_entry(first) {
             self.sequence(indent, false)
         } else {
-            self.mapping(indent, first)
+            let key = self.key(first)?.ok_or(Unsupported)?;
+            self.mapping(indent, key)
         }
     }
 
@@ -435,10 +442,8 @@ impl<'a> Reader<'a> {
         if self.is_entry(v) {
             return self.sequence(col, false);
         }
-        let saved = self.nodes.len();
-        if self.key(v)?.is_some() {
-            self.nodes.truncate(saved);
-            return self.mapping(col, v);
+        if let Some(key) = self.key(v)? {
+            return self.mapping(col, key);
         }
         self.inline(v, indent)
     }
@@ -831,6 +836,16 @@ fn printable_ascii_lines(bytes: &[u8]) -> bool {
         }
     }
     !blocks.remainder().iter().any(|b| bad(*b))
+}
+
+/// A mapping key read but not yet added as a node.
+struct Key<'a> {
+    value: Cow<'a, str>,
+    style: ScalarStyle,
+    start: usize,
+    end: usize,
+    /// Offset of the `:` after it.
+    colon: usize,
 }
 
 enum Chomp {
