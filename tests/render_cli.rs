@@ -214,13 +214,12 @@ fn stdin_reads_as_a_file_argument_from_a_pipe_or_a_file_read_in_part() {
     );
 }
 
-#[test]
-fn a_large_output_reads_the_same_from_a_pipe_as_from_a_file() {
-    let stream = large_stream();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("stream.yaml");
-    std::fs::write(&input, &stream).expect("write");
-    let output = dir.path().join("rendered.yaml");
+/// Writes `stream` into `dir` and renders it with stdout on a file: the input's path
+/// and the rendered bytes.
+fn render_to_file(dir: &std::path::Path, stream: &[u8]) -> (std::path::PathBuf, Vec<u8>) {
+    let input = dir.join("stream.yaml");
+    std::fs::write(&input, stream).expect("write");
+    let output = dir.join("rendered.yaml");
     let to_file = support::secretstore()
         .arg("render")
         .arg(&input)
@@ -228,13 +227,20 @@ fn a_large_output_reads_the_same_from_a_pipe_as_from_a_file() {
         .status()
         .expect("runs");
     assert_eq!(to_file.code(), Some(0));
+    (input, std::fs::read(&output).expect("read"))
+}
+
+#[test]
+fn a_large_output_reads_the_same_from_a_pipe_as_from_a_file() {
+    let stream = large_stream();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (input, written) = render_to_file(dir.path(), &stream);
     let to_pipe = support::secretstore()
         .arg("render")
         .arg(&input)
         .output()
         .expect("runs");
     assert_eq!(to_pipe.status.code(), Some(0));
-    let written = std::fs::read(&output).expect("read");
     assert!(written.len() > stream.len());
     assert!(to_pipe.stdout == written, "the pipe's output differs");
 }
@@ -253,16 +259,7 @@ fn output_left_in_the_pipe_after_render_exits_is_intact() {
         stream.extend_from_slice(&pod);
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let input = dir.path().join("stream.yaml");
-    std::fs::write(&input, &stream).expect("write");
-    let output = dir.path().join("rendered.yaml");
-    let to_file = support::secretstore()
-        .arg("render")
-        .arg(&input)
-        .stdout(std::fs::File::create(&output).expect("create"))
-        .status()
-        .expect("runs");
-    assert_eq!(to_file.code(), Some(0));
+    let (input, written) = render_to_file(dir.path(), &stream);
     let mut child = support::secretstore()
         .arg("render")
         .arg(&input)
@@ -276,7 +273,6 @@ fn output_left_in_the_pipe_after_render_exits_is_intact() {
     let mut piped = Vec::new();
     stdout.read_to_end(&mut piped).expect("read");
     assert_eq!(child.wait().expect("waits").code(), Some(0));
-    let written = std::fs::read(&output).expect("read");
     assert!(piped == written, "the output read after exit differs");
 }
 
