@@ -232,6 +232,8 @@ pub fn plan(
         files,
         env_files,
         copy_binary_to: (!wrapped.is_empty()).then(|| exec_binary.clone()),
+        secrets_root: AGENT_SECRETS_DIR.to_owned(),
+        bin_root: BIN_DIR.to_owned(),
     };
 
     let mut agent_mounts = vec![json!({"name": secrets_volume, "mountPath": AGENT_SECRETS_DIR})];
