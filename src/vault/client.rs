@@ -131,7 +131,13 @@ impl VaultApi {
             |_, _, _| {},
             |timeout| {
                 self.requests.fetch_add(1, Ordering::Relaxed);
-                op(timeout)
+                let answer = op(timeout);
+                async move {
+                    answer.await.map_err(|e| match e.status {
+                        Some(_) => e,
+                        None => e.without_retry(),
+                    })
+                }
             },
         )
         .await
@@ -164,7 +170,10 @@ impl VaultApi {
                 self.http.address(),
                 e.detail
             ),
-            None => format!("Vault at {} (GET /v1/{path}): {e}", self.http.address()),
+            None => format!(
+                "cannot reach Vault at {} (GET /v1/{path}): {e}",
+                self.http.address()
+            ),
         })
     }
 
