@@ -166,7 +166,7 @@ async fn run_async(
     .await;
     drop(jwt);
     let (token, ttl) = login.map_err(|gave_up| match gave_up {
-        GaveUp::Permanent(err) if !err.status.is_some_and(|s| s >= 300) => unreachable("login", &err, vault.address()),
+        GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => unreachable("login", &err, vault.address()),
         GaveUp::Permanent(err) => AgentError::refused(
             "login",
             format!(
@@ -357,7 +357,7 @@ impl FetchJob {
         })
         .await
         .map_err(|gave_up| match gave_up {
-            GaveUp::Permanent(err) if !err.status.is_some_and(|s| s >= 300) => {
+            GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => {
                 unreachable("read", &err, &self.address)
             }
             GaveUp::Permanent(err) => self.read_refused(&api, &err),
@@ -405,7 +405,7 @@ impl FetchJob {
         })
         .await
         .map_err(|gave_up| match gave_up {
-            GaveUp::Permanent(err) if !err.status.is_some_and(|s| s >= 300) => {
+            GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => {
                 unreachable("mount", &err, &self.address)
             }
             GaveUp::Permanent(err) if err.status == Some(403) => AgentError::refused(
