@@ -307,6 +307,8 @@ pub fn to_terraform(policies: &[RolePolicy], options: &TerraformOptions) -> Stri
     let jwt = options.method == AuthMethod::Jwt;
     let audience = match &options.audience {
         Some(a) => hcl_string(a),
+        // A Kubernetes role without `audience` accepts any; a jwt role must bind one.
+        None if !jwt => String::new(),
         None => {
             let _ = write!(
                 out,
@@ -379,9 +381,14 @@ pub fn to_terraform(policies: &[RolePolicy], options: &TerraformOptions) -> Stri
                     hcl_string(&p.bound_service_account_names.join(",")),
                 );
             } else {
+                let audience_line = if audience.is_empty() {
+                    String::new()
+                } else {
+                    format!("  audience                         = {audience}\n")
+                };
                 let _ = write!(
                     out,
-                    "\nresource \"vault_kubernetes_auth_backend_role\" {} {{\n  backend                          = {backend}\n  role_name                        = {}\n  bound_service_account_names      = {}\n  bound_service_account_namespaces = {}\n  audience                         = {audience}\n  token_policies                   = [{policy_ref}]\n}}\n",
+                    "\nresource \"vault_kubernetes_auth_backend_role\" {} {{\n  backend                          = {backend}\n  role_name                        = {}\n  bound_service_account_names      = {}\n  bound_service_account_namespaces = {}\n{audience_line}  token_policies                   = [{policy_ref}]\n}}\n",
                     hcl_string(&id),
                     hcl_string(&p.role),
                     hcl_list(&p.bound_service_account_names),
