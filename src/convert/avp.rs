@@ -198,7 +198,7 @@ pub fn read(
     if !found.any {
         return found;
     }
-    if pod.is_some() && !converted.is_empty() {
+    if pod.is_some() && !converted.is_empty() && !plan.already_opted_in {
         match role {
             Some(role) => plan.set_default_role(role.to_string()),
             None => site.problem_at(

@@ -79,6 +79,19 @@ pub fn plan_pod(
     let mut dropped = plan.dropped.clone();
     dropped.sort_by_key(|(k, _)| tree.node(*k).start);
     dropped.dedup();
+    let flow_annotations = tree
+        .path(template, &["metadata", "annotations"])
+        .is_some_and(|a| {
+            matches!(
+                tree.node(tree.resolve(a)).kind,
+                Kind::Map { flow: true, .. }
+            )
+        });
+    if flow_annotations && !dropped.is_empty() {
+        return Err(
+            "the pod's annotations are written in flow style or JSON ({...}), where convert does not remove entries".into(),
+        );
+    }
     if let Some(((first_key, _), _)) = dropped.split_first() {
         let col = tree.node(*first_key).col;
         let mut lines = String::new();
