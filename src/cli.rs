@@ -762,8 +762,25 @@ pub fn run_convert(args: ConvertArgs) -> ExitCode {
     };
     for text in &args.kv_versions {
         match policy::parse_kv_version(text) {
-            Ok(m) => options.mounts.insert(m),
+            Ok(m) => options.mounts.flags.insert(m),
             Err(e) => return usage_error(&format!("--kv-version {e}")),
+        }
+    }
+    match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
+        None => {}
+        Some(env) if env.token.is_empty() => {
+            return usage_error("VAULT_ADDR is set but VAULT_TOKEN is not: convert looks up the mounts' KV versions with it (or unset VAULT_ADDR and pass --kv-version MOUNT=N)");
+        }
+        Some(env) => {
+            let looked_up = VaultApi::new(env, 1).and_then(|api| {
+                runtime()?
+                    .block_on(api.mounts())
+                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
+            });
+            match looked_up {
+                Ok(table) => options.mounts.server = Some(table),
+                Err(e) => return usage_error(&e),
+            }
         }
     }
     let stdin_only = args.paths.iter().all(|p| p.as_os_str() == "-");

@@ -89,9 +89,15 @@ fn assert_no_values(output: &Output) {
     support::assert_no_secret(&text(&output.stderr), &VALUES);
 }
 
-/// Converts, lints and renders a fixture; runs the rendered pod; returns its `results`
-/// volume's files.
-fn convert_render_run(lab: &Lab, fixture: &str, convert_args: &[&str]) -> BTreeMap<String, String> {
+/// Converts (with `VAULT_ADDR` set when `live`, so that convert looks the mounts up),
+/// lints and renders a fixture; runs the rendered pod; returns the converted stream and
+/// the pod's `results` volume's files.
+fn convert_render_run(
+    lab: &Lab,
+    fixture: &str,
+    convert_args: &[&str],
+    live: bool,
+) -> (String, BTreeMap<String, String>) {
     let source = std::fs::read(
         support::repo_root()
             .join("testdata/convert/pod")
@@ -100,6 +106,9 @@ fn convert_render_run(lab: &Lab, fixture: &str, convert_args: &[&str]) -> BTreeM
     .expect("fixture");
     let mut convert = support::secretstore();
     convert.arg("convert").args(convert_args);
+    if live {
+        convert.envs(lab.vault.env());
+    }
     let converted = support::run_with_stdin(&mut convert, &source);
     assert_eq!(converted.status.code(), Some(0), "{}", describe(&converted));
     let mut lint = support::secretstore();
@@ -145,7 +154,7 @@ fn convert_render_run(lab: &Lab, fixture: &str, convert_args: &[&str]) -> BTreeM
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         files.insert(name, std::fs::read_to_string(&path).expect("result file"));
     }
-    files
+    (text(&converted.stdout), files)
 }
 
 fn env_file(content: &str) -> BTreeMap<String, String> {
@@ -241,7 +250,7 @@ fn converted_pods_read_what_the_original_tools_read() {
     let lab = lab();
 
     // Vault Agent Injector: the app's files against `bao agent` with the same templates.
-    let seen = convert_render_run(&lab, "vault-agent-injector.yaml", &[]);
+    let (_, seen) = convert_render_run(&lab, "vault-agent-injector.yaml", &[], false);
     let agent = bao_agent(&lab, &injector_templates());
     assert_eq!(seen["db-password"], agent["db-password"]);
     assert_eq!(seen["db-password"], DB_PW_V2);
@@ -259,7 +268,12 @@ fn converted_pods_read_what_the_original_tools_read() {
     assert_eq!(unquoted["DB_PASS"], ENV_PASS);
 
     // bank-vaults: each env value against the webhook's read.
-    let env = env_file(&convert_render_run(&lab, "bank-vaults.yaml", &[])["env"]);
+    let (converted, seen) = convert_render_run(&lab, "bank-vaults.yaml", &[], true);
+    // With the live Vault's mounts, KV v2 paths are written logically, KV v1 as they were.
+    assert!(converted.contains("value: secretstore:vault:secret/shop/db#password\n"));
+    assert!(converted.contains("value: secretstore:vault:secret/shop/db#password#1\n"));
+    assert!(converted.contains("value: \"secretstore:vault:kv1/shop/legacy#token\"\n"));
+    let env = env_file(&seen["env"]);
     assert_eq!(
         env["DB_PASSWORD"],
         read_key(&lab, "secret/data/shop/db", "password", None)
@@ -279,8 +293,10 @@ fn converted_pods_read_what_the_original_tools_read() {
 
     // argocd-vault-plugin: each placeholder against AVP's read (KV v2, the annotation's
     // path and version for `<key>`).
-    let env =
-        env_file(&convert_render_run(&lab, "argocd-vault-plugin.yaml", &["--role", ROLE])["env"]);
+    let (converted, seen) =
+        convert_render_run(&lab, "argocd-vault-plugin.yaml", &["--role", ROLE], false);
+    assert!(converted.contains("value: secretstore:vault:secret/shop/db#user#2\n"));
+    let env = env_file(&seen["env"]);
     assert_eq!(
         env["DB_PASSWORD_V1"],
         read_key(&lab, "secret/data/shop/db", "password", Some(1))

@@ -256,7 +256,7 @@ fn format_name(format: FileFormat) -> &'static str {
 }
 
 /// `<path>[#key]`, with a KV v2 API path turned logical where the template implies KV v2.
-fn reference(r: &Recognised, mounts: &crate::vault::mounts::MountTable) -> String {
+fn reference(r: &Recognised, mounts: &super::KnownMounts) -> String {
     let path = logical_path(&r.path, r.kv2, mounts);
     match &r.key {
         Some(key) => format!("{path}#{key}"),

@@ -22,7 +22,7 @@ use crate::edit::Layout;
 use crate::render::{self, Input};
 use crate::stream;
 use crate::tree::{NodeId, Tree};
-use crate::vault::mounts::{Engine, MountTable};
+use crate::vault::mounts::{Engine, Mount, MountTable};
 use crate::workload;
 use rewrite::{PodPlan, Replacement};
 
@@ -31,7 +31,23 @@ pub struct Options {
     /// Role for pods whose source names none (argocd-vault-plugin's).
     pub role: Option<String>,
     /// Mounts whose KV version is known (`--kv-version`, or the live Vault).
-    pub mounts: MountTable,
+    pub mounts: KnownMounts,
+}
+
+/// Mounts whose engine convert knows: from `--kv-version` first, then from the live Vault
+/// (`VAULT_ADDR`), as `policy` looks them up.
+#[derive(Debug, Clone, Default)]
+pub struct KnownMounts {
+    pub flags: MountTable,
+    pub server: Option<MountTable>,
+}
+
+impl KnownMounts {
+    pub fn find(&self, path: &str) -> Option<&Mount> {
+        self.flags
+            .find(path)
+            .or_else(|| self.server.as_ref()?.find(path))
+    }
 }
 
 /// What converting the inputs came to.
@@ -374,7 +390,7 @@ pub struct Site<'a> {
     text: &'a str,
     tree: &'a Tree<'a>,
     object: ObjectRef,
-    pub mounts: &'a MountTable,
+    pub mounts: &'a KnownMounts,
     problems: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
 }
@@ -574,7 +590,7 @@ impl<'a> Pod<'a> {
 /// first, else from the source's own semantics (`implied_kv2`) when exactly one segment
 /// is `data` and it is neither the first nor the last. Otherwise as written: the dialect
 /// reads both forms.
-pub fn logical_path(path: &str, implied_kv2: bool, mounts: &MountTable) -> String {
+pub fn logical_path(path: &str, implied_kv2: bool, mounts: &KnownMounts) -> String {
     let path = path.trim_start_matches('/');
     if let Some(mount) = mounts.find(path) {
         if mount.engine == Engine::Kv2 {
@@ -621,11 +637,10 @@ pub fn go_bool_or_false(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vault::mounts::Mount;
 
     #[test]
     fn logical_paths() {
-        let none = MountTable::default();
+        let none = KnownMounts::default();
         assert_eq!(
             logical_path("secret/data/shop/db", true, &none),
             "secret/shop/db"
@@ -640,12 +655,12 @@ mod tests {
             logical_path("a/data/b/data/c", true, &none),
             "a/data/b/data/c"
         );
-        let mut known = MountTable::default();
-        known.insert(Mount {
+        let mut known = KnownMounts::default();
+        known.flags.insert(Mount {
             path: "team/kv/".into(),
             engine: Engine::Kv2,
         });
-        known.insert(Mount {
+        known.flags.insert(Mount {
             path: "old/".into(),
             engine: Engine::Kv1,
         });
