@@ -21,8 +21,10 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8")
 }
 
-const CASES: [&str; 6] = [
+const CASES: [&str; 8] = [
     "testdata/convert/vault-agent-injector/helm-stream.yaml",
+    "testdata/convert/vault-agent-injector/flow-style-pod.yaml",
+    "testdata/convert/bank-vaults/deployment.json",
     "testdata/convert/vault-agent-injector/unconvertible.yaml",
     "testdata/convert/bank-vaults/helm-stream.yaml",
     "testdata/convert/bank-vaults/unconvertible.yaml",

@@ -81,16 +81,10 @@ pub fn plan_pod(
     dropped.dedup();
     let flow_annotations = tree
         .path(template, &["metadata", "annotations"])
-        .is_some_and(|a| {
-            matches!(
-                tree.node(tree.resolve(a)).kind,
-                Kind::Map { flow: true, .. }
-            )
-        });
-    if flow_annotations && !dropped.is_empty() {
-        return Err(
-            "the pod's annotations are written in flow style or JSON ({...}), where convert does not remove entries".into(),
-        );
+        .filter(|a| matches!(tree.node(*a).kind, Kind::Map { flow: true, .. }));
+    if let (Some(map), false) = (flow_annotations, dropped.is_empty()) {
+        replacements.push(flow_map(text, tree, map, &dropped, &new, layout)?);
+        return Ok((replacements, edits));
     }
     if let Some(((first_key, _), _)) = dropped.split_first() {
         let col = tree.node(*first_key).col;
@@ -186,6 +180,62 @@ fn is_plain_reference(value: &str) -> bool {
                 )
         })
         && !value.ends_with(':')
+}
+
+/// A flow-style (or JSON) annotations mapping written again: the entries it keeps as
+/// they were written, then the new ones, in its own layout (one line, or one entry per
+/// line at the entries' indentation).
+fn flow_map(
+    text: &str,
+    tree: &Tree,
+    map: NodeId,
+    dropped: &[(NodeId, NodeId)],
+    new: &[(String, String)],
+    layout: &Layout,
+) -> Result<Replacement, String> {
+    let node = tree.node(map);
+    if text.as_bytes().get(node.start) != Some(&b'{') || !text[..node.end].ends_with('}') {
+        return Err("the annotations mapping has an anchor or tag".into());
+    }
+    let mut items = Vec::new();
+    for (k, v) in tree.entries(map) {
+        if dropped.iter().any(|(dk, _)| dk == k) {
+            continue;
+        }
+        let end = scalar_range(text, tree, *v)?.end;
+        items.push(text[tree.node(*k).start..end].to_string());
+    }
+    for (key, value) in new {
+        items.push(format!(
+            "{}: {}",
+            edit::json_string(key),
+            edit::json_string(value)
+        ));
+    }
+    let first = tree.entries(map).first().map(|(k, _)| tree.node(*k).start);
+    let nl = layout.newline;
+    let rewritten = match first {
+        Some(first) if text[node.start..first].contains('\n') => {
+            let indent = &text[edit::line_start(text, first)..first];
+            let close_at = node.end - 1;
+            let close_start = edit::line_start(text, close_at);
+            let close_indent = &text[close_start..close_at];
+            let close_indent = if close_indent.trim().is_empty() {
+                close_indent
+            } else {
+                ""
+            };
+            format!(
+                "{{{nl}{indent}{}{nl}{close_indent}}}",
+                items.join(&format!(",{nl}{indent}"))
+            )
+        }
+        _ => format!("{{{}}}", items.join(", ")),
+    };
+    Ok(Replacement {
+        range: node.start..node.end,
+        text: rewritten,
+    })
 }
 
 /// `metadata:` with the annotations, as the first key of a block-style pod template (where
