@@ -65,6 +65,10 @@ pub enum Command {
     /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
     #[command(after_help = crate::help::after_help("lint"))]
     Lint(LintArgs),
+    /// Rewrite Vault Agent Injector annotations, bank-vaults `vault:` env values and
+    /// argocd-vault-plugin placeholders into this dialect (files in place; stdin to stdout).
+    #[command(after_help = crate::help::after_help("convert"))]
+    Convert(ConvertArgs),
     /// Copy this binary into DIR as `secretstore` (e.g. an emptyDir that an Argo CD
     /// plugin sidecar puts on its PATH; the image may have no shell or `cp`).
     #[command(after_help = crate::help::after_help("install"))]
@@ -178,6 +182,9 @@ pub enum PolicyFormat {
     Json,
     /// A shell script of `vault policy write` and `vault write <auth>/role/<role>`
     VaultCli,
+    /// Terraform (Vault provider): `vault_policy` and role resources; with
+    /// --all-clusters also each cluster's auth backend
+    Terraform,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +206,14 @@ pub struct PolicyArgs {
     /// Only this role
     #[arg(long, value_name = "ROLE")]
     pub role: Option<String>,
+    /// With --format terraform: one role per cluster of the configuration's `clusters`,
+    /// on that cluster's auth path, with each cluster's auth backend and its configuration
+    #[arg(long)]
+    pub all_clusters: bool,
+    /// With --format terraform: the auth method the roles are for (default: the live
+    /// Vault's method at the auth path when VAULT_ADDR is set, else kubernetes)
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub auth_method: Option<policy::AuthMethod>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +228,29 @@ pub struct LintArgs {
     /// Exit 1 on warnings too
     #[arg(long)]
     pub deny_warnings: bool,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Files and directories (walked as lint walks them); `-` or none for stdin
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Write nothing: report, and exit 1 when anything would change or be left
+    #[arg(long)]
+    pub check: bool,
+    /// Report format
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Vault role for pods whose source names none (argocd-vault-plugin placeholders,
+    /// which Argo CD resolved with its own login)
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// KV version of a mount, to turn `<mount>/data/...` paths logical where the source
+    /// does not imply it
+    #[arg(long = "kv-version", value_name = "MOUNT=N")]
+    pub kv_versions: Vec<String>,
     #[command(flatten)]
     pub config: ConfigArgs,
 }
@@ -261,6 +299,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check(args) => run_check(args),
         Command::Policy(args) => run_policy(args),
         Command::Lint(args) => run_lint(args),
+        Command::Convert(args) => run_convert(args),
         Command::Install(args) => run_install(&args.dir),
         Command::Completions(args) => {
             let mut out = io::stdout().lock();
@@ -580,6 +619,26 @@ pub fn run_policy(args: PolicyArgs) -> ExitCode {
             }
         }
     };
+    if args.all_clusters && args.format != PolicyFormat::Terraform {
+        return usage_error("--all-clusters needs --format terraform");
+    }
+    let clusters = if args.all_clusters {
+        match configured_clusters(&args.config) {
+            Ok(c) => c,
+            Err(e) => return usage_error(&e),
+        }
+    } else {
+        Vec::new()
+    };
+    let method = args.auth_method.unwrap_or_else(|| {
+        match server
+            .as_ref()
+            .and_then(|t| t.auth_type(&settings.auth_path))
+        {
+            Some("jwt" | "oidc") => policy::AuthMethod::Jwt,
+            _ => policy::AuthMethod::Kubernetes,
+        }
+    });
     let errors: Vec<&Diagnostic> = scanned
         .diagnostics
         .iter()
@@ -626,10 +685,205 @@ pub fn run_policy(args: PolicyArgs) -> ExitCode {
         PolicyFormat::Hcl => policy::to_hcl(&policies),
         PolicyFormat::Json => policy::to_json(&policies),
         PolicyFormat::VaultCli => policy::to_vault_cli(&policies),
+        PolicyFormat::Terraform => policy::to_terraform(
+            &policies,
+            &policy::TerraformOptions {
+                method,
+                clusters,
+                audience: settings.audience.clone(),
+            },
+        ),
     };
     match io::stdout().write_all(text.as_bytes()) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
         Err(e) => usage_error(&format!("cannot write the output: {e}")),
     }
+}
+
+pub fn run_convert(args: ConvertArgs) -> ExitCode {
+    let settings = match args.config.settings() {
+        Ok(s) => s,
+        Err(e) => return usage_error(&e),
+    };
+    let mut options = crate::convert::Options {
+        role: args.role.clone(),
+        ..Default::default()
+    };
+    for text in &args.kv_versions {
+        match policy::parse_kv_version(text) {
+            Ok(m) => options.mounts.flags.insert(m),
+            Err(e) => return usage_error(&format!("--kv-version {e}")),
+        }
+    }
+    match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
+        None => {}
+        Some(env) if env.token.is_empty() => {
+            return usage_error("VAULT_ADDR is set but VAULT_TOKEN is not: convert looks up the mounts' KV versions with it (or unset VAULT_ADDR and pass --kv-version MOUNT=N)");
+        }
+        Some(env) => {
+            let looked_up = VaultApi::new(env, 1).and_then(|api| {
+                runtime()?
+                    .block_on(api.mounts())
+                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
+            });
+            match looked_up {
+                Ok(table) => options.mounts.server = Some(table),
+                Err(e) => return usage_error(&e),
+            }
+        }
+    }
+    let stdin_only = args.paths.iter().all(|p| p.as_os_str() == "-");
+    if args.paths.len() > 1 && args.paths.iter().any(|p| p.as_os_str() == "-") {
+        return usage_error("`-` (stdin) cannot be combined with other paths: convert writes stdin's stream to stdout and files in place");
+    }
+    let (inputs, notes) = if stdin_only {
+        match read_stdin() {
+            Ok(input) => (vec![(None, input)], Vec::new()),
+            Err(e) => return usage_error(&e),
+        }
+    } else {
+        let targets = match crate::lint::collect(&args.paths) {
+            Ok(t) => t,
+            Err(e) => return usage_error(&e),
+        };
+        let mut inputs = Vec::new();
+        for path in targets.files.into_iter().flatten() {
+            match std::fs::read(&path) {
+                Ok(bytes) => inputs.push((
+                    Some(path.clone()),
+                    Input {
+                        name: path.display().to_string(),
+                        bytes,
+                    },
+                )),
+                Err(e) => return usage_error(&format!("cannot read {}: {e}", path.display())),
+            }
+        }
+        (inputs, targets.notes)
+    };
+    let plain: Vec<Input> = inputs
+        .iter()
+        .map(|(_, i)| Input {
+            name: i.name.clone(),
+            bytes: i.bytes.clone(),
+        })
+        .collect();
+    let outcome = crate::convert::convert(&plain, &settings, &options);
+    let mut notes = notes;
+    let mut sources = BTreeMap::new();
+    for d in &outcome.diagnostics {
+        if let Some((_, input)) = inputs.iter().find(|(_, i)| i.name == d.location.source) {
+            sources
+                .entry(input.name.clone())
+                .or_insert_with(|| String::from_utf8_lossy(&input.bytes).into_owned());
+        }
+    }
+    let mut changed = false;
+    for (((path, input), output), pods) in
+        inputs.iter().zip(&outcome.outputs).zip(&outcome.converted)
+    {
+        let Some(output) = output else {
+            if path.is_none() && !args.check {
+                if let Err(e) = write_all_stdout(&input.bytes) {
+                    return usage_error(&e);
+                }
+            }
+            continue;
+        };
+        changed = true;
+        let verb = if args.check {
+            "would convert"
+        } else {
+            "converted"
+        };
+        notes.push(Note {
+            source: input.name.clone(),
+            message: format!(
+                "{verb} {pods} pod template{}",
+                if *pods == 1 { "" } else { "s" }
+            ),
+        });
+        if args.check {
+            continue;
+        }
+        let written = match path {
+            Some(path) => replace_file(path, output),
+            None => write_all_stdout(output),
+        };
+        if let Err(e) = written {
+            return usage_error(&e);
+        }
+    }
+    let report = Report {
+        command: "convert",
+        diagnostics: &outcome.diagnostics,
+        sources: &sources,
+        notes: &notes,
+    };
+    let to_stderr = stdin_only && !args.check;
+    let reported = if to_stderr {
+        let mut err = io::stderr().lock();
+        report
+            .write(args.format, &mut err, false)
+            .map_err(|e| format!("cannot write the report: {e}"))
+    } else {
+        write_report(&report, args.format)
+    };
+    if let Err(e) = reported {
+        return usage_error(&e);
+    }
+    if report.errors() > 0 || (args.check && changed) {
+        ExitCode::from(exit::FINDINGS)
+    } else {
+        ExitCode::from(exit::OK)
+    }
+}
+
+fn write_all_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(format!("cannot write the output: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Replaces `path`'s content through a temporary file in its directory and a rename,
+/// keeping its permissions, so a reader never sees a half-written manifest.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
+    let fail = |e: io::Error| format!("cannot rewrite {}: {e}", path.display());
+    let permissions = std::fs::metadata(path).map_err(fail)?.permissions();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = path.with_file_name(format!(".{name}.secretstore-{}", std::process::id()));
+    std::fs::write(&temp, bytes)
+        .and_then(|()| std::fs::set_permissions(&temp, permissions))
+        .and_then(|()| std::fs::rename(&temp, path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&temp);
+            fail(e)
+        })
+}
+
+/// (name, auth path) of every cluster of the configuration's `clusters`.
+fn configured_clusters(config: &ConfigArgs) -> Result<Vec<(String, String)>, String> {
+    let path = config
+        .config
+        .clone()
+        .or_else(|| crate::config::env_var(&env_lookup, "SECRETSTORE_CONFIG"))
+        .ok_or("--all-clusters needs the configuration (--config or SECRETSTORE_CONFIG) whose `clusters` it writes roles for")?;
+    let file = crate::config::ConfigFile::load(std::path::Path::new(&path))?;
+    if file.clusters.is_empty() {
+        return Err(format!(
+            "--all-clusters: configuration {path} has no `clusters`"
+        ));
+    }
+    file.clusters
+        .keys()
+        .map(|name| Settings::from_file(&file, Some(name)).map(|s| (name.clone(), s.auth_path)))
+        .collect()
 }

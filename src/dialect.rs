@@ -69,6 +69,17 @@ pub mod code {
     pub const POLICY_NOT_CHECKABLE: &str = "SS332";
     pub const CANNOT_CHECK: &str = "SS390";
 
+    // `convert`: what could not be converted from another tool's dialect.
+    pub const CONVERT_UNSUPPORTED_ANNOTATION: &str = "SS601";
+    pub const CONVERT_TEMPLATE: &str = "SS602";
+    pub const CONVERT_REFERENCE: &str = "SS603";
+    pub const CONVERT_PLACEHOLDER_ELSEWHERE: &str = "SS604";
+    pub const CONVERT_CONFIG_MISMATCH: &str = "SS605";
+    pub const CONVERT_NO_ROLE: &str = "SS606";
+    pub const CONVERT_NO_COMMAND: &str = "SS607";
+    pub const CONVERT_CANNOT_EDIT: &str = "SS608";
+    pub const CONVERT_BEHAVIOUR_CHANGE: &str = "SS609";
+
     use crate::diag::Rule;
 
     /// Every code with a stable name and a one-line description (SARIF `rules`, docs).
@@ -302,6 +313,51 @@ pub mod code {
             CANNOT_CHECK,
             "CannotCheck",
             "A lookup was refused or failed, so an item could not be checked (check).",
+        ),
+        Rule::new(
+            CONVERT_UNSUPPORTED_ANNOTATION,
+            "ConvertUnsupportedAnnotation",
+            "A source tool's annotation has no equivalent that convert writes (convert).",
+        ),
+        Rule::new(
+            CONVERT_TEMPLATE,
+            "ConvertTemplate",
+            "A Vault Agent template is not one key or the whole secret in a file format (convert).",
+        ),
+        Rule::new(
+            CONVERT_REFERENCE,
+            "ConvertReference",
+            "A source reference uses a form env references do not express (convert).",
+        ),
+        Rule::new(
+            CONVERT_PLACEHOLDER_ELSEWHERE,
+            "ConvertPlaceholderElsewhere",
+            "An argocd-vault-plugin placeholder is not a pod's whole env value (convert).",
+        ),
+        Rule::new(
+            CONVERT_CONFIG_MISMATCH,
+            "ConvertConfigurationMismatch",
+            "The pod's Vault address, auth path or namespace differs from the configuration (convert).",
+        ),
+        Rule::new(
+            CONVERT_NO_ROLE,
+            "ConvertNoRole",
+            "No single Vault role for the converted pod (convert).",
+        ),
+        Rule::new(
+            CONVERT_NO_COMMAND,
+            "ConvertNoCommand",
+            "A container that gets env references has no command to wrap (convert).",
+        ),
+        Rule::new(
+            CONVERT_CANNOT_EDIT,
+            "ConvertCannotEdit",
+            "Convert cannot rewrite the pod in this layout (convert).",
+        ),
+        Rule::new(
+            CONVERT_BEHAVIOUR_CHANGE,
+            "ConvertBehaviourChange",
+            "Converted, but the pod behaves differently from the source tool in a stated way (convert).",
         ),
     ];
 

@@ -437,8 +437,8 @@ fn push_yaml_scalar(out: &mut String, s: &str) {
     }
 }
 
-#[cfg(test)]
-fn yaml_scalar(s: &str) -> String {
+/// `s` as a YAML scalar that YAML 1.1 and 1.2 readers both read as that string.
+pub fn yaml_scalar(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     push_yaml_scalar(&mut out, s);
     out

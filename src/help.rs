@@ -221,6 +221,38 @@ pub const COMMANDS: &[CommandHelp] = &[
             "helm template shop ./chart -n shop | secretstore policy",
             "secretstore policy --format vault-cli --kv-version kv=1 k8s/*.yaml > apply-vault.sh",
             "secretstore policy --role shop deploy.yaml | vault policy write secretstore-shop -",
+            "secretstore policy --format terraform --all-clusters --config secretstore.yaml k8s/*.yaml > vault.tf",
+        ],
+    },
+    CommandHelp {
+        name: "convert",
+        exit: &[
+            (
+                "0",
+                "everything converted (warnings allowed); files that change are rewritten in \
+                 place, or the stream on stdin is written converted to stdout",
+            ),
+            (
+                "1",
+                "something was left as it was (reported), or with --check something would change",
+            ),
+            ("2", "usage error: unreadable path, bad flag or configuration"),
+        ],
+        env: &[
+            &[(
+                "VAULT_ADDR, VAULT_TOKEN",
+                "when set, the mounts' KV versions are looked up there to turn data/ paths into \
+                 logical ones (else --kv-version and each tool's own meaning)",
+            )],
+            VAULT_CONNECTION_ENV,
+            CONFIG_ENV,
+            COLOR_ENV,
+        ],
+        examples: &[
+            "secretstore convert k8s/",
+            "helm template shop ./chart | secretstore convert > shop.yaml",
+            "secretstore convert --check --format github deploy/",
+            "secretstore convert --role shop --kv-version secret=2 overlays/prod/",
         ],
     },
     CommandHelp {

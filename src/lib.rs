@@ -15,6 +15,7 @@ pub mod agent;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod convert;
 pub mod diag;
 pub mod dialect;
 pub mod edit;

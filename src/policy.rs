@@ -276,6 +276,171 @@ pub fn to_vault_cli(policies: &[RolePolicy]) -> String {
     out
 }
 
+/// The auth method the roles are written for (`--auth-method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AuthMethod {
+    /// Kubernetes auth (TokenReview): `vault_kubernetes_auth_backend_role`
+    #[default]
+    Kubernetes,
+    /// JWT auth with the service-account token: `vault_jwt_auth_backend_role`
+    Jwt,
+}
+
+/// What `--format terraform` writes besides the policies.
+#[derive(Debug, Clone, Default)]
+pub struct TerraformOptions {
+    pub method: AuthMethod,
+    /// With `--all-clusters`: (cluster name, auth path) of each configured cluster; each
+    /// gets its auth backend, its configuration skeleton and every role. Empty: the roles
+    /// go to each policy's own auth path, whose backend is managed elsewhere.
+    pub clusters: Vec<(String, String)>,
+    /// The audience of the pods' tokens (`vault.audience`), bound by the roles.
+    pub audience: Option<String>,
+}
+
+/// `--format terraform`: `vault_policy` and role resources (and, per cluster, the auth
+/// backend and its configuration with the cluster's host and CA as variables).
+pub fn to_terraform(policies: &[RolePolicy], options: &TerraformOptions) -> String {
+    let mut out = String::from(
+        "# Least-privilege policies and role bindings, written by `secretstore policy --format terraform`.\n",
+    );
+    let jwt = options.method == AuthMethod::Jwt;
+    let audience = match &options.audience {
+        Some(a) => hcl_string(a),
+        // A Kubernetes role without `audience` accepts any; a jwt role must bind one.
+        None if !jwt => String::new(),
+        None => {
+            let _ = write!(
+                out,
+                "\nvariable \"token_audience\" {{\n  description = \"Audience of the pods' service-account tokens (set vault.audience to write it here)\"\n  type        = string\n}}\n"
+            );
+            "var.token_audience".to_string()
+        }
+    };
+    for p in policies {
+        let _ = write!(
+            out,
+            "\nresource \"vault_policy\" {} {{\n  name   = {}\n  policy = <<EOT\n{}EOT\n}}\n",
+            hcl_string(&tf_name(&p.policy_name)),
+            hcl_string(&p.policy_name),
+            heredoc_escape(&p.policy)
+        );
+    }
+    let mut seen_paths: Vec<&str> = Vec::new();
+    let mut backends: Vec<(String, String)> = Vec::new();
+    for (cluster, auth_path) in &options.clusters {
+        if seen_paths.contains(&auth_path.as_str()) {
+            continue;
+        }
+        seen_paths.push(auth_path);
+        let id = tf_name(cluster);
+        let mount = auth_path.strip_prefix("auth/").unwrap_or(auth_path);
+        if jwt {
+            let _ = write!(
+                out,
+                "\nvariable {v_keys} {{\n  description = \"PEM public keys that sign cluster {c}'s service-account tokens\"\n  type        = list(string)\n}}\n\nvariable {v_issuer} {{\n  description = \"Issuer (iss) of cluster {c}'s service-account tokens\"\n  type        = string\n}}\n\nresource \"vault_jwt_auth_backend\" {id_q} {{\n  path                   = {path}\n  jwt_validation_pubkeys = var.{id}_jwt_validation_pubkeys\n  bound_issuer           = var.{id}_bound_issuer\n}}\n",
+                v_keys = hcl_string(&format!("{id}_jwt_validation_pubkeys")),
+                v_issuer = hcl_string(&format!("{id}_bound_issuer")),
+                c = hcl_escape(cluster),
+                id_q = hcl_string(&id),
+                path = hcl_string(mount),
+            );
+            backends.push((id.clone(), format!("vault_jwt_auth_backend.{id}.path")));
+        } else {
+            let _ = write!(
+                out,
+                "\nvariable {v_host} {{\n  description = \"API server URL of cluster {c}, for Vault's TokenReview\"\n  type        = string\n}}\n\nvariable {v_ca} {{\n  description = \"PEM CA certificate of cluster {c}'s API server\"\n  type        = string\n}}\n\nresource \"vault_auth_backend\" {id_q} {{\n  type = \"kubernetes\"\n  path = {path}\n}}\n\nresource \"vault_kubernetes_auth_backend_config\" {id_q} {{\n  backend            = vault_auth_backend.{id}.path\n  kubernetes_host    = var.{id}_kubernetes_host\n  kubernetes_ca_cert = var.{id}_kubernetes_ca_cert\n}}\n",
+                v_host = hcl_string(&format!("{id}_kubernetes_host")),
+                v_ca = hcl_string(&format!("{id}_kubernetes_ca_cert")),
+                c = hcl_escape(cluster),
+                id_q = hcl_string(&id),
+                path = hcl_string(mount),
+            );
+            backends.push((id.clone(), format!("vault_auth_backend.{id}.path")));
+        }
+    }
+    for p in policies {
+        let targets: Vec<(String, String)> = if backends.is_empty() {
+            let mount = p.auth_path.strip_prefix("auth/").unwrap_or(&p.auth_path);
+            vec![(tf_name(&p.role), hcl_string(mount))]
+        } else {
+            backends
+                .iter()
+                .map(|(id, backend)| (tf_name(&format!("{}_{id}", p.role)), backend.clone()))
+                .collect()
+        };
+        let policy_ref = format!("vault_policy.{}.name", tf_name(&p.policy_name));
+        for (id, backend) in targets {
+            if jwt {
+                let _ = write!(
+                    out,
+                    "\nresource \"vault_jwt_auth_backend_role\" {} {{\n  backend         = {backend}\n  role_name       = {}\n  role_type       = \"jwt\"\n  user_claim      = \"sub\"\n  bound_audiences = [{audience}]\n  bound_claims = {{\n    \"/kubernetes.io/namespace\"           = {}\n    \"/kubernetes.io/serviceaccount/name\" = {}\n  }}\n  token_policies = [{policy_ref}]\n}}\n",
+                    hcl_string(&id),
+                    hcl_string(&p.role),
+                    hcl_string(&p.bound_service_account_namespaces.join(",")),
+                    hcl_string(&p.bound_service_account_names.join(",")),
+                );
+            } else {
+                let audience_line = if audience.is_empty() {
+                    String::new()
+                } else {
+                    format!("  audience                         = {audience}\n")
+                };
+                let _ = write!(
+                    out,
+                    "\nresource \"vault_kubernetes_auth_backend_role\" {} {{\n  backend                          = {backend}\n  role_name                        = {}\n  bound_service_account_names      = {}\n  bound_service_account_namespaces = {}\n{audience_line}  token_policies                   = [{policy_ref}]\n}}\n",
+                    hcl_string(&id),
+                    hcl_string(&p.role),
+                    hcl_list(&p.bound_service_account_names),
+                    hcl_list(&p.bound_service_account_namespaces),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// A Terraform name: letters, digits and `_`, not starting with a digit.
+fn tf_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// A quoted HCL string; `${` and `%{` are escaped so Terraform does not interpolate them.
+fn hcl_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    out.push_str(
+        &hcl_escape(s)
+            .replace('\n', "\\n")
+            .replace("${", "$${")
+            .replace("%{", "%%{"),
+    );
+    out.push('"');
+    out
+}
+
+fn hcl_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|i| hcl_string(i)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+/// Heredoc content: only template sequences need escaping there.
+fn heredoc_escape(s: &str) -> String {
+    s.replace("${", "$${").replace("%{", "%%{")
+}
+
 /// Single-quotes for POSIX sh.
 fn sh_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))

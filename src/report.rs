@@ -78,11 +78,31 @@ impl Report<'_> {
         } else {
             Renderer::plain()
         };
+        // Where each source's lines start, computed once: finding a line by scanning the
+        // source from its start for each diagnostic took seconds for a thousand findings
+        // in a large stream.
+        let mut line_starts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for d in self.diagnostics {
             let line_text = self
                 .sources
                 .get(&d.location.source)
-                .and_then(|text| text.lines().nth(d.location.line.checked_sub(1)?))
+                .and_then(|text| {
+                    let starts = line_starts
+                        .entry(d.location.source.as_str())
+                        .or_insert_with(|| {
+                            std::iter::once(0)
+                                .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1))
+                                .collect()
+                        });
+                    let start = *starts.get(d.location.line.checked_sub(1)?)?;
+                    if start >= text.len() {
+                        return None;
+                    }
+                    let end = starts
+                        .get(d.location.line)
+                        .map_or(text.len(), |next| next - 1);
+                    Some(&text[start..end])
+                })
                 .map(|line| line.strip_suffix('\r').unwrap_or(line));
             let level = match d.severity {
                 Severity::Error => Level::ERROR,

@@ -332,6 +332,10 @@ fn severities_in_source() -> BTreeMap<String, BTreeSet<&'static str>> {
             let severity = [
                 ("Severity::Error", "error"),
                 ("error(", "error"),
+                // convert's pod site: a problem leaves the pod as it was.
+                (".problem(", "error"),
+                (".problem_at(", "error"),
+                (".warn(", "warning"),
                 ("Severity::Warning", "warning"),
                 ("warning(", "warning"),
             ]

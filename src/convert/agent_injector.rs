@@ -1,0 +1,322 @@
+//! Vault Agent Injector (vault-k8s) annotations → file secrets.
+//!
+//! The injector renders each `agent-inject-secret-<name>` through a Go template into
+//! `<secret-volume-path>/<agent-inject-file or name>` in every app container. A secret
+//! converts when its template is one the dialect expresses ([`super::template`]); the
+//! injector's default template (Go map text of the response) is not one.
+
+use super::rewrite::PodPlan;
+use super::template::{self, Recognised};
+use super::{code, logical_path, normalise_auth_path, Pod, Site};
+use crate::config::Settings;
+use crate::spec::FileFormat;
+use crate::tree::NodeId;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub const PREFIX: &str = "vault.hashicorp.com/";
+const DEFAULT_VOLUME_PATH: &str = "/vault/secrets";
+
+/// Go's strconv.ParseBool, which the injector reads `agent-inject` with.
+pub fn go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// One `agent-inject-secret-<name>` and the annotations that refine it.
+#[derive(Default)]
+struct Secret {
+    path: Option<(String, NodeId)>,
+    template: Option<(String, NodeId)>,
+    file: Option<String>,
+    volume_path: Option<String>,
+    perms: Option<(String, NodeId)>,
+}
+
+/// Reads the injector's annotations of `pod` into `plan`; `false` when the pod is not
+/// injected by it.
+pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan) -> bool {
+    let tree = pod.tree;
+    let Some(annotations) = pod.annotations else {
+        return false;
+    };
+    let mut entries: Vec<(&str, NodeId, NodeId)> = Vec::new();
+    for (k, v) in tree.entries(annotations) {
+        if let Some(key) = tree.str(*k).and_then(|key| key.strip_prefix(PREFIX)) {
+            entries.push((key, *k, *v));
+        }
+    }
+    let inject = entries.iter().find(|(key, _, _)| *key == "agent-inject");
+    if inject.is_none_or(|(_, _, v)| tree.str(*v).and_then(go_bool) != Some(true)) {
+        return false;
+    }
+    let afield = format!("{}metadata.annotations", pod.field);
+    let mut secrets: BTreeMap<&str, Secret> = BTreeMap::new();
+    let mut volume_path = DEFAULT_VOLUME_PATH.to_string();
+    let mut pre_populate_only = false;
+    let mut inject_node = None;
+    for &(key, k, v) in &entries {
+        let field = format!("{afield}[{PREFIX}{key}]");
+        let Some(value) = tree.str(v) else {
+            site.problem(
+                code::CONVERT_UNSUPPORTED_ANNOTATION,
+                v,
+                field,
+                format!("`{PREFIX}{key}` is not a string"),
+                "annotation values are strings: quote it",
+            );
+            continue;
+        };
+        let value = value.to_string();
+        if let Some(name) = key.strip_prefix("agent-inject-secret-") {
+            secrets.entry(name).or_default().path = Some((value, v));
+        } else if let Some(name) = key.strip_prefix("agent-inject-template-") {
+            secrets.entry(name).or_default().template = Some((value, v));
+        } else if let Some(name) = key.strip_prefix("agent-inject-file-") {
+            secrets.entry(name).or_default().file = Some(value);
+        } else if let Some(name) = key.strip_prefix("secret-volume-path-") {
+            secrets.entry(name).or_default().volume_path = Some(value);
+        } else if let Some(name) = key.strip_prefix("agent-inject-perms-") {
+            secrets.entry(name).or_default().perms = Some((value, v));
+        } else {
+            match key {
+                "agent-inject" => inject_node = Some(k),
+                "role" => {
+                    if value.trim().is_empty() {
+                        site.problem(
+                            code::CONVERT_NO_ROLE,
+                            v,
+                            field,
+                            "the injector's role is empty".into(),
+                            "set it to the Vault role bound to this pod's service account",
+                        );
+                    } else {
+                        plan.set_role(site, value, v, &field);
+                    }
+                }
+                "secret-volume-path" => volume_path = value,
+                "agent-pre-populate-only" => pre_populate_only = go_bool(&value) == Some(true),
+                "namespace" => {
+                    if settings.vault_namespace.as_deref() != Some(value.as_str()) {
+                        site.problem(
+                            code::CONVERT_CONFIG_MISMATCH,
+                            v,
+                            field,
+                            format!(
+                                "the pod reads from Vault namespace `{value}`, but the configuration's is {}",
+                                settings
+                                    .vault_namespace
+                                    .as_ref()
+                                    .map_or("not set".to_string(), |n| format!("`{n}`"))
+                            ),
+                            "set vault.namespace in the configuration (or the cluster's entry) and pass it with --config/--cluster",
+                        );
+                    }
+                }
+                "auth-path" => {
+                    if normalise_auth_path(&value) != settings.auth_path {
+                        site.problem(
+                            code::CONVERT_CONFIG_MISMATCH,
+                            v,
+                            field,
+                            format!(
+                                "the pod logs in at `{value}`, but the configuration's auth path is `{}`",
+                                settings.auth_path
+                            ),
+                            "set vault.authPath in the configuration (or the cluster's entry), or pass --auth-path",
+                        );
+                    }
+                }
+                _ => {
+                    site.problem(
+                        code::CONVERT_UNSUPPORTED_ANNOTATION,
+                        k,
+                        field,
+                        format!("`{PREFIX}{key}` has no equivalent that convert writes"),
+                        "convert the pod by hand (see the migration guide), or drop the annotation if it only tuned the injected agent",
+                    );
+                    continue;
+                }
+            }
+        }
+        plan.dropped.push((k, v));
+    }
+    if plan.role.is_none() && !entries.iter().any(|(key, _, _)| *key == "role") {
+        site.problem(
+            code::CONVERT_NO_ROLE,
+            inject_node.unwrap_or(annotations),
+            afield.clone(),
+            "the pod is injected but names no role (`vault.hashicorp.com/role`)".into(),
+            "add the Vault role bound to this pod's service account",
+        );
+    }
+    let mut suffixes: Vec<String> = Vec::new();
+    for (name, secret) in &secrets {
+        let Some((path, path_node)) = &secret.path else {
+            // A template, file or perms annotation without its secret: the injector
+            // ignores it, and so does the converted pod.
+            continue;
+        };
+        let field = format!("{afield}[{PREFIX}agent-inject-secret-{name}]");
+        let file = secret.file.clone().unwrap_or_else(|| name.to_string());
+        let Some((template, template_node)) = &secret.template else {
+            site.problem(
+                code::CONVERT_TEMPLATE,
+                *path_node,
+                field,
+                format!("secret `{name}` uses the injector's default template, which writes the response as Go map text (`data: map[...]`); no file secret format reproduces it"),
+                &format!("add `{PREFIX}agent-inject-template-{name}` with one key ({{{{ with secret \"{path}\" }}}}{{{{ .Data.data.KEY }}}}{{{{ end }}}}) or the whole secret ({{{{ .Data.data | toJSON }}}}), and convert again"),
+            );
+            continue;
+        };
+        let recognised = match template::recognise(template, &file) {
+            Ok(r) => r,
+            Err(reason) => {
+                site.problem(
+                    code::CONVERT_TEMPLATE,
+                    *template_node,
+                    format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
+                    format!("secret `{name}`: {reason}"),
+                    "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
+                );
+                continue;
+            }
+        };
+        if recognised.extra_whitespace {
+            site.warn(
+                code::CONVERT_BEHAVIOUR_CHANGE,
+                *template_node,
+                format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
+                format!("secret `{name}`: the template writes whitespace (such as a final newline) around the value; the converted file holds the value alone"),
+                "check that the app does not rely on that whitespace",
+            );
+        }
+        let dir = secret.volume_path.as_deref().unwrap_or(&volume_path);
+        let (mount, file_name) = split_file(dir, &file);
+        if !mount.starts_with('/') {
+            site.problem(
+                code::CONVERT_UNSUPPORTED_ANNOTATION,
+                *path_node,
+                field,
+                format!("secret `{name}` is written under the relative directory `{mount}`"),
+                "give secret-volume-path an absolute directory",
+            );
+            continue;
+        }
+        let mut config = Map::new();
+        config.insert(
+            "vaultSecretRef".into(),
+            Value::from(reference(&recognised, site.mounts)),
+        );
+        config.insert("secretFileName".into(), Value::from(file_name));
+        config.insert("volumeMountPath".into(), Value::from(mount));
+        if !matches!(recognised.format, FileFormat::Raw | FileFormat::Json) {
+            config.insert("format".into(), json!(format_name(recognised.format)));
+        }
+        if let Some((perms, node)) = &secret.perms {
+            match u32::from_str_radix(perms.trim_start_matches("0o"), 8) {
+                Ok(mode) if mode <= 0o777 => {
+                    config.insert("mode".into(), Value::from(format!("{mode:04o}")));
+                }
+                _ => {
+                    site.problem(
+                        code::CONVERT_UNSUPPORTED_ANNOTATION,
+                        *node,
+                        format!("{afield}[{PREFIX}agent-inject-perms-{name}]"),
+                        format!("`{perms}` is not an octal file mode"),
+                        "write an octal mode such as 0440",
+                    );
+                    continue;
+                }
+            }
+        }
+        let suffix = unique_suffix(name, &mut suffixes);
+        plan.files.push((suffix, Value::Object(config)));
+    }
+    if !pre_populate_only {
+        site.warn(
+            code::CONVERT_BEHAVIOUR_CHANGE,
+            inject_node.unwrap_or(annotations),
+            format!("{afield}[{PREFIX}agent-inject]"),
+            "the injector also ran a sidecar that re-rendered the secrets while the pod ran; the converted pod reads them once, at start".into(),
+            "restart the pod to pick up changed secrets (as with agent-pre-populate-only: \"true\")",
+        );
+    }
+    true
+}
+
+fn format_name(format: FileFormat) -> &'static str {
+    FileFormat::ALL
+        .iter()
+        .find(|(_, f)| *f == format)
+        .map_or("json", |(name, _)| name)
+}
+
+/// `<path>[#key]`, with a KV v2 API path turned logical where the template implies KV v2.
+fn reference(r: &Recognised, mounts: &super::KnownMounts) -> String {
+    let path = logical_path(&r.path, r.kv2, mounts);
+    match &r.key {
+        Some(key) => format!("{path}#{key}"),
+        None => path,
+    }
+}
+
+/// The mount directory and file name of `file` under `dir` (the injector allows a
+/// relative path in agent-inject-file).
+fn split_file(dir: &str, file: &str) -> (String, String) {
+    let dir = dir.trim_end_matches('/');
+    let file = file.trim_start_matches('/');
+    match file.rsplit_once('/') {
+        Some((sub, name)) => (format!("{dir}/{sub}"), name.to_string()),
+        None => (
+            if dir.is_empty() { "/" } else { dir }.to_string(),
+            file.to_string(),
+        ),
+    }
+}
+
+/// `filesecret-config-<suffix>` from the injector's secret name: lowercase a-z, 0-9 and
+/// `-`, unique within the pod.
+fn unique_suffix(name: &str, taken: &mut Vec<String>) -> String {
+    let mut base: String = name
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9' | '-') => c,
+            _ => '-',
+        })
+        .collect();
+    if base.is_empty() {
+        base.push('1');
+    }
+    let mut suffix = base.clone();
+    let mut n = 2;
+    while taken.contains(&suffix) {
+        suffix = format!("{base}-{n}");
+        n += 1;
+    }
+    taken.push(suffix.clone());
+    suffix
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_and_suffixes() {
+        assert_eq!(
+            split_file("/vault/secrets", "db/creds.json"),
+            ("/vault/secrets/db".into(), "creds.json".into())
+        );
+        assert_eq!(
+            split_file("/vault/secrets/", "x"),
+            ("/vault/secrets".into(), "x".into())
+        );
+        let mut taken = Vec::new();
+        assert_eq!(unique_suffix("DB.Creds", &mut taken), "db-creds");
+        assert_eq!(unique_suffix("db_creds", &mut taken), "db-creds-2");
+    }
+}

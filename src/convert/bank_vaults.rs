@@ -1,0 +1,203 @@
+//! bank-vaults (vault-secrets-webhook, and its successor secrets-webhook) → env references.
+//!
+//! The webhook replaces each env value `vault:<path>#<key>[#<version>]` at container start
+//! with the key of the secret it reads at `<path>` as written, unwrapping a KV v2 response
+//! when the answer has a `data` map. It logs in with the pod's annotations: `vault-role`
+//! (default: the pod's service account), `vault-path` (the auth mount, default
+//! `kubernetes`) and `vault-addr`.
+//!
+//! The path is kept as written unless the mount's KV version is known (`--kv-version`,
+//! or the live Vault): the webhook reads `secret/data/x` on a KV v1 mount as the secret
+//! `data/x`, so its `data/` alone does not mean KV v2, and the dialect reads the API form
+//! of a KV v2 path as the webhook did.
+
+use super::rewrite::PodPlan;
+use super::{code, logical_path, normalise_auth_path, Pod, Site};
+use crate::config::Settings;
+use crate::dialect::SecretRef;
+use crate::spec::REF_PREFIX;
+
+/// The annotation prefixes of vault-secrets-webhook and of its successor.
+pub const PREFIXES: [&str; 2] = [
+    "vault.security.banzaicloud.io/",
+    "secrets-webhook.security.bank-vaults.io/",
+];
+pub const VALUE_PREFIX: &str = "vault:";
+
+/// Reads the webhook's env values and annotations of `pod` into `plan`; `false` when the
+/// webhook would not touch the pod.
+pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan) -> bool {
+    let tree = pod.tree;
+    let afield = format!("{}metadata.annotations", pod.field);
+    let annotations: Vec<(&str, &str, _, _)> = pod
+        .annotations
+        .map(|a| tree.entries(a))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = tree.str(*k)?;
+            let prefix = PREFIXES.iter().find(|p| key.starts_with(**p))?;
+            Some((*prefix, &key[prefix.len()..], *k, *v))
+        })
+        .collect();
+    if annotations
+        .iter()
+        .any(|(_, key, _, v)| *key == "mutate" && tree.str(*v) == Some("skip"))
+    {
+        return false;
+    }
+    let mut found = false;
+    for (ci, c) in pod.containers.iter().enumerate() {
+        for (ei, value_node, value) in pod.env_values(c) {
+            let plain = value.strip_prefix(">>").unwrap_or(value);
+            if !plain.starts_with(VALUE_PREFIX) {
+                continue;
+            }
+            found = true;
+            let field = format!("{}spec.{}.env[{ei}].value", pod.field, c.field);
+            if value.starts_with(">>") {
+                site.problem(
+                    code::CONVERT_REFERENCE,
+                    value_node,
+                    field,
+                    "`>>vault:` asks the webhook for a fresh dynamic secret on each start, which env references do not express".into(),
+                    "read the dynamic secret with a plain reference (secretstore:vault:<path>#<key>), once per pod start",
+                );
+                continue;
+            }
+            let reference = &plain[VALUE_PREFIX.len()..];
+            if reference.contains("${") || reference.contains("{{") {
+                site.problem(
+                    code::CONVERT_REFERENCE,
+                    value_node,
+                    field,
+                    "the value is a webhook template, which env references do not express".into(),
+                    "split it into one reference per key, or keep the webhook for this pod",
+                );
+                continue;
+            }
+            let parsed = match SecretRef::parse(reference) {
+                Ok(r) if r.key.is_some() => r,
+                Ok(_) => {
+                    site.problem(
+                        code::CONVERT_REFERENCE,
+                        value_node,
+                        field,
+                        "the value names no key (`vault:<path>#<key>`)".into(),
+                        "add #<key>",
+                    );
+                    continue;
+                }
+                Err(message) => {
+                    site.problem(
+                        code::CONVERT_REFERENCE,
+                        value_node,
+                        field,
+                        message,
+                        "write vault:<path>#<key>[#<version>]",
+                    );
+                    continue;
+                }
+            };
+            let path = logical_path(&parsed.path, false, site.mounts);
+            let mut converted = format!(
+                "{REF_PREFIX}{path}#{}",
+                parsed.key.as_deref().unwrap_or_default()
+            );
+            if let Some(v) = parsed.version {
+                converted.push_str(&format!("#{v}"));
+            }
+            plan.env.push((value_node, converted));
+            plan.env_containers.push(ci);
+        }
+    }
+    if !found {
+        // No `vault:` value: the webhook acts on the pod only for what the other
+        // annotations ask (its agent, a consul-template ConfigMap), which convert reports.
+        let mut reported = false;
+        for (prefix, key, k, _) in &annotations {
+            if !matches!(*key, "vault-role" | "vault-path" | "vault-addr" | "mutate") {
+                site.problem(
+                    code::CONVERT_UNSUPPORTED_ANNOTATION,
+                    *k,
+                    format!("{afield}[{prefix}{key}]"),
+                    format!("`{prefix}{key}` has no equivalent that convert writes"),
+                    "convert the pod by hand (see the migration guide)",
+                );
+                reported = true;
+            }
+        }
+        return reported;
+    }
+    let mut role = None;
+    for (prefix, key, k, v) in &annotations {
+        let field = format!("{afield}[{prefix}{key}]");
+        let value = tree.str(*v).unwrap_or_default();
+        match *key {
+            "vault-role" => role = Some((value.to_string(), *v, field)),
+            "vault-path" => {
+                if normalise_auth_path(value) != settings.auth_path {
+                    site.problem(
+                        code::CONVERT_CONFIG_MISMATCH,
+                        *v,
+                        field,
+                        format!(
+                            "the pod logs in at `{}`, but the configuration's auth path is `{}`",
+                            normalise_auth_path(value),
+                            settings.auth_path
+                        ),
+                        "set vault.authPath in the configuration (or the cluster's entry), or pass --auth-path",
+                    );
+                    continue;
+                }
+            }
+            "vault-addr" => {
+                if value.trim_end_matches('/') != settings.vault_address.trim_end_matches('/') {
+                    site.problem(
+                        code::CONVERT_CONFIG_MISMATCH,
+                        *v,
+                        field,
+                        format!(
+                            "the pod reads from `{value}`, but the configuration's Vault address is `{}`",
+                            settings.vault_address
+                        ),
+                        "set vault.address in the configuration (or the cluster's entry), or pass --vault-addr",
+                    );
+                    continue;
+                }
+            }
+            _ => {
+                site.problem(
+                    code::CONVERT_UNSUPPORTED_ANNOTATION,
+                    *k,
+                    field,
+                    format!("`{prefix}{key}` has no equivalent that convert writes"),
+                    "convert the pod by hand (see the migration guide), or drop the annotation",
+                );
+                continue;
+            }
+        }
+        plan.dropped.push((*k, *v));
+    }
+    match role {
+        Some((value, node, field)) if !value.trim().is_empty() => {
+            plan.set_role(site, value, node, &field)
+        }
+        Some((_, node, field)) => site.problem(
+            code::CONVERT_NO_ROLE,
+            node,
+            field,
+            "the webhook's vault-role is empty".into(),
+            "set it to the Vault role bound to this pod's service account",
+        ),
+        // The webhook's default: the pod's service account's name.
+        None => {
+            let account = pod
+                .service_account
+                .clone()
+                .unwrap_or_else(|| "default".into());
+            plan.set_default_role(account);
+        }
+    }
+    true
+}
