@@ -177,6 +177,7 @@ impl PodRequest {
                     mode: f.mode,
                     path: format!("{AGENT_SECRETS_DIR}/files/{container}/{k}/{}", f.name),
                     reference: f.reference.to_owned(),
+                    on_change: None,
                 });
             }
         }
@@ -224,6 +225,7 @@ impl PodRequest {
             files,
             copy_binary_to: (!env_files.is_empty()).then(|| format!("{BIN_DIR}/secretstore")),
             env_files,
+            live: None,
         };
         (spec, mounts)
     }

@@ -3,6 +3,7 @@
 //! env file per wrapped container, copies its own executable for `exec`, then exits.
 
 pub mod format;
+pub mod live;
 pub mod log;
 pub mod retry;
 pub mod vault;
@@ -19,8 +20,8 @@ use zeroize::Zeroizing;
 use self::format::{render_whole, FormatError, SecretData};
 use self::log::Log;
 use self::retry::{retry, Deadline, GaveUp};
-use self::vault::{Fetched, Vault, VaultError};
-use crate::spec::{AgentSpec, FileFormat, SecretRead, SPEC_ENV, TOKEN_DIR};
+use self::vault::{Fetched, TokenGrant, Vault, VaultError};
+use crate::spec::{AgentSpec, FileFormat, SecretRead, READY_FILE, SPEC_ENV, TOKEN_DIR};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 
 /// How many secrets are read at the same time.
@@ -78,6 +79,12 @@ impl fmt::Display for AgentError {
     }
 }
 
+/// `secretstore agent --ready`, the live sidecar's startup probe: 0 once the first
+/// complete fetch is written, else 1.
+pub fn ready() -> i32 {
+    i32::from(!Path::new(READY_FILE).exists())
+}
+
 /// Entry point of `secretstore agent`: reads the spec from [`SPEC_ENV`], runs, logs the
 /// outcome, and returns the process exit status.
 pub fn run_from_env() -> i32 {
@@ -124,6 +131,9 @@ pub fn run(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
         .enable_all()
         .build()
         .map_err(|e| AgentError::environment("start", format!("cannot start the runtime: {e}")))?;
+    if let Some(settings) = &spec.live {
+        return runtime.block_on(live::run(spec, settings, log, deadline, jwt));
+    }
     runtime.block_on(run_async(spec, log, deadline, jwt))?;
     log.info("done", "all secrets written", &[]);
     Ok(())
@@ -156,34 +166,10 @@ async fn run_async(
     let conn = &spec.vault;
     let mut vault =
         Vault::new(conn).map_err(|e| AgentError::environment("connect", e.to_string()))?;
-    let fields: [(&str, &dyn fmt::Display); 2] =
-        [("auth_path", &conn.auth_path), ("role", &conn.role)];
-    let login = retry(&deadline, log, "login", &fields, || {
-        vault.login(&conn.auth_path, &conn.role, &jwt)
-    })
-    .await;
+    let grant = login(&vault, conn, &jwt, &deadline, log).await?;
     drop(jwt);
-    let (token, ttl) = login.map_err(|gave_up| match gave_up {
-        GaveUp::Permanent(err) if err.status.is_none() => unreachable("login", &err, &conn.address),
-        GaveUp::Permanent(err) => AgentError::refused(
-            "login",
-            format!(
-                "Vault refused the login of role {:?} at {}/login: {err}: check that role {:?} exists on auth path {:?}, that it is bound to this pod's service account and namespace, and that the token audience matches the role",
-                conn.role, conn.auth_path, conn.role, conn.auth_path
-            ),
-        ),
-        GaveUp::Deadline { attempts, last } => deadline_error("login", &deadline, attempts, &last, &conn.address),
-    })?;
-    vault.set_token(token);
-    log.info(
-        "login",
-        "logged in",
-        &[
-            ("auth_path", &conn.auth_path),
-            ("role", &conn.role),
-            ("token_ttl_s", &ttl),
-        ],
-    );
+    let ttl = grant.ttl;
+    vault.set_token(grant.token);
 
     let vault = Arc::new(vault);
     let outcome = fetch_and_write(spec, log, &deadline, &vault).await;
@@ -207,6 +193,44 @@ async fn run_async(
     outcome.map(|_| ())
 }
 
+/// Logs in with the service-account token `jwt`, retrying transient failures until the
+/// deadline.
+async fn login(
+    vault: &Vault,
+    conn: &crate::spec::VaultConnection,
+    jwt: &str,
+    deadline: &Deadline,
+    log: &Log,
+) -> Result<TokenGrant, AgentError> {
+    let fields: [(&str, &dyn fmt::Display); 2] =
+        [("auth_path", &conn.auth_path), ("role", &conn.role)];
+    let grant = retry(deadline, log, "login", &fields, || {
+        vault.login_grant(&conn.auth_path, &conn.role, jwt)
+    })
+    .await
+    .map_err(|gave_up| match gave_up {
+        GaveUp::Permanent(err) if err.status.is_none() => unreachable("login", &err, &conn.address),
+        GaveUp::Permanent(err) => AgentError::refused(
+            "login",
+            format!(
+                "Vault refused the login of role {:?} at {}/login: {err}: check that role {:?} exists on auth path {:?}, that it is bound to this pod's service account and namespace, and that the token audience matches the role",
+                conn.role, conn.auth_path, conn.role, conn.auth_path
+            ),
+        ),
+        GaveUp::Deadline { attempts, last } => deadline_error("login", deadline, attempts, &last, &conn.address),
+    })?;
+    log.info(
+        "login",
+        "logged in",
+        &[
+            ("auth_path", &conn.auth_path),
+            ("role", &conn.role),
+            ("token_ttl_s", &grant.ttl),
+        ],
+    );
+    Ok(grant)
+}
+
 /// Reads, renders and writes everything. Returns whether a leased secret was read.
 async fn fetch_and_write(
     spec: &AgentSpec,
@@ -215,9 +239,16 @@ async fn fetch_and_write(
     vault: &Arc<Vault>,
 ) -> Result<bool, AgentError> {
     let fetched = fetch_all(spec, log, deadline, vault).await?;
-    let leased = fetched.iter().any(|f| f.leased);
+    let leased = fetched.iter().any(|f| f.fetched.leased);
     let outputs = render_outputs(spec, &fetched)?;
-    for out in &outputs {
+    write_outputs(&outputs, log)?;
+    copy_binary(spec, log)?;
+    Ok(leased)
+}
+
+/// Writes every output, each atomically.
+fn write_outputs(outputs: &[Output], log: &Log) -> Result<(), AgentError> {
+    for out in outputs {
         write::write_atomic(Path::new(&out.path), &out.contents, out.mode).map_err(|e| {
             AgentError::environment(
                 "write",
@@ -236,6 +267,11 @@ async fn fetch_and_write(
             ],
         );
     }
+    Ok(())
+}
+
+/// Copies this executable for `exec`, when the spec asks.
+fn copy_binary(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
     if let Some(dest) = &spec.copy_binary_to {
         let bytes = write::copy_own_executable(Path::new(dest)).map_err(|e| {
             AgentError::environment(
@@ -249,7 +285,7 @@ async fn fetch_and_write(
             &[("path", dest), ("bytes", &bytes), ("mode", &"0555")],
         );
     }
-    Ok(leased)
+    Ok(())
 }
 
 /// Reads every secret of the spec, at most [`MAX_CONCURRENT_READS`] at a time. The first
@@ -259,7 +295,7 @@ async fn fetch_all(
     log: &Log,
     deadline: &Deadline,
     vault: &Arc<Vault>,
-) -> Result<Vec<Fetched>, AgentError> {
+) -> Result<Vec<ReadSecret>, AgentError> {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS));
     let mounts: Arc<MountCache> = Arc::default();
     // One thread: the tasks are I/O-bound, and local tasks may hold log fields across awaits.
@@ -289,7 +325,7 @@ async fn fetch_all(
             &local,
         );
     }
-    let mut results: Vec<Option<Fetched>> = (0..spec.secrets.len()).map(|_| None).collect();
+    let mut results: Vec<Option<ReadSecret>> = (0..spec.secrets.len()).map(|_| None).collect();
     local
         .run_until(async {
             while let Some(joined) = tasks.join_next().await {
@@ -309,6 +345,13 @@ async fn fetch_all(
         .collect()
 }
 
+/// A secret as read, and where from (live mode reads it there again).
+struct ReadSecret {
+    fetched: Fetched,
+    api: String,
+    kv2: bool,
+}
+
 struct FetchJob {
     index: usize,
     read: SecretRead,
@@ -324,7 +367,7 @@ impl FetchJob {
         mounts: &MountCache,
         log: &Log,
         deadline: &Deadline,
-    ) -> Result<Fetched, AgentError> {
+    ) -> Result<ReadSecret, AgentError> {
         let path = self.read.path.trim_start_matches('/');
         let mount = self.mount(vault, mounts, log, deadline, path).await?;
         let api = api_path(path, &mount, self.read.version)
@@ -359,7 +402,7 @@ impl FetchJob {
                 ("leased", &fetched.leased),
             ],
         );
-        Ok(fetched)
+        Ok(ReadSecret { fetched, api, kv2 })
     }
 
     async fn mount(
@@ -535,50 +578,62 @@ fn missing_key(reference: &str, path: &str, key: &str, data: &SecretData) -> Age
     )
 }
 
-fn render_outputs(spec: &AgentSpec, fetched: &[Fetched]) -> Result<Vec<Output>, AgentError> {
+fn render_outputs(spec: &AgentSpec, fetched: &[ReadSecret]) -> Result<Vec<Output>, AgentError> {
+    each_output(spec, fetched).into_iter().collect()
+}
+
+/// Every output of the spec, rendered from the secrets as read, each on its own (live
+/// mode keeps the old file of one that fails).
+fn each_output(spec: &AgentSpec, fetched: &[ReadSecret]) -> Vec<Result<Output, AgentError>> {
     let mut outputs = Vec::new();
     for file in &spec.files {
-        let data = &fetched[file.secret].data;
+        let data = &fetched[file.secret].fetched.data;
         let path = &spec.secrets[file.secret].path;
         let contents = match &file.key {
-            Some(key) => {
-                let value = data
-                    .get(key)
-                    .ok_or_else(|| missing_key(&file.reference, path, key, data))?;
-                Zeroizing::new(value.as_text().as_bytes().to_vec())
-            }
+            Some(key) => data
+                .get(key)
+                .ok_or_else(|| missing_key(&file.reference, path, key, data))
+                .map(|value| Zeroizing::new(value.as_text().as_bytes().to_vec())),
             None => render_whole(data, file.format)
-                .map_err(|e| AgentError::refused("render", format!("{}: {e}", file.reference)))?,
+                .map_err(|e| AgentError::refused("render", format!("{}: {e}", file.reference))),
         };
-        outputs.push(Output {
+        outputs.push(contents.map(|contents| Output {
             path: file.path.clone(),
             contents,
             mode: file.mode,
             what: "file secret written",
-        });
+        }));
     }
     for env in &spec.env_files {
-        let mut values: BTreeMap<&str, &str> = BTreeMap::new();
-        for r in &env.refs {
-            let data = &fetched[r.secret].data;
-            let value = data.get(&r.key).ok_or_else(|| {
-                missing_key(&r.reference, &spec.secrets[r.secret].path, &r.key, data)
-            })?;
-            values.insert(&r.reference, value.as_text());
-        }
-        let size: usize = values.iter().map(|(k, v)| k.len() + 2 * v.len() + 8).sum();
-        let mut contents = Zeroizing::new(Vec::with_capacity(size * 3 + 8));
-        serde_json::to_writer(&mut *contents, &values).map_err(|e| {
-            AgentError::environment("render", format!("cannot encode the env file: {e}"))
-        })?;
-        outputs.push(Output {
-            path: env.path.clone(),
-            contents,
-            mode: ENV_FILE_MODE,
-            what: "env file written",
-        });
+        outputs.push(env_file(spec, env, fetched));
     }
-    Ok(outputs)
+    outputs
+}
+
+fn env_file(
+    spec: &AgentSpec,
+    env: &crate::spec::EnvFileOutput,
+    fetched: &[ReadSecret],
+) -> Result<Output, AgentError> {
+    let mut values: BTreeMap<&str, &str> = BTreeMap::new();
+    for r in &env.refs {
+        let data = &fetched[r.secret].fetched.data;
+        let value = data
+            .get(&r.key)
+            .ok_or_else(|| missing_key(&r.reference, &spec.secrets[r.secret].path, &r.key, data))?;
+        values.insert(&r.reference, value.as_text());
+    }
+    let size: usize = values.iter().map(|(k, v)| k.len() + 2 * v.len() + 8).sum();
+    let mut contents = Zeroizing::new(Vec::with_capacity(size * 3 + 8));
+    serde_json::to_writer(&mut *contents, &values).map_err(|e| {
+        AgentError::environment("render", format!("cannot encode the env file: {e}"))
+    })?;
+    Ok(Output {
+        path: env.path.clone(),
+        contents,
+        mode: ENV_FILE_MODE,
+        what: "env file written",
+    })
 }
 
 /// Checks what render guarantees, so a hand-written or corrupted spec fails clearly

@@ -28,6 +28,8 @@ pub struct VaultError {
     pub status: Option<u16>,
     transient: bool,
     pub detail: String,
+    /// The server's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
 }
 
 impl VaultError {
@@ -36,6 +38,7 @@ impl VaultError {
             status: Some(status),
             transient: status_is_transient(status),
             detail,
+            retry_after: None,
         }
     }
 
@@ -44,11 +47,18 @@ impl VaultError {
             status: None,
             transient: false,
             detail,
+            retry_after: None,
         }
     }
 
     pub fn is_transient(&self) -> bool {
         self.transient
+    }
+
+    /// A 503, for tests of retry timing.
+    #[cfg(test)]
+    pub(crate) fn test_transient() -> VaultError {
+        VaultError::http(503, String::new())
     }
 
     fn from_reqwest(err: &reqwest::Error) -> VaultError {
@@ -65,6 +75,7 @@ impl VaultError {
             } else {
                 detail
             },
+            retry_after: None,
         }
     }
 
@@ -151,6 +162,24 @@ fn tls_failure(err: &reqwest::Error) -> bool {
 pub struct Fetched {
     pub data: SecretData,
     pub leased: bool,
+    pub lease: Option<Lease>,
+}
+
+/// The lease of a dynamic secret.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub id: String,
+    /// Seconds.
+    pub duration: u64,
+    pub renewable: bool,
+}
+
+/// A token as the login (or a renewal) gave it.
+pub struct TokenGrant {
+    pub token: Zeroizing<String>,
+    /// Seconds.
+    pub ttl: u64,
+    pub renewable: bool,
 }
 
 pub struct Vault {
@@ -289,6 +318,18 @@ impl Vault {
         role: &str,
         jwt: &str,
     ) -> Result<(Zeroizing<String>, u64), VaultError> {
+        self.login_grant(auth_path, role, jwt)
+            .await
+            .map(|grant| (grant.token, grant.ttl))
+    }
+
+    /// [`Vault::login`], also saying whether the token can be renewed.
+    pub async fn login_grant(
+        &self,
+        auth_path: &str,
+        role: &str,
+        jwt: &str,
+    ) -> Result<TokenGrant, VaultError> {
         let mount = auth_path
             .trim_matches('/')
             .strip_prefix("auth/")
@@ -296,7 +337,102 @@ impl Vault {
         let auth = vaultrs::auth::kubernetes::login(&self.sdk, mount, role, jwt)
             .await
             .map_err(VaultError::from_vaultrs)?;
-        Ok((Zeroizing::new(auth.client_token), auth.lease_duration))
+        Ok(TokenGrant {
+            token: Zeroizing::new(auth.client_token),
+            ttl: auth.lease_duration,
+            renewable: auth.renewable,
+        })
+    }
+
+    /// Renews the agent's own token; returns its new TTL and whether it stays renewable.
+    pub async fn renew_self(&self, timeout: Duration) -> Result<(u64, bool), VaultError> {
+        #[derive(Deserialize)]
+        struct Auth {
+            lease_duration: u64,
+            #[serde(default)]
+            renewable: bool,
+        }
+        #[derive(Deserialize)]
+        struct Body {
+            auth: Auth,
+        }
+        let body = self
+            .send_json("auth/token/renew-self", &serde_json::json!({}), timeout)
+            .await?;
+        let parsed: Body = serde_json::from_slice(&body).map_err(|e| {
+            VaultError::http(200, format!("unexpected answer from renew-self: {e}"))
+        })?;
+        Ok((parsed.auth.lease_duration, parsed.auth.renewable))
+    }
+
+    /// Renews a lease by `increment` seconds; returns the lease's new duration.
+    pub async fn renew_lease(
+        &self,
+        lease_id: &str,
+        increment: u64,
+        timeout: Duration,
+    ) -> Result<u64, VaultError> {
+        #[derive(Deserialize)]
+        struct Body {
+            lease_duration: u64,
+        }
+        let request = serde_json::json!({"lease_id": lease_id, "increment": increment});
+        let body = self
+            .send_json("sys/leases/renew", &request, timeout)
+            .await?;
+        serde_json::from_slice::<Body>(&body)
+            .map(|b| b.lease_duration)
+            .map_err(|e| {
+                VaultError::http(200, format!("unexpected answer from sys/leases/renew: {e}"))
+            })
+    }
+
+    /// Revokes a lease (its credentials stop working at once).
+    pub async fn revoke_lease(&self, lease_id: &str, timeout: Duration) -> Result<(), VaultError> {
+        let request = serde_json::json!({"lease_id": lease_id});
+        self.send_json("sys/leases/revoke", &request, timeout)
+            .await
+            .map(|_| ())
+    }
+
+    /// PUTs a JSON body; a non-2xx answer is an error carrying Vault's errors and
+    /// `Retry-After`.
+    async fn send_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let url = self.api.join(path).map_err(|e| {
+            VaultError::permanent(format!("{path:?} does not make a valid URL: {e}"))
+        })?;
+        let mut req = self
+            .http
+            .put(url)
+            .timeout(timeout)
+            .header("X-Vault-Request", "true")
+            .json(body);
+        if !self.token.is_empty() {
+            req = req.header("X-Vault-Token", self.token.as_str());
+        }
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns);
+        }
+        let resp = req.send().await.map_err(|e| VaultError::from_reqwest(&e))?;
+        let status = resp.status();
+        let retry_after = retry_after(resp.headers());
+        let bytes = Zeroizing::new(
+            resp.bytes()
+                .await
+                .map_err(|e| VaultError::from_reqwest(&e))?
+                .to_vec(),
+        );
+        if !status.is_success() {
+            let mut err = VaultError::http(status.as_u16(), api_errors(&bytes));
+            err.retry_after = retry_after;
+            return Err(err);
+        }
+        Ok(bytes)
     }
 
     /// Uses `token` for every later call.
@@ -315,7 +451,7 @@ impl Vault {
     /// The mount that holds `path`, as the Vault CLI finds it. A server without the
     /// endpoint (404) is treated like the CLI does: a KV v1 (plain read) path.
     pub async fn mount_of(&self, path: &str, timeout: Duration) -> Result<Mount, VaultError> {
-        let (status, body) = self
+        let (status, body, _) = self
             .get(&format!("sys/internal/ui/mounts/{path}"), None, timeout)
             .await?;
         if status == StatusCode::NOT_FOUND {
@@ -348,6 +484,10 @@ impl Vault {
         struct Body<'a> {
             #[serde(default)]
             lease_id: String,
+            #[serde(default)]
+            lease_duration: u64,
+            #[serde(default)]
+            renewable: bool,
             #[serde(borrow)]
             data: Option<&'a RawValue>,
         }
@@ -367,7 +507,7 @@ impl Vault {
             version: u64,
         }
         let query = version.map(|v| ("version", v.to_string()));
-        let (status, body) = self.get(api_path, query, timeout).await?;
+        let (status, body, retry_after) = self.get(api_path, query, timeout).await?;
         let parsed = serde_json::from_slice::<Body>(&body).ok();
         if !status.is_success() {
             let mut detail = api_errors(&body);
@@ -387,7 +527,9 @@ impl Vault {
                     };
                 }
             }
-            return Err(VaultError::http(status.as_u16(), detail));
+            let mut err = VaultError::http(status.as_u16(), detail);
+            err.retry_after = retry_after;
+            return Err(err);
         }
         let body = parsed.ok_or_else(|| {
             VaultError::http(
@@ -411,9 +553,15 @@ impl Vault {
             })?,
             None => return Err(VaultError::http(404, "no data".to_owned())),
         };
+        let lease = (!body.lease_id.is_empty()).then(|| Lease {
+            id: body.lease_id.to_owned(),
+            duration: body.lease_duration,
+            renewable: body.renewable,
+        });
         Ok(Fetched {
             data,
-            leased: !body.lease_id.is_empty(),
+            leased: lease.is_some(),
+            lease,
         })
     }
 
@@ -422,7 +570,7 @@ impl Vault {
         path: &str,
         query: Option<(&str, String)>,
         timeout: Duration,
-    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>), VaultError> {
+    ) -> Result<(StatusCode, Zeroizing<Vec<u8>>, Option<Duration>), VaultError> {
         let mut url = self.api.join(path.trim_start_matches('/')).map_err(|e| {
             VaultError::permanent(format!("{path:?} does not make a valid URL: {e}"))
         })?;
@@ -442,12 +590,26 @@ impl Vault {
         }
         let resp = req.send().await.map_err(|e| VaultError::from_reqwest(&e))?;
         let status = resp.status();
+        let retry_after = retry_after(resp.headers());
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| VaultError::from_reqwest(&e))?;
-        Ok((status, Zeroizing::new(bytes.to_vec())))
+        Ok((status, Zeroizing::new(bytes.to_vec()), retry_after))
     }
+}
+
+/// `Retry-After` in seconds (the form Vault and proxies in front of it send), capped at
+/// five minutes.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let seconds: u64 = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(seconds.min(300)))
 }
 
 fn api_errors(body: &[u8]) -> String {
