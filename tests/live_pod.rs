@@ -428,6 +428,7 @@ while :; do sleep 0.05; done"#;
 }
 
 /// Vault sealed for several seconds: every file stays in place, refresh resumes after.
+/// A key deleted from the secret is logged as an error and its file is kept.
 #[test]
 fn sealed_vault_keeps_the_files_and_refresh_resumes() {
     let lab = Lab::start("1h", "24h");
@@ -469,10 +470,24 @@ fn sealed_vault_keeps_the_files_and_refresh_resumes() {
         || std::fs::read_to_string(&file).ok().as_deref() == Some("key-TWO-d4"),
         || sidecar.log(),
     );
+    // A key that disappears is an error in the log, and the old file stays.
+    lab.vault
+        .kv2_put("secret", "shop/cfg", &json!({"other": "x"}));
+    wait_until(
+        30,
+        "the missing key to be reported",
+        || sidecar.log().contains("has no key"),
+        || sidecar.log(),
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("file kept"),
+        "key-TWO-d4"
+    );
     sidecar.signal(libc::SIGTERM);
     let (status, log) = sidecar.wait();
     assert!(status.success(), "{log}");
     assert!(log.contains("sealed") || log.contains("HTTP 503"), "{log}");
+    assert!(log.contains("level=error"), "{log}");
     support::assert_no_secret(&log, &["key-ONE-c3", "key-TWO-d4"]);
 }
 

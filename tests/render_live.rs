@@ -99,3 +99,81 @@ fn policy_grants_lease_renewal_and_revocation_to_live_pods_with_leases() {
     let kv_only = policy("live-cronjob.yaml");
     assert!(!kv_only.contains("sys/leases"), "{kv_only}");
 }
+
+/// `check` against a real OpenBao: a live pod reading a leased (database) path needs
+/// `update` on sys/leases/renew and sys/leases/revoke (SS321), a one-shot pod does not.
+#[test]
+fn check_verifies_the_role_grants_lease_renewal_and_revocation() {
+    use support::jwt::{JwtRole, ServiceAccountIssuer};
+    let vault = support::openbao::OpenBao::start();
+    vault.enable_secrets_engine("database", "database", &serde_json::json!({}));
+    let issuer = ServiceAccountIssuer::new();
+    vault.enable_jwt_auth("kubernetes", &issuer);
+    vault.write_jwt_role(
+        "kubernetes",
+        "app",
+        &JwtRole::service_account("shop", "app", "vault", &["app"]),
+    );
+    let read_only = "path \"database/creds/app\" { capabilities = [\"read\"] }\n";
+    vault.put_policy("app", read_only);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = |refresh: &str| {
+        let file = dir.path().join(format!("pod-{refresh}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\n  namespace: shop\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: app\n    vault.secretstore.rafay.dev/refresh: \"{refresh}\"\nspec:\n  serviceAccountName: app\n  containers:\n  - name: app\n    image: app\n    command: [app]\n    env:\n    - name: DB_PASSWORD\n      value: secretstore:vault:database/creds/app#password\n"
+            ),
+        )
+        .expect("write manifest");
+        file
+    };
+    let check = |file: &std::path::Path| {
+        let output = support::secretstore()
+            .args(["check", "--format", "json"])
+            .env("SECRETSTORE_AUDIENCE", "vault")
+            .arg(file)
+            .envs(
+                vault
+                    .env()
+                    .into_iter()
+                    .filter(|(k, _)| k.starts_with("VAULT_")),
+            )
+            .output()
+            .expect("run secretstore check");
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("no JSON ({e}): {}", stderr(&output)));
+        let codes: Vec<String> = report["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| f["code"].as_str().expect("code").to_owned())
+            .collect();
+        (output.status.code(), codes, report)
+    };
+    let live = manifest("5m");
+    let (status, codes, report) = check(&live);
+    assert_eq!(status, Some(1), "{report}");
+    // Vault's `default` policy grants sys/leases/renew; revoke is missing.
+    let findings = report["findings"].as_array().expect("findings");
+    let leases: Vec<&serde_json::Value> =
+        findings.iter().filter(|f| f["code"] == "SS321").collect();
+    assert_eq!(leases.len(), 1, "{report}");
+    assert!(
+        leases[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`sys/leases/revoke`")),
+        "{report}"
+    );
+    assert!(codes.iter().any(|c| c == "SS321"));
+    let (_, codes, report) = check(&manifest("off"));
+    assert!(!codes.iter().any(|c| c == "SS321"), "{report}");
+    vault.put_policy(
+        "app",
+        &format!(
+            "{read_only}path \"sys/leases/renew\" {{ capabilities = [\"update\"] }}\npath \"sys/leases/revoke\" {{ capabilities = [\"update\"] }}\n"
+        ),
+    );
+    let (_, codes, report) = check(&live);
+    assert!(!codes.iter().any(|c| c == "SS321"), "{report}");
+}
