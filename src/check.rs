@@ -12,6 +12,7 @@
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
 use crate::dialect::{code, SecretRef, ROLE_KEY};
 use crate::scan::ScannedPod;
+use crate::spec::{is_env_name, FileFormat};
 use crate::vault::acl::{Acl, Capability, Policy};
 use crate::vault::client::{Fetch, SecretState, VaultApi, VersionState, Versions};
 use crate::vault::mounts::{self, Engine, MountTable, Target};
@@ -539,6 +540,29 @@ impl Lookups<'_> {
         let kv_put = "write it (`vault kv put ...`), or fix the reference";
         match (self.secrets.get(&key), reference.version) {
             (Some(Fetch::Found(SecretState::Present(keys))), _) => {
+                let env_file = matches!(
+                    r.usage,
+                    crate::scan::Usage::File {
+                        format: FileFormat::Env,
+                        ..
+                    }
+                );
+                let not_names: Vec<&str> = keys
+                    .iter()
+                    .filter(|k| !is_env_name(k))
+                    .map(String::as_str)
+                    .collect();
+                if env_file && reference.key.is_none() && !not_names.is_empty() {
+                    push(
+                        Severity::Error,
+                        code::ENV_FORMAT_KEYS,
+                        format!(
+                            "format env writes KEY=value lines, but keys of `{api}` are not shell variable names: {}",
+                            not_names.join(", ")
+                        ),
+                        "use format json, yaml or properties, select one key with #<key>, or rename the keys",
+                    );
+                }
                 if let Some(k) = &reference.key {
                     if !keys.contains(k) {
                         push(

@@ -1,6 +1,7 @@
 //! Configuration: one YAML file, overridden by env vars (also in their `ARGOCD_ENV_` form,
 //! as Argo CD passes plugin env) and then by flags; named `clusters` override the top level.
 
+use crate::spec::AGENT_MEMORY_LIMIT_MIB;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -182,7 +183,7 @@ pub fn default_agent_image() -> String {
 fn default_resources() -> serde_json::Value {
     serde_json::json!({
         "requests": {"cpu": "10m", "memory": "16Mi"},
-        "limits": {"cpu": "200m", "memory": "64Mi"}
+        "limits": {"cpu": "200m", "memory": format!("{AGENT_MEMORY_LIMIT_MIB}Mi")}
     })
 }
 
@@ -254,7 +255,57 @@ impl Settings {
             settings.agent_image = v.clone();
         }
         settings.auth_path = normalise_auth_path(&settings.auth_path);
+        settings.validate()?;
         Ok(settings)
+    }
+
+    /// Refuses values the agent could not send to Vault as they are: a value with a line
+    /// break would end up in an HTTP header or the request line, credentials in the
+    /// address would be logged, a `..` in the auth path would reach another endpoint.
+    pub fn validate(&self) -> Result<(), String> {
+        use crate::vault::http::{is_header_safe, redacted_address};
+        let shown = redacted_address(&self.vault_address);
+        let url = reqwest::Url::parse(&self.vault_address)
+            .map_err(|e| format!("vault.address {shown:?} is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!(
+                "vault.address {shown:?} must be an http:// or https:// URL with a host"
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(format!(
+                "vault.address {shown:?} carries a user name or password: the agent authenticates with its service account, so remove the `user:password@` part"
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!(
+                "vault.address {shown:?} has a query or fragment: give scheme, host, port and an optional path prefix only"
+            ));
+        }
+        let fields = [
+            ("vault.authPath", Some(&self.auth_path)),
+            ("vault.namespace", self.vault_namespace.as_ref()),
+            ("vault.tlsServerName", self.tls_server_name.as_ref()),
+            ("vault.audience", self.audience.as_ref()),
+        ];
+        for (field, value) in fields {
+            if let Some(value) = value.filter(|v| !is_header_safe(v)) {
+                return Err(format!(
+                    "{field} {value:?} holds a line break, a tab or another character that cannot be sent to Vault in a header or URL as it is: write it on one line"
+                ));
+            }
+        }
+        if self
+            .auth_path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+        {
+            return Err(format!(
+                "vault.authPath {:?} has a `.` or `..` segment: give the auth mount's path, e.g. auth/kubernetes",
+                self.auth_path
+            ));
+        }
+        Ok(())
     }
 
     /// Applies a configuration file, and the named cluster's overrides, onto the defaults.
@@ -531,6 +582,26 @@ mod tests {
             Settings::from_file(&file, None).unwrap().refresh_seconds,
             Some(300)
         );
+    }
+
+    #[test]
+    fn unsafe_vault_values_are_refused_naming_the_field() {
+        let refused = |yaml: &str| {
+            let file = ConfigFile::parse(yaml).unwrap();
+            let settings = Settings::from_file(&file, None).unwrap();
+            settings.validate().unwrap_err()
+        };
+        let err = refused("vault:\n  namespace: |\n    team\n");
+        assert!(err.contains("vault.namespace"), "{err}");
+        let err = refused("vault:\n  authPath: \"auth/k8s\\nx\"\n");
+        assert!(err.contains("vault.authPath"), "{err}");
+        let err = refused("vault:\n  authPath: auth/../sys\n");
+        assert!(err.contains("`..`"), "{err}");
+        let err = refused("vault:\n  address: https://admin:hunter2@vault:8200\n");
+        assert!(err.contains("user name or password"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        let ok = ConfigFile::parse("vault:\n  namespace: team-a/b\n").unwrap();
+        Settings::from_file(&ok, None).unwrap().validate().unwrap();
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! request with source positions.
 
 use crate::diag::{Diagnostic, Location, ObjectRef};
-use crate::spec::{FileFormat, OnChange, REF_PREFIX};
+use crate::spec::{FileFormat, OnChange, MAX_FILE_NAME, REF_PREFIX, RESERVED_DIR};
 use crate::tree::{NodeId, Tree};
 use serde::Deserialize;
 
@@ -65,6 +65,7 @@ pub mod code {
     pub const VERSION_NOT_FOUND: &str = "SS305";
     pub const VERSION_DELETED: &str = "SS306";
     pub const VERSION_DESTROYED: &str = "SS307";
+    pub const ENV_FORMAT_KEYS: &str = "SS308";
     pub const ROLE_NOT_FOUND: &str = "SS310";
     pub const SERVICE_ACCOUNT_NOT_BOUND: &str = "SS311";
     pub const NAMESPACE_NOT_BOUND: &str = "SS312";
@@ -269,6 +270,11 @@ pub mod code {
             "The pinned KV v2 version is destroyed (check).",
         ),
         Rule::new(
+            ENV_FORMAT_KEYS,
+            "EnvFormatKeys",
+            "A file secret in format env reads a secret whose keys are not all shell variable names (check).",
+        ),
+        Rule::new(
             ROLE_NOT_FOUND,
             "RoleNotFound",
             "The pod's Vault role does not exist on the auth path (check).",
@@ -368,6 +374,14 @@ impl SecretRef {
         }
         if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("the Vault path in `{text}` contains whitespace"));
+        }
+        if path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+        {
+            return Err(format!(
+                "the Vault path in `{text}` has a `.` or `..` segment, which would read another path than the one written: write the path itself"
+            ));
         }
         if key == Some("") {
             return Err(format!("`{text}` has an empty key after `#`"));
@@ -659,6 +673,13 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         let kfield = format!("{afield}[{key}]");
         if key == ROLE_KEY {
             match tree.str(*v) {
+                Some(r) if r.chars().any(char::is_control) => ctx.error(
+                    code::MISSING_ROLE,
+                    *v,
+                    kfield,
+                    format!("the Vault role {r:?} holds a line break or another control character"),
+                    "write the role name on one line",
+                ),
                 Some(r) if !r.trim().is_empty() => role = Some(r.to_string()),
                 _ => ctx.error(
                     code::MISSING_ROLE,
@@ -778,6 +799,15 @@ fn read_live_annotation(
 }
 
 /// Numeric suffixes in numeric order first, then the rest in text order.
+/// `/secretstore` itself or anything below it.
+fn is_reserved_mount_path(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path == RESERVED_DIR
+        || path
+            .strip_prefix(RESERVED_DIR)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 fn suffix_order(a: &str, b: &str) -> std::cmp::Ordering {
     match (a.parse::<u128>(), b.parse::<u128>()) {
         (Ok(x), Ok(y)) => x.cmp(&y).then(a.cmp(b)),
@@ -948,6 +978,27 @@ fn parse_file_secret(
             "give a plain file name without `/`; the directory is volumeMountPath",
         );
         ok = false;
+    } else if file_name.chars().any(char::is_control) {
+        ctx.error(
+            code::FILE_BAD_NAME,
+            node,
+            format!("{field}.secretFileName"),
+            format!("{file_name:?} holds a NUL, a line break or another control character"),
+            "give a plain file name of printable characters",
+        );
+        ok = false;
+    } else if file_name.len() > MAX_FILE_NAME {
+        ctx.error(
+            code::FILE_BAD_NAME,
+            node,
+            format!("{field}.secretFileName"),
+            format!(
+                "the file name is {} bytes long; the agent writes names of at most {MAX_FILE_NAME} bytes",
+                file_name.len()
+            ),
+            "give a shorter file name",
+        );
+        ok = false;
     }
     if !mount_path.starts_with('/') {
         ctx.error(
@@ -956,6 +1007,30 @@ fn parse_file_secret(
             format!("{field}.volumeMountPath"),
             format!("volumeMountPath `{mount_path}` is not absolute"),
             "give an absolute directory, e.g. /etc/secrets",
+        );
+        ok = false;
+    } else if mount_path.chars().any(char::is_control)
+        || mount_path
+            .trim_end_matches('/')
+            .split('/')
+            .skip(1)
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        ctx.error(
+            code::FILE_RELATIVE_MOUNT,
+            node,
+            format!("{field}.volumeMountPath"),
+            format!("volumeMountPath {mount_path:?} is not a plain directory path"),
+            "give an absolute directory without `.`, `..`, `//` or control characters, e.g. /etc/secrets",
+        );
+        ok = false;
+    } else if is_reserved_mount_path(&mount_path) {
+        ctx.error(
+            code::MOUNT_PATH_IN_USE,
+            node,
+            format!("{field}.volumeMountPath"),
+            format!("volumeMountPath `{mount_path}` is inside {RESERVED_DIR}, where secretstore mounts its own volumes"),
+            "mount the file secret elsewhere, e.g. /etc/secrets",
         );
         ok = false;
     }

@@ -30,6 +30,8 @@ type Values = BTreeMap<String, Zeroizing<String>>;
 /// The command to exec, with every reference replaced.
 pub struct Prepared {
     pub program: OsString,
+    /// `program` before substitution, for messages.
+    pub program_as_written: OsString,
     pub args: Vec<OsString>,
     pub env: Vec<(OsString, OsString)>,
 }
@@ -59,6 +61,10 @@ pub enum ExecError {
         env_file: PathBuf,
         places: Vec<String>,
     },
+    /// A value holds a NUL byte, which no argument or environment variable can carry.
+    NulInValue {
+        places: Vec<String>,
+    },
 }
 
 impl fmt::Display for ExecError {
@@ -76,6 +82,11 @@ impl fmt::Display for ExecError {
                 "refusing to start {program}: unresolved secret references in {}: {} has no value for them; re-render the manifest with secretstore render so that the init container fetches them",
                 places.join(", "),
                 env_file.display()
+            ),
+            ExecError::NulInValue { places } => write!(
+                f,
+                "refusing to start: the secret values for {} contain a NUL byte, which an argument or environment variable cannot carry; write the secret to a file instead (a filesecret-config annotation)",
+                places.join(", ")
             ),
         }
     }
@@ -111,9 +122,10 @@ pub fn run(argv: Vec<OsString>) -> i32 {
         .env_clear()
         .envs(prepared.env.iter().map(|(k, v)| (k, v)))
         .exec();
+    // The command as written: after substitution it may hold a secret value.
     eprintln!(
         "secretstore exec: cannot execute {}: {err}",
-        prepared.program.to_string_lossy()
+        prepared.program_as_written.to_string_lossy()
     );
     if err.kind() == std::io::ErrorKind::NotFound {
         EXIT_NOT_FOUND
@@ -156,6 +168,7 @@ pub fn prepare(
         let mut argv = argv.into_iter();
         let program = argv.next().unwrap_or_default();
         return Ok(Prepared {
+            program_as_written: program.clone(),
             program,
             args: argv.collect(),
             env,
@@ -166,13 +179,18 @@ pub fn prepare(
         reason,
         needed_by: users,
     })?;
+    let program_as_written = argv[0].clone();
     let mut places = Vec::new();
+    let mut nul_places = Vec::new();
     let env = env
         .into_iter()
         .map(|(name, value)| {
             let (out, missing) = substitute(value.as_bytes(), &values);
             for r in missing {
                 places.push(format!("env {} ({r})", name.to_string_lossy()));
+            }
+            if out.contains(&0) {
+                nul_places.push(format!("env {}", name.to_string_lossy()));
             }
             (name, OsString::from_vec(out))
         })
@@ -185,18 +203,25 @@ pub fn prepare(
             for r in missing {
                 places.push(format!("argument {i} ({r})"));
             }
+            if out.contains(&0) {
+                nul_places.push(format!("argument {i}"));
+            }
             OsString::from_vec(out)
         })
         .collect();
     if !places.is_empty() {
         return Err(ExecError::Unresolved {
-            program: argv[0].to_string_lossy().into_owned(),
+            program: program_as_written.to_string_lossy().into_owned(),
             env_file: env_file.to_owned(),
             places,
         });
     }
+    if !nul_places.is_empty() {
+        return Err(ExecError::NulInValue { places: nul_places });
+    }
     let program = argv.remove(0);
     Ok(Prepared {
+        program_as_written,
         program,
         args: argv,
         env,
@@ -205,8 +230,16 @@ pub fn prepare(
 
 fn load_values(path: &std::path::Path) -> Result<Values, String> {
     let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| e.to_string())?);
-    serde_json::from_slice::<Values>(&bytes)
-        .map_err(|e| format!("not a JSON object of reference to value ({e})"))
+    // serde's message may quote the input it choked on, which is a secret value: say only
+    // where and what kind of error.
+    serde_json::from_slice::<Values>(&bytes).map_err(|e| {
+        format!(
+            "not a JSON object of reference to value ({:?} error at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -379,5 +412,58 @@ mod tests {
             prepare(vec![], vec![], std::path::Path::new("/x")).unwrap_err(),
             ExecError::NoCommand
         );
+    }
+
+    #[test]
+    fn corrupt_env_file_error_quotes_no_value() {
+        // A value of the wrong type makes serde quote the input in its own message.
+        let f = env_file(
+            "corrupt",
+            r#"{"secretstore:vault:secret/db#pw":"hunter2","secretstore:vault:secret/db#n":["hunter3"]}"#,
+        );
+        let err = prepare(
+            os(&["app"]),
+            env(&[("PW", "secretstore:vault:secret/db#pw")]),
+            &f,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("line 1"), "{err}");
+        assert!(!err.contains("hunter"), "{err}");
+        std::fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn nul_in_a_value_is_refused_naming_the_place() {
+        let f = env_file(
+            "nul",
+            r#"{"secretstore:vault:secret/db#pw":"hun\u0000ter2"}"#,
+        );
+        let err = prepare(
+            os(&["app", "secretstore:vault:secret/db#pw"]),
+            env(&[("PW", "secretstore:vault:secret/db#pw")]),
+            &f,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            ExecError::NulInValue {
+                places: vec!["env PW".to_owned(), "argument 1".to_owned()]
+            }
+        );
+        assert!(!err.to_string().contains("hun"), "{err}");
+        std::fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn program_as_written_keeps_the_reference() {
+        let f = env_file(
+            "argv0",
+            r#"{"secretstore:vault:secret/db#bin":"/no/such/hunter2"}"#,
+        );
+        let p = prepare(os(&["secretstore:vault:secret/db#bin"]), vec![], &f).unwrap();
+        assert_eq!(p.program, "/no/such/hunter2");
+        assert_eq!(p.program_as_written, "secretstore:vault:secret/db#bin");
+        std::fs::remove_file(f).unwrap();
     }
 }

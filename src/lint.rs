@@ -11,7 +11,8 @@ use crate::plan::AGENT_USER;
 use crate::render::{self, Input, Options};
 use crate::report::Note;
 use crate::scan::{self, ScannedContainer, ScannedPod};
-use std::collections::BTreeMap;
+use crate::stream;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Extensions of the files a directory walk lints.
@@ -30,6 +31,7 @@ pub fn lint_input(input: &Input, settings: &Settings) -> Vec<Diagnostic> {
         Ok(rendered) => rendered.warnings,
         Err(err) => err.diagnostics,
     };
+    unparsable_unmarked_documents(input, &mut out);
     for pod in scan::scan(input, settings).pods {
         no_service_account(&pod, &mut out);
         unreadable_files(&pod, &mut out);
@@ -45,6 +47,23 @@ pub fn lint_input(input: &Input, settings: &Settings) -> Vec<Diagnostic> {
         ))
     });
     out
+}
+
+/// Documents without the dialect marker are render's to pass through untouched, whatever
+/// they hold; a linter still reports each one it cannot parse, with the code render would
+/// give it if it held a reference.
+fn unparsable_unmarked_documents(input: &Input, out: &mut Vec<Diagnostic>) {
+    let body = &input.bytes[stream::bom_len(&input.bytes)..];
+    let docs = stream::split(body);
+    let marked: BTreeSet<usize> = stream::containing(body, &docs, dialect::MARKER)
+        .iter()
+        .map(|d| d.start)
+        .collect();
+    for doc in docs.iter().filter(|d| !marked.contains(&d.start)) {
+        if let Err(diagnostic) = render::parse_document(&input.name, body, doc) {
+            out.push(*diagnostic);
+        }
+    }
 }
 
 fn warning(pod: &ScannedPod, code: &'static str, location: &Location, field: String) -> Diagnostic {

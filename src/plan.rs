@@ -321,6 +321,8 @@ pub fn plan(
             refresh_seconds,
             revoke_on_stop: request.live.revoke_on_stop.is_none_or(|(b, _)| b),
         }),
+        secrets_root: AGENT_SECRETS_DIR.to_owned(),
+        bin_root: BIN_DIR.to_owned(),
     };
 
     let mut agent_mounts = vec![json!({"name": secrets_volume, "mountPath": AGENT_SECRETS_DIR})];

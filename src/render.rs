@@ -11,7 +11,7 @@ use crate::dialect::{self, code, Ctx, Gate};
 use crate::edit::{self, Edit, Insertion, Layout};
 use crate::plan;
 use crate::stream::{self, Document};
-use crate::tree::{Kind, NodeId, Tree};
+use crate::tree::{Kind, NodeId, Tree, TreeErrorKind};
 use crate::workload;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -309,22 +309,22 @@ where
     results.into_iter().map(|(_, plan)| plan).collect()
 }
 
-/// Plans one document that holds the dialect marker.
-fn plan_marked<'a>(
-    input: &Input,
+/// The one way every command reads a document that may hold the dialect: its text and
+/// positioned tree, or the diagnostic (with the same code everywhere: SS002 for a bound on
+/// hostile input, SS001 for anything else the document is not).
+pub fn parse_document<'a>(
+    source: &str,
     body: &'a [u8],
     doc: &Document,
-    settings: &Settings,
-) -> DocPlan<'a> {
-    let mut out = DocPlan::default();
+) -> Result<(&'a str, Tree<'a>), Box<Diagnostic>> {
     let bytes = &body[doc.start..doc.end];
     let at = |line: usize, column: usize| Location {
-        source: input.name.clone(),
+        source: source.to_owned(),
         line: doc.first_line + line - 1,
         column,
     };
     if bytes.len() > MAX_DOCUMENT_BYTES {
-        out.diagnostics.push(
+        return Err(Box::new(
             Diagnostic::error(
                 code::LIMIT,
                 at(1, 1),
@@ -335,43 +335,53 @@ fn plan_marked<'a>(
                 ),
             )
             .with_help("split the document"),
-        );
-        return out;
+        ));
     }
-    let text = match std::str::from_utf8(bytes) {
-        Ok(t) => t,
-        Err(e) => {
-            let valid = &bytes[..e.valid_up_to()];
-            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-            let column =
-                valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
-            out.diagnostics.push(
-                Diagnostic::error(
-                    code::YAML_SYNTAX,
-                    at(line, column),
-                    "the document is not valid UTF-8",
-                )
-                .with_help("save the file as UTF-8"),
-            );
-            return out;
-        }
-    };
-    let tree = match Tree::parse(text) {
-        Ok(t) => t,
-        Err(e) => {
-            let limit = e.message.contains("nesting") || e.message.contains("nodes");
-            out.diagnostics.push(
-                Diagnostic::error(
-                    if limit {
-                        code::LIMIT
-                    } else {
-                        code::YAML_SYNTAX
-                    },
-                    at(e.line, e.column),
-                    format!("cannot parse the document: {}", e.message),
-                )
-                .with_help("fix the YAML syntax at that position"),
-            );
+    let text = std::str::from_utf8(bytes).map_err(|e| {
+        let valid = &bytes[..e.valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        let column = valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+        Box::new(
+            Diagnostic::error(
+                code::YAML_SYNTAX,
+                at(line, column),
+                "the document is not valid UTF-8",
+            )
+            .with_help("save the file as UTF-8"),
+        )
+    })?;
+    let tree = Tree::parse(text).map_err(|e| {
+        let (code, help) = match e.kind {
+            TreeErrorKind::Limit => (
+                code::LIMIT,
+                "flatten or split the document: the limits guard against hostile input",
+            ),
+            TreeErrorKind::Syntax => (code::YAML_SYNTAX, "fix the YAML syntax at that position"),
+        };
+        Box::new(
+            Diagnostic::error(
+                code,
+                at(e.line, e.column),
+                format!("cannot parse the document: {}", e.message),
+            )
+            .with_help(help),
+        )
+    })?;
+    Ok((text, tree))
+}
+
+/// Plans one document that holds the dialect marker.
+fn plan_marked<'a>(
+    input: &Input,
+    body: &'a [u8],
+    doc: &Document,
+    settings: &Settings,
+) -> DocPlan<'a> {
+    let mut out = DocPlan::default();
+    let (text, tree) = match parse_document(&input.name, body, doc) {
+        Ok(parsed) => parsed,
+        Err(diagnostic) => {
+            out.diagnostics.push(*diagnostic);
             return out;
         }
     };

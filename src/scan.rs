@@ -3,8 +3,9 @@
 
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location, ObjectRef};
-use crate::dialect::{self, code, Ctx, Gate, SecretRef};
+use crate::dialect::{self, Ctx, Gate, SecretRef};
 use crate::render::{self, Input};
+use crate::spec::FileFormat;
 use crate::stream;
 use crate::tree::{NodeId, Tree};
 use crate::workload;
@@ -20,6 +21,7 @@ pub enum Usage {
         suffix: String,
         file_name: String,
         containers: Vec<String>,
+        format: FileFormat,
     },
 }
 
@@ -121,40 +123,10 @@ pub fn scan(input: &Input, settings: &Settings) -> Scan {
     let body = &input.bytes[stream::bom_len(&input.bytes)..];
     let docs = stream::split(body);
     for doc in stream::containing(body, &docs, crate::dialect::MARKER) {
-        let bytes = &body[doc.start..doc.end];
-        let location = |line: usize, column: usize| Location {
-            source: input.name.clone(),
-            line: doc.first_line + line - 1,
-            column,
-        };
-        if bytes.len() > render::MAX_DOCUMENT_BYTES {
-            out.diagnostics.push(Diagnostic::error(
-                code::LIMIT,
-                location(1, 1),
-                format!(
-                    "document is {} bytes, more than the {} MiB limit",
-                    bytes.len(),
-                    render::MAX_DOCUMENT_BYTES / (1024 * 1024)
-                ),
-            ));
-            continue;
-        }
-        let Ok(text) = std::str::from_utf8(bytes) else {
-            out.diagnostics.push(Diagnostic::error(
-                code::YAML_SYNTAX,
-                location(1, 1),
-                "the document is not valid UTF-8",
-            ));
-            continue;
-        };
-        let tree = match Tree::parse(text) {
-            Ok(t) => t,
-            Err(e) => {
-                out.diagnostics.push(Diagnostic::error(
-                    code::YAML_SYNTAX,
-                    location(e.line, e.column),
-                    format!("cannot parse the document: {}", e.message),
-                ));
+        let tree = match render::parse_document(&input.name, body, &doc) {
+            Ok((_, tree)) => tree,
+            Err(diagnostic) => {
+                out.diagnostics.push(*diagnostic);
                 continue;
             }
         };
@@ -227,6 +199,7 @@ fn scan_document(
                     suffix: f.suffix.clone(),
                     file_name: f.file_name.clone(),
                     containers: names.clone(),
+                    format: f.format,
                 },
                 location: ctx.location(f.node),
                 field: annotation.clone(),

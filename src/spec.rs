@@ -8,6 +8,25 @@ use serde::{Deserialize, Serialize};
 
 /// Name of the init container's env var that carries the compact JSON spec.
 pub const SPEC_ENV: &str = "SECRETSTORE_SPEC";
+/// Where secretstore mounts its own volumes into the containers: no file secret may be
+/// mounted here.
+pub const RESERVED_DIR: &str = "/secretstore";
+/// The most the agent takes from Vault in one answer (a secret's JSON); a larger answer
+/// is refused with an error naming the path.
+pub const MAX_ANSWER_BYTES: usize = 16 << 20;
+/// The most the agent holds at once of answers being received and secret data read, for
+/// all secrets of a pod together.
+pub const MAX_HELD_BYTES: usize = 32 << 20;
+/// What the agent needs besides the secrets: code, runtime, TLS, buffers. Measured peak
+/// with no secret is under 10 MiB (`benches/agent_memory.rs`).
+pub const AGENT_BASE_MIB: usize = 16;
+/// The init container's default memory limit, derived from the caps: the base, everything
+/// held, and one answer's worth for the copy made while a body grows.
+pub const AGENT_MEMORY_LIMIT_MIB: usize =
+    AGENT_BASE_MIB + ((MAX_HELD_BYTES + MAX_ANSWER_BYTES) >> 20);
+/// Longest file name the agent writes: Linux's 255 less what its temporary name adds
+/// (`.` + name + `.tmp` + a pid of up to 10 digits).
+pub const MAX_FILE_NAME: usize = 255 - (1 + 4 + 10);
 /// Where the init container sees the secrets volume (read-write).
 pub const AGENT_SECRETS_DIR: &str = "/secretstore/secrets";
 /// Where the init container and the wrapped containers see the bin volume.
@@ -33,6 +52,8 @@ pub const LIVE_ENV: &str = "SECRETSTORE_LIVE";
 /// `startupProbe` (`secretstore agent --ready`) checks. Outside every app container's
 /// sub-path mounts.
 pub const READY_FILE: &str = "/secretstore/secrets/.secretstore-ready";
+/// [`READY_FILE`]'s name, inside the secrets volume.
+pub const READY_FILE_NAME: &str = ".secretstore-ready";
 
 /// Everything the init container needs, in the order it needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,6 +72,20 @@ pub struct AgentSpec {
     /// container's command is wrapped with `secretstore exec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub copy_binary_to: Option<String>,
+    /// The secrets volume as the agent sees it: every file and env file is written inside
+    /// it, and the agent refuses a spec that says otherwise. Render leaves it out (the
+    /// default, [`AGENT_SECRETS_DIR`]); tests run the agent with its volumes elsewhere.
+    #[serde(
+        default = "default_secrets_root",
+        skip_serializing_if = "is_default_secrets_root"
+    )]
+    pub secrets_root: String,
+    /// The bin volume as the agent sees it: `copy_binary_to` must be inside it.
+    #[serde(
+        default = "default_bin_root",
+        skip_serializing_if = "is_default_bin_root"
+    )]
+    pub bin_root: String,
     /// Live mode (SPEC 2.1): the agent stays running as a native sidecar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub live: Option<LiveSpec>,
@@ -153,6 +188,22 @@ pub struct WatchedFile {
     pub on_change: OnChange,
 }
 
+fn default_secrets_root() -> String {
+    AGENT_SECRETS_DIR.to_owned()
+}
+
+fn is_default_secrets_root(root: &str) -> bool {
+    root == AGENT_SECRETS_DIR
+}
+
+fn default_bin_root() -> String {
+    BIN_DIR.to_owned()
+}
+
+fn is_default_bin_root(root: &str) -> bool {
+    root == BIN_DIR
+}
+
 /// How to reach and log in to Vault from the pod.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,6 +258,13 @@ impl FileFormat {
     pub fn parse(name: &str) -> Option<FileFormat> {
         Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
     }
+}
+
+/// Whether `key` is a shell variable name, as format `env` needs its keys to be.
+pub fn is_env_name(key: &str) -> bool {
+    let mut chars = key.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// One file secret, written by the agent into the secrets volume.

@@ -60,10 +60,19 @@ pub struct Tree<'t> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TreeError {
+    pub kind: TreeErrorKind,
     pub message: String,
     /// 1-based line, 1-based column within the document.
     pub line: usize,
     pub column: usize,
+}
+
+/// Why a document could not be parsed: its syntax, or one of the bounds on hostile input
+/// (reported with different codes, the same in every command).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeErrorKind {
+    Syntax,
+    Limit,
 }
 
 /// Converts the parser's character indices into byte offsets of the document text.
@@ -160,22 +169,30 @@ impl<'t> Tree<'t> {
         let mut root = None;
         let mut documents = 0usize;
 
-        let located = |span: &Span, message: String| TreeError {
+        let located = |span: &Span, kind: TreeErrorKind, message: String| TreeError {
+            kind,
             message,
             line: span.start.line(),
             column: span.start.col() + 1,
         };
 
         while let Some(event) = parser.next_event() {
-            let (event, span) = event.map_err(|e| TreeError {
+            let (event, span) = event.map_err(|e| {
                 // The scanner's own bound on flow nesting, reached before MAX_DEPTH by
                 // `{a: {a: ...`: a limit like ours, not a syntax error.
-                message: match e.info() {
-                    "recursion limit exceeded" => "nesting deeper than the parser allows".into(),
-                    info => info.to_string(),
-                },
-                line: e.marker().line(),
-                column: e.marker().col() + 1,
+                let (kind, message) = match e.info() {
+                    "recursion limit exceeded" => (
+                        TreeErrorKind::Limit,
+                        "nesting deeper than the parser allows".into(),
+                    ),
+                    info => (TreeErrorKind::Syntax, info.to_string()),
+                };
+                TreeError {
+                    kind,
+                    message,
+                    line: e.marker().line(),
+                    column: e.marker().col() + 1,
+                }
             })?;
             let start = index.byte(span.start.index());
             let end = index.byte(span.end.index());
@@ -196,6 +213,7 @@ impl<'t> Tree<'t> {
                     if documents > 1 {
                         return Err(located(
                             &span,
+                            TreeErrorKind::Syntax,
                             "more than one YAML document where one was expected".into(),
                         ));
                     }
@@ -256,7 +274,13 @@ impl<'t> Tree<'t> {
                             let flow = matches!(nodes[id].kind, Kind::Seq { flow: true, .. });
                             (id, Kind::Seq { flow, items })
                         }
-                        None => return Err(located(&span, "unbalanced collection end".into())),
+                        None => {
+                            return Err(located(
+                                &span,
+                                TreeErrorKind::Syntax,
+                                "unbalanced collection end".into(),
+                            ))
+                        }
                     };
                     // A flow end's span runs over the blanks after `]`/`}` too; `end` is
                     // just past the bracket.
@@ -276,6 +300,7 @@ impl<'t> Tree<'t> {
             if nodes.len() >= MAX_NODES {
                 return Err(located(
                     &span,
+                    TreeErrorKind::Limit,
                     format!("document has more than {MAX_NODES} nodes"),
                 ));
             }
@@ -291,6 +316,7 @@ impl<'t> Tree<'t> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(located(
                         &span,
+                        TreeErrorKind::Limit,
                         format!("nesting deeper than {MAX_DEPTH} levels"),
                     ));
                 }
@@ -472,8 +498,10 @@ mod tests {
         let text = "[".repeat(MAX_DEPTH + 5);
         let err = Tree::parse(&text).unwrap_err();
         assert!(err.message.contains("nesting"), "{}", err.message);
+        assert_eq!(err.kind, TreeErrorKind::Limit);
         let text = "{a: ".repeat(MAX_DEPTH + 5);
         let err = Tree::parse(&text).unwrap_err();
         assert!(err.message.contains("nesting"), "{}", err.message);
+        assert_eq!(err.kind, TreeErrorKind::Limit);
     }
 }

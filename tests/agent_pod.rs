@@ -224,6 +224,8 @@ impl PodRequest {
             secrets,
             files,
             copy_binary_to: (!env_files.is_empty()).then(|| format!("{BIN_DIR}/secretstore")),
+            secrets_root: AGENT_SECRETS_DIR.to_owned(),
+            bin_root: BIN_DIR.to_owned(),
             env_files,
             live: None,
         };
@@ -807,7 +809,7 @@ fn unreachable_vault_gives_up_at_the_deadline() {
     assert!(took < Duration::from_secs(10), "took {took:?}");
     let log = text(&output.stderr);
     assert!(
-        log.contains("gave up after") && log.contains("in 2s"),
+        log.contains("gave up after") && log.contains("(timeout 2s)"),
         "{log}"
     );
 }

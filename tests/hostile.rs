@@ -52,9 +52,15 @@ fn render_and_lint(input: &[u8]) -> Run {
     let lint = run_lint(input);
     let report = String::from_utf8_lossy(&lint.stdout);
     if render.code == Some(0) {
-        assert_eq!(
-            lint.code,
-            Some(0),
+        // Render passes a document it cannot parse through when it holds no reference;
+        // lint reports it (SS001/SS002) and nothing else.
+        let other_errors = report
+            .split("error[")
+            .skip(1)
+            .filter(|rest| !rest.starts_with("SS001]") && !rest.starts_with("SS002]"))
+            .count();
+        assert!(
+            lint.code == Some(0) || (lint.code == Some(1) && other_errors == 0),
             "lint refuses what render accepts:\n{}{}",
             excerpt(&report),
             excerpt(&lint.stderr)

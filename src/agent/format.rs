@@ -2,13 +2,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
-use crate::spec::FileFormat;
+use crate::spec::{is_env_name, FileFormat};
 
 /// One value of a secret's data map. Strings are kept as they are; any other JSON type
 /// (number, bool, null, array, object) is kept as its JSON text, which is also how it is
@@ -78,33 +79,123 @@ impl fmt::Display for FormatError {
     }
 }
 
-/// Buffer for rendered text, sized up front so that growing it does not leave copies of
-/// values in freed memory.
-fn buffer_for(data: &SecretData) -> Zeroizing<Vec<u8>> {
-    let size: usize = data
-        .iter()
-        .map(|(k, v)| 2 * (k.len() + v.as_text().len()) + 16)
-        .sum();
-    Zeroizing::new(Vec::with_capacity(size * 3 + 16))
+/// Where rendered text goes: a small zeroizing buffer in front of a writer (the file), so
+/// that a large secret is never held twice in memory and no copy of it is left in freed
+/// buffers. The first write error is kept and reported by [`Sink::finish`].
+pub struct Sink<'w> {
+    buf: Zeroizing<Vec<u8>>,
+    to: &'w mut dyn io::Write,
+    error: Option<io::Error>,
 }
 
-/// The file content of a whole secret in `format`.
+/// Bytes gathered before they are written out.
+const SINK_CHUNK: usize = 64 << 10;
+
+impl<'w> Sink<'w> {
+    pub fn new(to: &'w mut dyn io::Write) -> Sink<'w> {
+        Sink {
+            buf: Zeroizing::new(Vec::with_capacity(SINK_CHUNK)),
+            to,
+            error: None,
+        }
+    }
+
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        if self.buf.len() + bytes.len() > SINK_CHUNK {
+            self.drain();
+        }
+        if bytes.len() > SINK_CHUNK {
+            self.write_out(bytes);
+        } else {
+            self.buf.extend_from_slice(bytes);
+        }
+    }
+
+    fn push(&mut self, byte: u8) {
+        self.extend_from_slice(&[byte]);
+    }
+
+    fn drain(&mut self) {
+        let buf = std::mem::take(&mut *self.buf);
+        self.write_out(&buf);
+        // Same capacity, contents wiped: `take` moved the bytes into `buf`.
+        *self.buf = buf;
+        zeroize::Zeroize::zeroize(&mut *self.buf);
+    }
+
+    fn write_out(&mut self, bytes: &[u8]) {
+        if self.error.is_none() {
+            if let Err(e) = self.to.write_all(bytes) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    /// Writes what is left and reports the first error.
+    pub fn finish(mut self) -> io::Result<()> {
+        self.drain();
+        match self.error.take() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+impl io::Write for Sink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether the whole secret can be written in `format` (checked before any file is
+/// written, so that nothing is written when one file cannot be).
+pub fn check_whole(data: &SecretData, format: FileFormat) -> Result<(), FormatError> {
+    match format {
+        FileFormat::Raw => Err(FormatError::RawNeedsKey),
+        FileFormat::Env => match data.keys().find(|k| !is_env_name(k)) {
+            Some(key) => Err(FormatError::NotAnEnvName(key.clone())),
+            None => Ok(()),
+        },
+        FileFormat::Json | FileFormat::Yaml | FileFormat::Properties => Ok(()),
+    }
+}
+
+/// Writes the whole secret in `format`.
+pub fn write_whole(
+    data: &SecretData,
+    format: FileFormat,
+    out: &mut Sink<'_>,
+) -> Result<(), FormatError> {
+    check_whole(data, format)?;
+    match format {
+        FileFormat::Json => write_json(data, out),
+        FileFormat::Yaml => write_yaml(data, out),
+        FileFormat::Env => write_env(data, out),
+        FileFormat::Properties => write_properties(data, out),
+        FileFormat::Raw => {}
+    }
+    Ok(())
+}
+
+/// The file content of a whole secret in `format`, in memory.
+#[cfg(test)]
 pub fn render_whole(
     data: &SecretData,
     format: FileFormat,
 ) -> Result<Zeroizing<Vec<u8>>, FormatError> {
-    let mut out = buffer_for(data);
-    match format {
-        FileFormat::Json => write_json(data, &mut out),
-        FileFormat::Yaml => write_yaml(data, &mut out),
-        FileFormat::Env => write_env(data, &mut out)?,
-        FileFormat::Properties => write_properties(data, &mut out),
-        FileFormat::Raw => return Err(FormatError::RawNeedsKey),
-    }
-    Ok(out)
+    let mut bytes = Zeroizing::new(Vec::new());
+    let mut sink = Sink::new(&mut *bytes);
+    write_whole(data, format, &mut sink)?;
+    sink.finish().map_err(|_| FormatError::RawNeedsKey)?;
+    Ok(bytes)
 }
 
-fn write_json(data: &SecretData, out: &mut Vec<u8>) {
+fn write_json(data: &SecretData, out: &mut Sink<'_>) {
     if data.is_empty() {
         out.extend_from_slice(b"{}\n");
         return;
@@ -123,23 +214,33 @@ fn write_json(data: &SecretData, out: &mut Vec<u8>) {
     out.extend_from_slice(b"}\n");
 }
 
-fn json_string(s: &str, out: &mut Vec<u8>) {
+fn json_string(s: &str, out: &mut Sink<'_>) {
     // Writing a str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-fn write_yaml(data: &SecretData, out: &mut Vec<u8>) {
+/// Longest key written as an implicit key: YAML limits those to 1024 characters, so a
+/// longer one is written as an explicit `? key` entry.
+const YAML_IMPLICIT_KEY_MAX: usize = 1000;
+
+fn write_yaml(data: &SecretData, out: &mut Sink<'_>) {
     if data.is_empty() {
         out.extend_from_slice(b"{}\n");
         return;
     }
     for (key, value) in data {
-        if yaml_plain_key(key) {
-            out.extend_from_slice(key.as_bytes());
-        } else {
+        if key.len() > YAML_IMPLICIT_KEY_MAX {
+            out.extend_from_slice(b"? ");
             yaml_string(key, out);
+            out.extend_from_slice(b"\n: ");
+        } else {
+            if yaml_plain_key(key) {
+                out.extend_from_slice(key.as_bytes());
+            } else {
+                yaml_string(key, out);
+            }
+            out.extend_from_slice(b": ");
         }
-        out.extend_from_slice(b": ");
         match value {
             SecretValue::Str(s) => yaml_string(s, out),
             SecretValue::Json(j) => yaml_flow(j, out),
@@ -160,7 +261,7 @@ fn yaml_plain_key(key: &str) -> bool {
 }
 
 /// A double-quoted YAML scalar; every character outside YAML's printable set is escaped.
-fn yaml_string(s: &str, out: &mut Vec<u8>) {
+fn yaml_string(s: &str, out: &mut Sink<'_>) {
     out.push(b'"');
     let mut utf8 = [0u8; 4];
     for c in s.chars() {
@@ -181,7 +282,7 @@ fn yaml_string(s: &str, out: &mut Vec<u8>) {
 
 /// JSON text as a YAML flow value: JSON is YAML 1.2, and a space after each `:` and `,`
 /// outside strings makes it YAML 1.1 too.
-fn yaml_flow(json: &str, out: &mut Vec<u8>) {
+fn yaml_flow(json: &str, out: &mut Sink<'_>) {
     let mut in_string = false;
     let mut escaped = false;
     for b in json.bytes() {
@@ -210,17 +311,9 @@ fn yaml_flow(json: &str, out: &mut Vec<u8>) {
     }
 }
 
-pub fn is_env_name(key: &str) -> bool {
-    let mut chars = key.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 /// `KEY='value'` lines that `sh` can source; `'` inside values becomes `'\''`.
-fn write_env(data: &SecretData, out: &mut Vec<u8>) -> Result<(), FormatError> {
-    if let Some(key) = data.keys().find(|k| !is_env_name(k)) {
-        return Err(FormatError::NotAnEnvName(key.clone()));
-    }
+/// The keys are checked by [`check_whole`].
+fn write_env(data: &SecretData, out: &mut Sink<'_>) {
     for (key, value) in data {
         out.extend_from_slice(key.as_bytes());
         out.extend_from_slice(b"='");
@@ -233,13 +326,12 @@ fn write_env(data: &SecretData, out: &mut Vec<u8>) -> Result<(), FormatError> {
         }
         out.extend_from_slice(b"'\n");
     }
-    Ok(())
 }
 
 /// Java `.properties`: `key=value`, with `\uXXXX` escapes for everything outside printable
 /// ASCII, so the file reads the same as ISO-8859-1 (`Properties.load(InputStream)`) and
 /// as UTF-8.
-fn write_properties(data: &SecretData, out: &mut Vec<u8>) {
+fn write_properties(data: &SecretData, out: &mut Sink<'_>) {
     for (key, value) in data {
         properties_escape(key, true, out);
         out.push(b'=');
@@ -248,7 +340,7 @@ fn write_properties(data: &SecretData, out: &mut Vec<u8>) {
     }
 }
 
-fn properties_escape(s: &str, is_key: bool, out: &mut Vec<u8>) {
+fn properties_escape(s: &str, is_key: bool, out: &mut Sink<'_>) {
     for (i, c) in s.chars().enumerate() {
         match c {
             '\\' => out.extend_from_slice(b"\\\\"),
@@ -310,6 +402,29 @@ mod tests {
             text(render_whole(&data("{}"), FileFormat::Json).unwrap()),
             "{}\n"
         );
+    }
+
+    #[test]
+    fn yaml_long_keys_are_explicit() {
+        let long = "k".repeat(2000);
+        let d = data(&format!(r#"{{"{long}":"v","short":"w"}}"#));
+        let out = text(render_whole(&d, FileFormat::Yaml).unwrap());
+        assert!(out.starts_with("? \""), "{}", &out[..20]);
+        let back: serde_json::Value = yaml_serde::from_str(&out).unwrap();
+        assert_eq!(back[long.as_str()], "v");
+        assert_eq!(back["short"], "w");
+    }
+
+    #[test]
+    fn sink_writes_large_values_through() {
+        let big = "x".repeat(3 * SINK_CHUNK + 7);
+        let d = data(&format!(r#"{{"a":"{big}","b":"y"}}"#));
+        let mut file = Vec::new();
+        let mut sink = Sink::new(&mut file);
+        write_whole(&d, FileFormat::Json, &mut sink).unwrap();
+        sink.finish().unwrap();
+        let back: serde_json::Value = serde_json::from_slice(&file).unwrap();
+        assert_eq!(back["a"].as_str().unwrap().len(), big.len());
     }
 
     #[test]

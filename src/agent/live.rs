@@ -13,13 +13,16 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use super::format::Sink;
 use super::log::Log;
-use super::retry::{backoff, random_u64, Deadline, MAX_REQUEST_TIME};
-use super::vault::{Lease, TokenGrant, Vault, VaultError};
+use super::vault::{Fetched, Lease, TokenGrant, Vault, VaultError};
 use super::{
-    copy_binary, each_output, fetch_all, login, read_token, render_outputs, AgentError, ReadSecret,
+    all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token, write,
+    AgentError,
 };
-use crate::spec::{AgentSpec, LiveSpec, READY_FILE};
+use crate::spec::{AgentSpec, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
+use crate::vault::http::Budget;
+use crate::vault::retry::{backoff, delay_after, random_u64, Deadline, MAX_REQUEST_TIME};
 
 /// Set by SIGTERM and SIGINT.
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -53,13 +56,6 @@ fn renew_after(seconds: u64) -> Duration {
 fn jittered(interval: Duration) -> Duration {
     let spread = interval.as_millis() as u64 * JITTER_PERCENT / 100;
     interval + Duration::from_millis(random_u64() % (spread + 1))
-}
-
-/// Delay before retry `attempt` of a failed call: the backoff, or the server's
-/// `Retry-After` when that is longer.
-fn retry_delay(err: &VaultError, attempt: u32) -> Duration {
-    let delay = backoff(attempt);
-    err.retry_after.map_or(delay, |after| after.max(delay))
 }
 
 /// Sleeps until `until`, or until a stop is requested.
@@ -129,7 +125,9 @@ struct Live<'a> {
     settings: &'a LiveSpec,
     log: &'a Log,
     vault: Arc<Vault>,
-    secrets: Vec<ReadSecret>,
+    secrets: Vec<Fetched>,
+    /// What the secrets' data may take in memory.
+    budget: Budget,
     /// Per secret: its lease, for leased secrets.
     leases: Vec<Option<LeaseClock>>,
     /// Leases replaced by re-issued ones, until they expire: revoked on stop.
@@ -160,21 +158,28 @@ pub async fn run(
     let grant = login(&vault, conn, &jwt, &deadline, log).await?;
     drop(jwt);
     let token = TokenClock::after_login(&grant);
-    vault.set_token(grant.token);
+    vault
+        .set_token(grant.token)
+        .map_err(|e| AgentError::environment("login", e.to_string()))?;
     let vault = Arc::new(vault);
     let secrets = fetch_all(spec, log, &deadline, &vault).await?;
     // The first fetch is all or nothing: the app starts only with every file in place.
-    render_outputs(spec, &secrets)?;
+    plan_outputs(spec, &secrets)?;
     let leases = secrets
         .iter()
-        .map(|s| s.fetched.lease.clone().map(LeaseClock::new))
+        .map(|s| s.lease.clone().map(LeaseClock::new))
         .collect();
+    // The budget of the data held from now on: the first fetch's (which fit), then each
+    // new read in place of the old.
+    let budget = Budget::new(MAX_HELD_BYTES);
+    budget.try_charge(secrets.iter().map(|s| s.held_bytes).sum());
     let mut live = Live {
         spec,
         settings,
         log,
         vault,
         secrets,
+        budget,
         leases,
         retired: Vec::new(),
         token,
@@ -183,8 +188,11 @@ pub async fn run(
     };
     live.write_changed()?;
     copy_binary(spec, log)?;
-    super::write::write_atomic(std::path::Path::new(READY_FILE), b"ready\n", 0o444)
-        .map_err(|e| AgentError::environment("ready", format!("cannot write {READY_FILE}: {e}")))?;
+    let root = std::path::Path::new(&spec.secrets_root);
+    let ready = root.join(READY_FILE_NAME);
+    write::write_atomic(root, &ready, b"ready\n", 0o444).map_err(|e| {
+        AgentError::environment("ready", format!("cannot write {}: {e}", ready.display()))
+    })?;
     log.info(
         "ready",
         "first fetch written; keeping the secrets fresh",
@@ -277,7 +285,7 @@ impl Live<'_> {
 
     fn token_retry(&mut self, err: &VaultError, what: &str) {
         self.token.attempt += 1;
-        let delay = retry_delay(err, self.token.attempt);
+        let delay = delay_after(self.token.attempt, err);
         let delay_ms = delay.as_millis();
         self.log.warn(
             "token",
@@ -305,7 +313,7 @@ impl Live<'_> {
         };
         let grant = match self
             .vault
-            .login_grant(&conn.auth_path, &conn.role, &jwt)
+            .login_grant(&conn.auth_path, &conn.role, &jwt, MAX_REQUEST_TIME)
             .await
         {
             Ok(grant) => grant,
@@ -320,7 +328,11 @@ impl Live<'_> {
             self.token.due = Instant::now() + backoff(1);
             return;
         };
-        vault.set_token(grant.token);
+        if let Err(e) = vault.set_token(grant.token) {
+            self.log.error("token", &e.to_string(), &[]);
+            self.token.due = Instant::now() + backoff(1);
+            return;
+        }
         self.log.info(
             "login",
             "logged in again",
@@ -378,7 +390,7 @@ impl Live<'_> {
             }
             Err(err) if err.is_transient() => {
                 clock.attempt += 1;
-                let delay = retry_delay(&err, clock.attempt);
+                let delay = delay_after(clock.attempt, &err);
                 clock.due = now + delay;
                 let delay_ms = delay.as_millis();
                 log.warn(
@@ -407,21 +419,12 @@ impl Live<'_> {
     /// Reads a leased secret again (new credentials, new lease) and writes what changed.
     async fn reissue(&mut self, index: usize) {
         let path = self.path(index).to_owned();
-        let read = &self.secrets[index];
-        let result = self
-            .vault
-            .read(
-                &read.api,
-                self.spec.secrets[index].version,
-                read.kv2,
-                MAX_REQUEST_TIME,
-            )
-            .await;
+        let result = self.reread(index).await;
         let now = Instant::now();
         match result {
             Ok(fetched) => {
                 let new_lease = fetched.lease.clone();
-                self.secrets[index].fetched = fetched;
+                self.replace(index, fetched);
                 if let Some(old) = self.leases[index].take() {
                     if old.expires > now {
                         self.retired.push((old.lease, old.expires));
@@ -444,7 +447,7 @@ impl Live<'_> {
                     return;
                 };
                 clock.attempt += 1;
-                let delay = retry_delay(&err, clock.attempt);
+                let delay = delay_after(clock.attempt, &err);
                 clock.due = now + delay;
                 let delay_ms = delay.as_millis();
                 let left_s = clock.expires.saturating_duration_since(now).as_secs();
@@ -469,22 +472,12 @@ impl Live<'_> {
         let mut transient: Option<VaultError> = None;
         let mut read = 0;
         for index in 0..self.secrets.len() {
-            if self.secrets[index].fetched.lease.is_some() {
+            if self.secrets[index].lease.is_some() {
                 continue;
             }
-            let secret = &self.secrets[index];
-            let result = self
-                .vault
-                .read(
-                    &secret.api,
-                    self.spec.secrets[index].version,
-                    secret.kv2,
-                    MAX_REQUEST_TIME,
-                )
-                .await;
-            match result {
+            match self.reread(index).await {
                 Ok(fetched) => {
-                    self.secrets[index].fetched = fetched;
+                    self.replace(index, fetched);
                     read += 1;
                 }
                 Err(err) => {
@@ -514,7 +507,7 @@ impl Live<'_> {
         match transient {
             Some(err) => {
                 self.kv_attempt += 1;
-                let delay = retry_delay(&err, self.kv_attempt)
+                let delay = delay_after(self.kv_attempt, &err)
                     .min(Duration::from_secs(self.settings.refresh_seconds.max(1)));
                 self.kv_due = now + delay;
             }
@@ -530,31 +523,56 @@ impl Live<'_> {
         );
     }
 
+    /// Reads secret `index` again where it was read first.
+    async fn reread(&self, index: usize) -> Result<Fetched, VaultError> {
+        let secret = &self.secrets[index];
+        self.vault
+            .read(
+                &secret.api_path,
+                self.spec.secrets[index].version,
+                secret.kv2,
+                MAX_REQUEST_TIME,
+                &self.budget,
+            )
+            .await
+    }
+
+    /// Puts a new read of secret `index` in place of the old, whose data leaves the budget.
+    fn replace(&mut self, index: usize, fetched: Fetched) {
+        let old = std::mem::replace(&mut self.secrets[index], fetched);
+        self.budget.release(old.held_bytes);
+    }
+
     /// Writes each output whose content differs from its file; an output that cannot be
     /// rendered (a key gone) keeps its old file. Returns how many files were written.
     fn write_changed(&self) -> Result<usize, AgentError> {
+        let root = std::path::Path::new(&self.spec.secrets_root);
         let mut written = 0;
-        for output in each_output(self.spec, &self.secrets) {
-            let out = match output {
-                Ok(out) => out,
-                Err(e) => {
-                    self.log.error(
-                        "refresh",
-                        &format!("{}; the old file stays in place", e.message),
-                        &[],
-                    );
-                    continue;
-                }
-            };
-            let path = std::path::Path::new(&out.path);
-            let current = std::fs::read(path).ok().map(Zeroizing::new);
-            if current.as_deref().map(Vec::as_slice) == Some(out.contents.as_slice()) {
+        for out in all_outputs(self.spec) {
+            if let Err(e) = output_ready(self.spec, &self.secrets, &out) {
+                self.log.error(
+                    "refresh",
+                    &format!("{}; the old file stays in place", e.message),
+                    &[],
+                );
                 continue;
             }
-            super::write::write_atomic(path, &out.contents, out.mode).map_err(|e| {
-                AgentError::environment("write", format!("cannot write {}: {e}", out.path))
+            let mut content: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(4096));
+            let mut sink = Sink::new(&mut *content);
+            let rendered = out.write(self.spec, &self.secrets, &mut sink);
+            let finished = sink.finish();
+            rendered?;
+            finished.map_err(|e| AgentError::environment("render", e.to_string()))?;
+            let path_text = out.path(self.spec);
+            let path = std::path::Path::new(path_text);
+            let current = std::fs::read(path).ok().map(Zeroizing::new);
+            if current.as_deref().map(Vec::as_slice) == Some(content.as_slice()) {
+                continue;
+            }
+            write::write_atomic(root, path, &content, out.mode(self.spec)).map_err(|e| {
+                AgentError::environment("write", format!("cannot write {path_text}: {e}"))
             })?;
-            self.log.info("write", out.what, &[("path", &out.path)]);
+            self.log.info("write", out.what(), &[("path", &path_text)]);
             written += 1;
         }
         Ok(written)
@@ -601,7 +619,7 @@ impl Live<'_> {
                 ),
             }
         }
-        match self.vault.revoke_self().await {
+        match self.vault.revoke_self(STOP_REQUEST_TIME).await {
             Ok(()) => self.log.info("revoke", "token revoked", &[]),
             Err(err) => self.log.warn(
                 "revoke",
@@ -625,13 +643,5 @@ mod tests {
             let d = jittered(Duration::from_secs(100));
             assert!(d >= Duration::from_secs(100) && d <= Duration::from_secs(110));
         }
-    }
-
-    #[test]
-    fn retry_after_lengthens_the_backoff() {
-        let mut err = VaultError::test_transient();
-        assert!(retry_delay(&err, 1) <= Duration::from_secs(1));
-        err.retry_after = Some(Duration::from_secs(7));
-        assert_eq!(retry_delay(&err, 1), Duration::from_secs(7));
     }
 }

@@ -5,7 +5,6 @@
 pub mod format;
 pub mod live;
 pub mod log;
-pub mod retry;
 pub mod vault;
 pub mod write;
 
@@ -17,15 +16,20 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use self::format::{render_whole, FormatError, SecretData};
+use self::format::{check_whole, write_whole, FormatError, SecretData, Sink};
 use self::log::Log;
-use self::retry::{retry, Deadline, GaveUp};
 use self::vault::{Fetched, TokenGrant, Vault, VaultError};
-use crate::spec::{AgentSpec, FileFormat, SecretRead, READY_FILE, SPEC_ENV, TOKEN_DIR};
+use crate::spec::{
+    AgentSpec, FileFormat, SecretRead, MAX_HELD_BYTES, READY_FILE, SPEC_ENV, TOKEN_DIR,
+};
+use crate::vault::http::{is_header_safe, redacted_address, Budget};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
+use crate::vault::retry::{retry, Deadline, GaveUp, MAX_REQUEST_TIME};
 
 /// How many secrets are read at the same time.
 pub const MAX_CONCURRENT_READS: usize = 8;
+/// The least time given to revoking the token, even once the deadline has passed.
+const REVOKE_GRACE: Duration = Duration::from_secs(1);
 /// Mode of the env files: readable by the app container whatever user it runs as; only
 /// the container's own sub-path of the volume is mounted into it.
 pub const ENV_FILE_MODE: u32 = 0o444;
@@ -116,7 +120,7 @@ pub fn run(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
         "agent starting",
         &[
             ("version", &env!("CARGO_PKG_VERSION")),
-            ("vault", &spec.vault.address),
+            ("vault", &redacted_address(&spec.vault.address)),
             ("auth_path", &spec.vault.auth_path),
             ("role", &spec.vault.role),
             ("secrets", &spec.secrets.len()),
@@ -169,7 +173,9 @@ async fn run_async(
     let grant = login(&vault, conn, &jwt, &deadline, log).await?;
     drop(jwt);
     let ttl = grant.ttl;
-    vault.set_token(grant.token);
+    vault
+        .set_token(grant.token)
+        .map_err(|e| AgentError::environment("login", e.to_string()))?;
 
     let vault = Arc::new(vault);
     let outcome = fetch_and_write(spec, log, &deadline, &vault).await;
@@ -181,7 +187,10 @@ async fn run_async(
             &[("token_ttl_s", &ttl)],
         );
     } else {
-        match vault.revoke_self().await {
+        // Past the deadline the token is still worth a short try: it expires with its TTL
+        // otherwise.
+        let timeout = deadline.remaining().clamp(REVOKE_GRACE, MAX_REQUEST_TIME);
+        match vault.revoke_self(timeout).await {
             Ok(()) => log.info("revoke", "token revoked", &[]),
             Err(e) => log.warn(
                 "revoke",
@@ -204,12 +213,12 @@ async fn login(
 ) -> Result<TokenGrant, AgentError> {
     let fields: [(&str, &dyn fmt::Display); 2] =
         [("auth_path", &conn.auth_path), ("role", &conn.role)];
-    let grant = retry(deadline, log, "login", &fields, || {
-        vault.login_grant(&conn.auth_path, &conn.role, jwt)
+    let grant = retry(deadline, retrying(log, "login", &fields), |timeout| {
+        vault.login_grant(&conn.auth_path, &conn.role, jwt, timeout)
     })
     .await
     .map_err(|gave_up| match gave_up {
-        GaveUp::Permanent(err) if err.status.is_none() => unreachable("login", &err, &conn.address),
+        GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => unreachable("login", &err, vault.address()),
         GaveUp::Permanent(err) => AgentError::refused(
             "login",
             format!(
@@ -217,7 +226,7 @@ async fn login(
                 conn.role, conn.auth_path, conn.role, conn.auth_path
             ),
         ),
-        GaveUp::Deadline { attempts, last } => deadline_error("login", deadline, attempts, &last, &conn.address),
+        GaveUp::Deadline { attempts, last } => deadline_error("login", deadline, attempts, &last, vault.address()),
     })?;
     log.info(
         "login",
@@ -231,7 +240,7 @@ async fn login(
     Ok(grant)
 }
 
-/// Reads, renders and writes everything. Returns whether a leased secret was read.
+/// Reads, checks and writes everything. Returns whether a leased secret was read.
 async fn fetch_and_write(
     spec: &AgentSpec,
     log: &Log,
@@ -239,46 +248,51 @@ async fn fetch_and_write(
     vault: &Arc<Vault>,
 ) -> Result<bool, AgentError> {
     let fetched = fetch_all(spec, log, deadline, vault).await?;
-    let leased = fetched.iter().any(|f| f.fetched.leased);
-    let outputs = render_outputs(spec, &fetched)?;
-    write_outputs(&outputs, log)?;
-    copy_binary(spec, log)?;
-    Ok(leased)
-}
-
-/// Writes every output, each atomically.
-fn write_outputs(outputs: &[Output], log: &Log) -> Result<(), AgentError> {
-    for out in outputs {
-        write::write_atomic(Path::new(&out.path), &out.contents, out.mode).map_err(|e| {
+    let leased = fetched.iter().any(|f| f.leased);
+    // Every key found and every format possible before the first file is written.
+    let outputs = plan_outputs(spec, &fetched)?;
+    let secrets_root = Path::new(&spec.secrets_root);
+    for out in &outputs {
+        let path = Path::new(out.path(spec));
+        let mut rendered = Ok(());
+        write::write_atomic_in(secrets_root, path, out.mode(spec), |file| {
+            let mut sink = Sink::new(file);
+            rendered = out.write(spec, &fetched, &mut sink);
+            sink.finish()
+        })
+        .map_err(|e| {
             AgentError::environment(
                 "write",
                 format!(
                     "cannot write {}: {e}: is the secrets volume mounted read-write?",
-                    out.path
+                    out.path(spec)
                 ),
             )
         })?;
+        rendered?;
         log.info(
             "write",
-            out.what,
+            out.what(),
             &[
-                ("path", &out.path),
-                ("mode", &format_args!("{:04o}", out.mode)),
+                ("path", &out.path(spec)),
+                ("mode", &format_args!("{:04o}", out.mode(spec))),
             ],
         );
     }
-    Ok(())
+    copy_binary(spec, log)?;
+    Ok(leased)
 }
 
 /// Copies this executable for `exec`, when the spec asks.
 fn copy_binary(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
     if let Some(dest) = &spec.copy_binary_to {
-        let bytes = write::copy_own_executable(Path::new(dest)).map_err(|e| {
-            AgentError::environment(
-                "copy",
-                format!("cannot copy the secretstore executable to {dest}: {e}: is the bin volume mounted read-write?"),
-            )
-        })?;
+        let bytes = write::copy_own_executable(Path::new(&spec.bin_root), Path::new(dest))
+            .map_err(|e| {
+                AgentError::environment(
+                    "copy",
+                    format!("cannot copy the secretstore executable to {dest}: {e}: is the bin volume mounted read-write?"),
+                )
+            })?;
         log.info(
             "copy",
             "executable copied for exec",
@@ -295,8 +309,9 @@ async fn fetch_all(
     log: &Log,
     deadline: &Deadline,
     vault: &Arc<Vault>,
-) -> Result<Vec<ReadSecret>, AgentError> {
+) -> Result<Vec<Fetched>, AgentError> {
     let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_READS));
+    let budget = Arc::new(Budget::new(MAX_HELD_BYTES));
     let mounts: Arc<MountCache> = Arc::default();
     // One thread: the tasks are I/O-bound, and local tasks may hold log fields across awaits.
     let local = tokio::task::LocalSet::new();
@@ -307,25 +322,26 @@ async fn fetch_all(
             read: read.clone(),
             refs: references_of(spec, index),
             role: spec.vault.role.clone(),
-            address: spec.vault.address.clone(),
+            address: vault.address().to_owned(),
         };
-        let (vault, mounts, limit, log, deadline) = (
+        let (vault, mounts, limit, log, deadline, budget) = (
             vault.clone(),
             mounts.clone(),
             limit.clone(),
             log.clone(),
             *deadline,
+            budget.clone(),
         );
         tasks.spawn_local_on(
             async move {
                 let _permit = limit.acquire_owned().await;
-                let fetched = job.run(&vault, &mounts, &log, &deadline).await;
+                let fetched = job.run(&vault, &mounts, &log, &deadline, &budget).await;
                 (job.index, fetched)
             },
             &local,
         );
     }
-    let mut results: Vec<Option<ReadSecret>> = (0..spec.secrets.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Fetched>> = (0..spec.secrets.len()).map(|_| None).collect();
     local
         .run_until(async {
             while let Some(joined) = tasks.join_next().await {
@@ -345,13 +361,6 @@ async fn fetch_all(
         .collect()
 }
 
-/// A secret as read, and where from (live mode reads it there again).
-struct ReadSecret {
-    fetched: Fetched,
-    api: String,
-    kv2: bool,
-}
-
 struct FetchJob {
     index: usize,
     read: SecretRead,
@@ -367,19 +376,20 @@ impl FetchJob {
         mounts: &MountCache,
         log: &Log,
         deadline: &Deadline,
-    ) -> Result<ReadSecret, AgentError> {
+        budget: &Budget,
+    ) -> Result<Fetched, AgentError> {
         let path = self.read.path.trim_start_matches('/');
         let mount = self.mount(vault, mounts, log, deadline, path).await?;
         let api = api_path(path, &mount, self.read.version)
             .map_err(|e| AgentError::refused("read", format!("{}: {e}", self.refs)))?;
         let kv2 = mount.engine == Engine::Kv2;
         let fields: [(&str, &dyn fmt::Display); 1] = [("path", &path)];
-        let fetched = retry(deadline, log, "read", &fields, || {
-            vault.read(&api, self.read.version, kv2, deadline.request_timeout())
+        let fetched = retry(deadline, retrying(log, "read", &fields), |timeout| {
+            vault.read(&api, self.read.version, kv2, timeout, budget)
         })
         .await
         .map_err(|gave_up| match gave_up {
-            GaveUp::Permanent(err) if err.status.is_none() => {
+            GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => {
                 unreachable("read", &err, &self.address)
             }
             GaveUp::Permanent(err) => self.read_refused(&api, &err),
@@ -402,7 +412,7 @@ impl FetchJob {
                 ("leased", &fetched.leased),
             ],
         );
-        Ok(ReadSecret { fetched, api, kv2 })
+        Ok(fetched)
     }
 
     async fn mount(
@@ -422,12 +432,12 @@ impl FetchJob {
             return Ok(mount);
         }
         let fields: [(&str, &dyn fmt::Display); 1] = [("path", &path)];
-        let mount = retry(deadline, log, "mount", &fields, || {
-            vault.mount_of(path, deadline.request_timeout())
+        let mount = retry(deadline, retrying(log, "mount", &fields), |timeout| {
+            vault.mount_of(path, timeout)
         })
         .await
         .map_err(|gave_up| match gave_up {
-            GaveUp::Permanent(err) if err.status.is_none() => {
+            GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => {
                 unreachable("mount", &err, &self.address)
             }
             GaveUp::Permanent(err) if err.status == Some(403) => AgentError::refused(
@@ -506,7 +516,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// A failure with no HTTP answer that retrying cannot fix (TLS, a bad address).
+/// A failure that retrying cannot fix and that is no refusal: no usable HTTP answer (TLS,
+/// a bad address, a refused redirect, an answer too large or not Vault's JSON).
 fn unreachable(step: &'static str, err: &VaultError, address: &str) -> AgentError {
     AgentError::environment(step, format!("cannot talk to Vault at {address}: {err}"))
 }
@@ -521,10 +532,28 @@ fn deadline_error(
     AgentError::environment(
         step,
         format!(
-            "gave up after {attempts} attempts in {}s: {last}: check that Vault at {address} is reachable from the pod and unsealed, or raise the agent timeout",
+            "gave up after {attempts} attempts in {:.1}s (timeout {}s): {last}: check that Vault at {address} is reachable from the pod and unsealed, or raise the agent timeout",
+            deadline.elapsed().as_secs_f64(),
             deadline.total().as_secs()
         ),
     )
+}
+
+/// Logs each retry as one `warn` line with `fields` plus the attempt, the delay and the
+/// error.
+fn retrying<'a>(
+    log: &'a Log,
+    step: &'a str,
+    fields: &'a [(&'a str, &'a dyn fmt::Display)],
+) -> impl FnMut(u32, Duration, &VaultError) + 'a {
+    move |attempt, delay, err| {
+        let mut all: Vec<(&str, &dyn fmt::Display)> = fields.to_vec();
+        let delay_ms = delay.as_millis();
+        all.push(("attempt", &attempt));
+        all.push(("retry_in_ms", &delay_ms));
+        all.push(("error", err));
+        log.warn(step, "transient failure, retrying", &all);
+    }
 }
 
 /// The references that use secret `index`, for error messages: `ref1, ref2`.
@@ -559,12 +588,72 @@ pub fn api_path(path: &str, mount: &Mount, version: Option<u64>) -> Result<Strin
     mounts::target(path, mount).map(|t| t.api_path)
 }
 
-/// One file to write: a file secret, or a container's env file.
-struct Output {
-    path: String,
-    contents: Zeroizing<Vec<u8>>,
-    mode: u32,
-    what: &'static str,
+/// One file to write: a file secret (index into the spec's files), or a container's env
+/// file (index into its env files). Its content is written straight into the file.
+enum Output {
+    File(usize),
+    Env(usize),
+}
+
+impl Output {
+    fn write(
+        &self,
+        spec: &AgentSpec,
+        fetched: &[Fetched],
+        sink: &mut Sink<'_>,
+    ) -> Result<(), AgentError> {
+        match *self {
+            Output::File(i) => {
+                let file = &spec.files[i];
+                let data = &fetched[file.secret].data;
+                match &file.key {
+                    Some(key) => {
+                        if let Some(value) = data.get(key) {
+                            std::io::Write::write_all(sink, value.as_text().as_bytes())
+                                .map_err(|e| AgentError::environment("write", e.to_string()))?;
+                        }
+                        Ok(())
+                    }
+                    None => write_whole(data, file.format, sink).map_err(|e| {
+                        AgentError::refused("render", format!("{}: {e}", file.reference))
+                    }),
+                }
+            }
+            Output::Env(i) => {
+                let env = &spec.env_files[i];
+                let mut values: BTreeMap<&str, &str> = BTreeMap::new();
+                for r in &env.refs {
+                    if let Some(value) = fetched[r.secret].data.get(&r.key) {
+                        values.insert(&r.reference, value.as_text());
+                    }
+                }
+                serde_json::to_writer(sink, &values).map_err(|e| {
+                    AgentError::environment("render", format!("cannot encode the env file: {e}"))
+                })
+            }
+        }
+    }
+
+    fn mode(&self, spec: &AgentSpec) -> u32 {
+        match *self {
+            Output::File(i) => spec.files[i].mode,
+            Output::Env(_) => ENV_FILE_MODE,
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        match self {
+            Output::File(_) => "file secret written",
+            Output::Env(_) => "env file written",
+        }
+    }
+
+    fn path<'s>(&self, spec: &'s AgentSpec) -> &'s str {
+        match *self {
+            Output::File(i) => &spec.files[i].path,
+            Output::Env(i) => &spec.env_files[i].path,
+        }
+    }
 }
 
 fn missing_key(reference: &str, path: &str, key: &str, data: &SecretData) -> AgentError {
@@ -578,62 +667,54 @@ fn missing_key(reference: &str, path: &str, key: &str, data: &SecretData) -> Age
     )
 }
 
-fn render_outputs(spec: &AgentSpec, fetched: &[ReadSecret]) -> Result<Vec<Output>, AgentError> {
-    each_output(spec, fetched).into_iter().collect()
+/// What to write, once every key is known to be there and every format possible.
+fn plan_outputs(spec: &AgentSpec, fetched: &[Fetched]) -> Result<Vec<Output>, AgentError> {
+    let outputs = all_outputs(spec);
+    for out in &outputs {
+        output_ready(spec, fetched, out)?;
+    }
+    Ok(outputs)
 }
 
-/// Every output of the spec, rendered from the secrets as read, each on its own (live
-/// mode keeps the old file of one that fails).
-fn each_output(spec: &AgentSpec, fetched: &[ReadSecret]) -> Vec<Result<Output, AgentError>> {
-    let mut outputs = Vec::new();
-    for file in &spec.files {
-        let data = &fetched[file.secret].fetched.data;
-        let path = &spec.secrets[file.secret].path;
-        let contents = match &file.key {
-            Some(key) => data
-                .get(key)
-                .ok_or_else(|| missing_key(&file.reference, path, key, data))
-                .map(|value| Zeroizing::new(value.as_text().as_bytes().to_vec())),
-            None => render_whole(data, file.format)
-                .map_err(|e| AgentError::refused("render", format!("{}: {e}", file.reference))),
-        };
-        outputs.push(contents.map(|contents| Output {
-            path: file.path.clone(),
-            contents,
-            mode: file.mode,
-            what: "file secret written",
-        }));
-    }
-    for env in &spec.env_files {
-        outputs.push(env_file(spec, env, fetched));
-    }
-    outputs
+/// Every file and env file of the spec.
+fn all_outputs(spec: &AgentSpec) -> Vec<Output> {
+    (0..spec.files.len())
+        .map(Output::File)
+        .chain((0..spec.env_files.len()).map(Output::Env))
+        .collect()
 }
 
-fn env_file(
-    spec: &AgentSpec,
-    env: &crate::spec::EnvFileOutput,
-    fetched: &[ReadSecret],
-) -> Result<Output, AgentError> {
-    let mut values: BTreeMap<&str, &str> = BTreeMap::new();
-    for r in &env.refs {
-        let data = &fetched[r.secret].fetched.data;
-        let value = data
-            .get(&r.key)
-            .ok_or_else(|| missing_key(&r.reference, &spec.secrets[r.secret].path, &r.key, data))?;
-        values.insert(&r.reference, value.as_text());
+/// Whether every key `out` needs is there and its format possible.
+fn output_ready(spec: &AgentSpec, fetched: &[Fetched], out: &Output) -> Result<(), AgentError> {
+    match *out {
+        Output::File(i) => {
+            let file = &spec.files[i];
+            let data = &fetched[file.secret].data;
+            let path = &spec.secrets[file.secret].path;
+            match &file.key {
+                Some(key) if !data.contains_key(key) => {
+                    Err(missing_key(&file.reference, path, key, data))
+                }
+                Some(_) => Ok(()),
+                None => check_whole(data, file.format)
+                    .map_err(|e| AgentError::refused("render", format!("{}: {e}", file.reference))),
+            }
+        }
+        Output::Env(i) => {
+            for r in &spec.env_files[i].refs {
+                let data = &fetched[r.secret].data;
+                if !data.contains_key(&r.key) {
+                    return Err(missing_key(
+                        &r.reference,
+                        &spec.secrets[r.secret].path,
+                        &r.key,
+                        data,
+                    ));
+                }
+            }
+            Ok(())
+        }
     }
-    let size: usize = values.iter().map(|(k, v)| k.len() + 2 * v.len() + 8).sum();
-    let mut contents = Zeroizing::new(Vec::with_capacity(size * 3 + 8));
-    serde_json::to_writer(&mut *contents, &values).map_err(|e| {
-        AgentError::environment("render", format!("cannot encode the env file: {e}"))
-    })?;
-    Ok(Output {
-        path: env.path.clone(),
-        contents,
-        mode: ENV_FILE_MODE,
-        what: "env file written",
-    })
 }
 
 /// Checks what render guarantees, so a hand-written or corrupted spec fails clearly
@@ -646,6 +727,52 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
     if conn.auth_path.trim_matches('/').is_empty() {
         return Err("the spec names no Vault auth path".to_owned());
     }
+    for (field, value) in [("role", &conn.role), ("auth_path", &conn.auth_path)] {
+        if !is_header_safe(value) {
+            return Err(format!(
+                "the spec's Vault {field} {value:?} holds a line break or another control character"
+            ));
+        }
+    }
+    if conn
+        .auth_path
+        .split('/')
+        .any(|segment| segment == "." || segment == "..")
+    {
+        return Err(format!(
+            "the spec's Vault auth path {:?} has a `.` or `..` segment",
+            conn.auth_path
+        ));
+    }
+    let roots = [
+        ("secrets_root", &spec.secrets_root),
+        ("bin_root", &spec.bin_root),
+    ];
+    for (field, root) in roots {
+        write::check_path(root).map_err(|e| format!("{field} {e}"))?;
+    }
+    if write::inside(&spec.secrets_root, &spec.bin_root).is_some()
+        || write::inside(&spec.bin_root, &spec.secrets_root).is_some()
+        || spec.secrets_root == spec.bin_root
+    {
+        return Err(format!(
+            "the secrets volume {} and the bin volume {} overlap",
+            spec.secrets_root, spec.bin_root
+        ));
+    }
+    for root in [&spec.secrets_root, &spec.bin_root] {
+        if conn.token_file == *root || write::inside(root, &conn.token_file).is_some() {
+            return Err(format!(
+                "the service account token {} is inside the volume {root} the agent writes to",
+                conn.token_file
+            ));
+        }
+    }
+    // The agent writes nothing over its own executable, wherever it runs from.
+    let own = std::fs::read_link("/proc/self/exe").ok();
+    let is_forbidden = |path: &str| {
+        path == conn.token_file || own.as_deref().is_some_and(|exe| Path::new(path) == exe)
+    };
     if let Some((i, _)) = spec
         .secrets
         .iter()
@@ -663,7 +790,7 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
                 f.path, f.secret
             ));
         }
-        write::check_path(&f.path).map_err(|e| format!("file path {e}"))?;
+        check_output(&spec.secrets_root, &f.path, "file path", &is_forbidden)?;
         if f.mode > 0o777 {
             return Err(format!("file {} has mode {:o}, above 0777", f.path, f.mode));
         }
@@ -689,7 +816,7 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
         }
     }
     for e in &spec.env_files {
-        write::check_path(&e.path).map_err(|err| format!("env file path {err}"))?;
+        check_output(&spec.secrets_root, &e.path, "env file path", &is_forbidden)?;
         if let Some(r) = e.refs.iter().find(|r| r.secret >= n) {
             return Err(format!(
                 "env ref {} points at secret {} of {n}",
@@ -701,7 +828,28 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
         }
     }
     if let Some(dest) = &spec.copy_binary_to {
-        write::check_path(dest).map_err(|e| format!("copy_binary_to {e}"))?;
+        check_output(&spec.bin_root, dest, "copy_binary_to", &is_forbidden)?;
+    }
+    Ok(())
+}
+
+/// An output path: plain, inside `root`, and not a file the agent must never write.
+fn check_output(
+    root: &str,
+    path: &str,
+    what: &str,
+    is_forbidden: &dyn Fn(&str) -> bool,
+) -> Result<(), String> {
+    write::check_path(path).map_err(|e| format!("{what} {e}"))?;
+    if write::inside(root, path).is_none() {
+        return Err(format!(
+            "{what} {path:?} is outside the volume {root} the spec names"
+        ));
+    }
+    if is_forbidden(path) {
+        return Err(format!(
+            "{what} {path:?} is the service account token or the agent's own executable"
+        ));
     }
     Ok(())
 }
@@ -778,9 +926,28 @@ mod tests {
         let mut bad = spec.clone();
         bad.env_files[0].path = bad.files[0].path.clone();
         assert!(validate(&bad).unwrap_err().contains("twice"));
-        let mut bad = spec;
+        let mut bad = spec.clone();
         bad.vault.role = String::new();
         assert!(validate(&bad).is_err());
+        let mut bad = spec.clone();
+        bad.vault.role = "app\nX-Evil: 1".to_owned();
+        assert!(validate(&bad).unwrap_err().contains("role"));
+        let mut bad = spec.clone();
+        bad.files[0].path = "/etc/secretstore/x".to_owned();
+        assert!(validate(&bad).unwrap_err().contains("outside the volume"));
+        let mut bad = spec.clone();
+        bad.files[0].path = "/secretstore/secrets/t".to_owned();
+        bad.vault.token_file = "/secretstore/secrets/t".to_owned();
+        assert!(validate(&bad).unwrap_err().contains("token"));
+        let mut bad = spec.clone();
+        bad.copy_binary_to = Some("/secretstore/secrets/secretstore".to_owned());
+        assert!(validate(&bad).unwrap_err().contains("outside the volume"));
+        let mut moved = spec;
+        moved.secrets_root = "/tmp/pod/secrets".to_owned();
+        assert!(validate(&moved).unwrap_err().contains("outside the volume"));
+        moved.files[0].path = "/tmp/pod/secrets/files/app/0/k".to_owned();
+        moved.env_files[0].path = "/tmp/pod/secrets/env/app/env.json".to_owned();
+        validate(&moved).unwrap();
     }
 
     #[test]

@@ -1,99 +1,211 @@
-//! Atomic file writes into the secrets and bin volumes.
+//! Atomic file writes into the secrets and bin volumes, confined to a volume root.
+//!
+//! The agent trusts the path of a volume root (the container's own file system up to the
+//! mount point) but nothing inside it: another container of the pod may have planted a
+//! symlink there. Every directory below the root is opened relative to its parent with
+//! `O_NOFOLLOW`, created there when missing, and the file is written as a temporary file
+//! in its final directory and renamed over the target, so a reader sees the old file or
+//! the whole new one and no symlink is ever followed.
 
-use std::fs::{self, OpenOptions, Permissions};
+use std::ffi::{CString, OsStr};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
+
+pub use crate::spec::MAX_FILE_NAME;
 
 /// Mode of every directory the agent creates.
 pub const DIR_MODE: u32 = 0o755;
 
-/// Checks that a path from the spec is absolute and has no `..`, so the agent
-/// writes exactly where the spec says and nowhere else.
+/// Checks that `path` is an absolute, normal path (no `.`, `..`, empty segment, trailing
+/// `/`, control character) whose names the agent can write.
 pub fn check_path(path: &str) -> Result<&Path, String> {
     let p = Path::new(path);
     if !p.is_absolute() {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    if p.components().any(|c| c == Component::ParentDir) || path.ends_with('/') {
+    if path.chars().any(char::is_control) {
+        return Err(format!("{path:?} holds a control character"));
+    }
+    if path.ends_with('/')
+        || path.contains("//")
+        || p.components()
+            .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+        || path.split('/').any(|s| s == "." || s == "..")
+    {
         return Err(format!("{path:?} is not a plain file path"));
+    }
+    if let Some(long) = path.split('/').find(|s| s.len() > MAX_FILE_NAME) {
+        return Err(format!(
+            "{path:?} has a name of {} bytes, more than the {MAX_FILE_NAME} the agent can write",
+            long.len()
+        ));
     }
     Ok(p)
 }
 
-/// Creates `dir` and its missing parents, each with mode 0755 whatever the umask. The
-/// setgid bit a directory inherits is kept: in a volume with `fsGroup`, it gives the
-/// files the pod's group, so other users of the pod can read 0440 files.
-pub fn create_dirs(dir: &Path) -> io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
+/// The path of `path` below `root`, when `path` is strictly inside it.
+pub fn inside<'p>(root: &str, path: &'p str) -> Option<&'p str> {
+    path.strip_prefix(root.trim_end_matches('/'))
+        .and_then(|rest| rest.strip_prefix('/'))
+        .filter(|rest| !rest.is_empty())
+}
+
+fn c_name(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a file name holds a NUL byte"))
+}
+
+fn cvt(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
     }
-    if let Some(parent) = dir.parent() {
-        create_dirs(parent)?;
-    }
-    match fs::create_dir(dir) {
-        Ok(()) => {
-            let inherited = fs::metadata(dir)?.permissions().mode() & 0o2000;
-            fs::set_permissions(dir, Permissions::from_mode(DIR_MODE | inherited))
+}
+
+fn open_dir_at(parent: Option<&OwnedFd>, name: &CString) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let dirfd = parent.map_or(libc::AT_FDCWD, |p| p.as_raw_fd());
+    // SAFETY: `name` is a valid NUL-terminated string and `dirfd` is an open directory or
+    // AT_FDCWD; the returned descriptor is owned by the OwnedFd from here on.
+    let fd = cvt(unsafe { libc::openat(dirfd, name.as_ptr(), flags) }).map_err(|e| {
+        if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "{} is a symlink or not a directory; the agent follows no link inside its volumes",
+                    name.to_string_lossy()
+                ),
+            )
+        } else {
+            e
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
-        Err(e) => Err(e),
+    })?;
+    // SAFETY: openat returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens (creating when missing, mode 0755 plus an inherited setgid bit) directory `name`
+/// in `parent`, never through a symlink.
+fn open_or_create_dir_at(parent: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
+    // SAFETY: valid descriptor and NUL-terminated name.
+    let created = match cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), DIR_MODE) }) {
+        Ok(_) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(e),
+    };
+    let dir = open_dir_at(Some(parent), name)?;
+    if created {
+        // The setgid bit a directory inherits is kept: in a volume with `fsGroup`, it gives
+        // the files the pod's group, so other users of the pod can read 0440 files.
+        let file = File::from(dir.try_clone()?);
+        let inherited = std::os::unix::fs::MetadataExt::mode(&file.metadata()?) & 0o2000;
+        // SAFETY: valid descriptor.
+        cvt(unsafe { libc::fchmod(dir.as_raw_fd(), (DIR_MODE | inherited) as libc::mode_t) })?;
     }
+    Ok(dir)
 }
 
-/// Writes `contents` to `path` with exactly `mode`: a temporary file in the same
-/// directory, then a rename, so a reader sees the old file or the whole new one.
-pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
-    write_atomic_with(path, mode, |file| file.write_all(contents))
+/// Opens the directory that will hold `path` (below `root`), creating what is missing.
+fn open_parent(root: &Path, path: &Path) -> io::Result<(OwnedFd, CString)> {
+    let rest = path.strip_prefix(root).map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not inside {}", path.display(), root.display()),
+        )
+    })?;
+    let root_name = CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "the root holds a NUL byte"))?;
+    let mut dir = open_dir_at(None, &root_name)?;
+    let mut names: Vec<&OsStr> = rest
+        .components()
+        .map(|c| match c {
+            Component::Normal(n) => Ok(n),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a plain path", path.display()),
+            )),
+        })
+        .collect::<io::Result<_>>()?;
+    let file_name = names
+        .pop()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
+    for name in names {
+        dir = open_or_create_dir_at(&dir, &c_name(name)?)?;
+    }
+    Ok((dir, c_name(file_name)?))
 }
 
-/// Copies the running executable to `dest` (mode 0555), atomically.
-pub fn copy_own_executable(dest: &Path) -> io::Result<u64> {
-    let mut source = fs::File::open("/proc/self/exe")?;
+/// Writes `path` (inside `root`) with exactly `mode`, the content written by `fill`: a
+/// temporary file in the same directory, then a rename.
+pub fn write_atomic_in(
+    root: &Path,
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    let (dir, name) = open_parent(root, path)?;
+    let mut tmp = b".".to_vec();
+    tmp.extend_from_slice(name.as_bytes());
+    tmp.extend_from_slice(format!(".tmp{}", std::process::id()).as_bytes());
+    let tmp = CString::new(tmp)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "a file name holds a NUL byte"))?;
+    // A temporary file left by an earlier, killed run of the agent with the same pid.
+    // SAFETY: valid descriptor and NUL-terminated name.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: valid descriptor and NUL-terminated name; the descriptor is owned below.
+    let fd =
+        cvt(unsafe { libc::openat(dir.as_raw_fd(), tmp.as_ptr(), flags, 0o600 as libc::c_uint) })?;
+    // SAFETY: openat returned a fresh descriptor that nothing else owns.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let result = (|| {
+        fill(&mut file)?;
+        file.flush()?;
+        // SAFETY: valid descriptor.
+        cvt(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) })?;
+        // No fsync: the volumes are emptyDirs, which do not outlive a node crash's pod.
+        // SAFETY: valid descriptors and NUL-terminated names.
+        cvt(unsafe {
+            libc::renameat(
+                dir.as_raw_fd(),
+                tmp.as_ptr(),
+                dir.as_raw_fd(),
+                name.as_ptr(),
+            )
+        })
+        .map(|_| ())
+    })();
+    if result.is_err() {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    }
+    result
+}
+
+/// Writes `contents` to `path` inside `root`, atomically, with exactly `mode`.
+pub fn write_atomic(root: &Path, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_in(root, path, mode, |file| file.write_all(contents))
+}
+
+/// Copies the running executable to `dest` inside `root` (mode 0555), atomically.
+pub fn copy_own_executable(root: &Path, dest: &Path) -> io::Result<u64> {
+    let mut source = File::open("/proc/self/exe")?;
     let mut copied = 0;
-    write_atomic_with(dest, 0o555, |file| {
+    write_atomic_in(root, dest, 0o555, |file| {
         copied = io::copy(&mut source, file)?;
         Ok(())
     })?;
     Ok(copied)
 }
 
-fn write_atomic_with(
-    path: &Path,
-    mode: u32,
-    fill: impl FnOnce(&mut fs::File) -> io::Result<()>,
-) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no directory"))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    create_dirs(dir)?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        fill(&mut file)?;
-        file.set_permissions(Permissions::from_mode(mode))?;
-        // No fsync: the volumes are emptyDirs, which do not outlive a node crash's pod.
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
 
     fn tempdir(name: &str) -> std::path::PathBuf {
@@ -108,8 +220,8 @@ mod tests {
     fn writes_with_mode_and_dirs() {
         let d = tempdir("mode");
         let file = d.join("a/b/c.txt");
-        write_atomic(&file, b"one", 0o440).unwrap();
-        write_atomic(&file, b"two", 0o400).unwrap();
+        write_atomic(&d, &file, b"one", 0o440).unwrap();
+        write_atomic(&d, &file, b"two", 0o400).unwrap();
         assert_eq!(fs::read(&file).unwrap(), b"two");
         assert_eq!(fs::metadata(&file).unwrap().mode() & 0o7777, 0o400);
         assert_eq!(fs::metadata(d.join("a/b")).unwrap().mode() & 0o7777, 0o755);
@@ -125,9 +237,33 @@ mod tests {
     fn copies_itself() {
         let d = tempdir("copy");
         let dest = d.join("bin/secretstore");
-        let n = copy_own_executable(&dest).unwrap();
+        let n = copy_own_executable(&d, &dest).unwrap();
         assert!(n > 0);
         assert_eq!(fs::metadata(&dest).unwrap().mode() & 0o7777, 0o555);
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn never_follows_a_planted_symlink() {
+        let d = tempdir("symlink");
+        let root = d.join("volume");
+        let outside = d.join("outside");
+        fs::create_dir_all(&root).unwrap();
+        fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("files")).unwrap();
+        let err = write_atomic(&root, &root.join("files/app/x"), b"v", 0o444).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+        // A symlink as the file itself is replaced, not written through.
+        fs::create_dir_all(root.join("env")).unwrap();
+        std::os::unix::fs::symlink(outside.join("target"), root.join("env/env.json")).unwrap();
+        write_atomic(&root, &root.join("env/env.json"), b"v", 0o444).unwrap();
+        assert!(!outside.join("target").exists());
+        assert!(fs::symlink_metadata(root.join("env/env.json"))
+            .unwrap()
+            .is_file());
+        // A path outside the root is refused.
+        assert!(write_atomic(&root, &outside.join("y"), b"v", 0o444).is_err());
         fs::remove_dir_all(d).unwrap();
     }
 
@@ -136,6 +272,16 @@ mod tests {
         assert!(check_path("/secretstore/secrets/files/app/0/x").is_ok());
         assert!(check_path("relative/x").is_err());
         assert!(check_path("/secretstore/../etc/passwd").is_err());
+        assert!(check_path("/secretstore/./x").is_err());
+        assert!(check_path("/secretstore//x").is_err());
         assert!(check_path("/secretstore/dir/").is_err());
+        assert!(check_path("/secretstore/a\nb").is_err());
+        assert!(check_path("/secretstore/a\0b").is_err());
+        assert!(check_path(&format!("/s/{}", "n".repeat(MAX_FILE_NAME))).is_ok());
+        assert!(check_path(&format!("/s/{}", "n".repeat(MAX_FILE_NAME + 1))).is_err());
+        assert_eq!(inside("/a/b", "/a/b/c/d"), Some("c/d"));
+        assert_eq!(inside("/a/b/", "/a/b/c"), Some("c"));
+        assert_eq!(inside("/a/b", "/a/bc/d"), None);
+        assert_eq!(inside("/a/b", "/a/b"), None);
     }
 }

@@ -6,6 +6,8 @@
 //! a missing tool fails the test with that instruction, it never skips.
 #![allow(dead_code)]
 
+pub mod agent_run;
+pub mod fake_vault;
 pub mod gen;
 pub mod helm;
 pub mod jwt;

@@ -1,20 +1,24 @@
-//! Capped exponential backoff with jitter, bounded by the agent's overall deadline.
+//! Retrying Vault calls: capped exponential backoff with jitter, at least as long as the
+//! server's `Retry-After`, bounded by the caller's overall deadline, which also bounds each
+//! request's own timeout.
 
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use super::log::Log;
-use super::vault::VaultError;
+use super::http::VaultError;
 
 /// First retry delay; doubled per attempt up to [`MAX_DELAY`].
 pub const INITIAL_DELAY: Duration = Duration::from_millis(200);
 pub const MAX_DELAY: Duration = Duration::from_secs(5);
 /// Upper bound of one HTTP request, so one hung call cannot eat the whole deadline.
 pub const MAX_REQUEST_TIME: Duration = Duration::from_secs(10);
+/// Lower bound of one request's timeout near (or past) the deadline.
+pub const MIN_REQUEST_TIME: Duration = Duration::from_millis(500);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
+    start: Instant,
     at: Instant,
     total: Duration,
 }
@@ -25,8 +29,10 @@ const MAX_DEADLINE: Duration = Duration::from_secs(7 * 24 * 3600);
 impl Deadline {
     pub fn after(total: Duration) -> Deadline {
         let total = total.min(MAX_DEADLINE);
+        let start = Instant::now();
         Deadline {
-            at: Instant::now() + total,
+            start,
+            at: start + total,
             total,
         }
     }
@@ -39,11 +45,16 @@ impl Deadline {
         self.total
     }
 
-    /// The time one request may take: the rest of the deadline, capped, never zero.
+    /// The time one request may take: the rest of the deadline, capped at
+    /// [`MAX_REQUEST_TIME`], and at least [`MIN_REQUEST_TIME`] so that a request started
+    /// just before the deadline can still be answered.
     pub fn request_timeout(&self) -> Duration {
-        self.remaining()
-            .min(MAX_REQUEST_TIME)
-            .max(Duration::from_millis(500))
+        self.remaining().min(MAX_REQUEST_TIME).max(MIN_REQUEST_TIME)
+    }
+
+    /// Time since the deadline was set.
+    pub fn elapsed(&self) -> Duration {
+        self.start.elapsed()
     }
 }
 
@@ -73,23 +84,28 @@ pub(crate) fn random_u64() -> u64 {
     hasher.finish()
 }
 
-/// Runs `op` until it succeeds, fails permanently, or the deadline passes. Each retry is
-/// logged as one `warn` line with `fields` plus the attempt, the delay and the error.
+/// The wait before retry number `attempt` after `err`: the backoff, or the server's
+/// `Retry-After` when that is longer.
+pub fn delay_after(attempt: u32, err: &VaultError) -> Duration {
+    backoff(attempt).max(err.retry_after.unwrap_or_default())
+}
+
+/// Runs `op` (given the timeout its request may take) until it succeeds, fails
+/// permanently, or the deadline passes. `on_retry(attempt, delay, error)` is told of each
+/// retry before its wait.
 pub async fn retry<T, F, Fut>(
     deadline: &Deadline,
-    log: &Log,
-    step: &str,
-    fields: &[(&str, &dyn std::fmt::Display)],
+    mut on_retry: impl FnMut(u32, Duration, &VaultError),
     mut op: F,
 ) -> Result<T, GaveUp>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(Duration) -> Fut,
     Fut: Future<Output = Result<T, VaultError>>,
 {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let err = match op().await {
+        let err = match op(deadline.request_timeout()).await {
             Ok(value) => return Ok(value),
             Err(err) if !err.is_transient() => return Err(GaveUp::Permanent(err)),
             Err(err) => err,
@@ -101,13 +117,8 @@ where
                 last: err,
             });
         }
-        let delay = backoff(attempt).min(remaining);
-        let mut all: Vec<(&str, &dyn std::fmt::Display)> = fields.to_vec();
-        let delay_ms = delay.as_millis();
-        all.push(("attempt", &attempt));
-        all.push(("retry_in_ms", &delay_ms));
-        all.push(("error", &err));
-        log.warn(step, "transient failure, retrying", &all);
+        let delay = delay_after(attempt, &err).min(remaining);
+        on_retry(attempt, delay, &err);
         tokio::time::sleep(delay).await;
     }
 }
@@ -132,6 +143,15 @@ mod tests {
     fn huge_deadline_is_capped() {
         let d = Deadline::after(Duration::from_secs(u64::MAX));
         assert_eq!(d.total(), MAX_DEADLINE);
+    }
+
+    #[test]
+    fn retry_after_lengthens_the_wait() {
+        let mut err = VaultError::http(429, String::new());
+        assert!(delay_after(1, &err) <= INITIAL_DELAY);
+        err.retry_after = Some(Duration::from_secs(3));
+        assert_eq!(delay_after(1, &err), Duration::from_secs(3));
+        assert!(delay_after(20, &err) >= Duration::from_secs(3));
     }
 
     #[test]
