@@ -47,7 +47,7 @@ impl Lab {
         std::fs::rename(&tmp, self.path(name)).expect("rename");
     }
 
-    fn start(&self, files: &[(&str, OnChange)], script: &str) -> Child {
+    fn start(&self, files: &[(&str, OnChange)], script: &str) -> Supervisor {
         let watch = ExecWatch {
             files: files
                 .iter()
@@ -69,6 +69,7 @@ impl Lab {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
+            .map(Supervisor)
             .expect("run secretstore exec")
     }
 
@@ -101,14 +102,42 @@ fn count(events: &[String], prefix: &str) -> usize {
     events.iter().filter(|e| e.starts_with(prefix)).count()
 }
 
-fn signal(child: &Child, sig: i32) {
+/// A running `secretstore exec`; a test that fails leaves it (and its app) killed.
+struct Supervisor(Child);
+
+impl Supervisor {
+    fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: kill(2) on our child; SIGTERM reaches the app through the supervisor.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn signal(child: &Supervisor, sig: i32) {
     // SAFETY: kill(2) on a child we spawned and have not waited for.
     assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
 }
 
 /// Waits for the supervisor to exit; returns its status and stderr.
-fn finish(child: Child) -> (std::process::ExitStatus, String) {
-    let output = child.wait_with_output().expect("wait");
+fn finish(mut child: Supervisor) -> (std::process::ExitStatus, String) {
+    let mut stderr = String::new();
+    if let Some(mut pipe) = child.0.stderr.take() {
+        std::io::Read::read_to_string(&mut pipe, &mut stderr).expect("read stderr");
+    }
+    let status = child.0.wait().expect("wait");
+    let output = std::process::Output {
+        status,
+        stdout: Vec::new(),
+        stderr: stderr.into_bytes(),
+    };
     (
         output.status,
         String::from_utf8_lossy(&output.stderr).into_owned(),

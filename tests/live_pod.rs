@@ -219,6 +219,16 @@ impl Running {
     }
 }
 
+/// A test that fails leaves no container running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// Polls `done` every 100 ms for at most `seconds`; panics with `what` and `context()`.
 fn wait_until(
     seconds: u64,
