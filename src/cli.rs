@@ -25,37 +25,6 @@ pub mod exit {
     pub const USAGE: u8 = 2;
 }
 
-const RENDER_EXAMPLES: &str = "\
-Examples:
-  helm template shop ./chart | secretstore render
-  kustomize build overlays/prod | secretstore render --cluster prod-eu
-  secretstore render examples/deployment.yaml
-  helm install shop ./chart --post-renderer secretstore --post-renderer-args render";
-
-const CHECK_EXAMPLES: &str = "\
-Exit status: 0 clean (warnings allowed), 1 findings, 2 could not check.
-
-Examples:
-  helm template shop ./chart -n shop | secretstore check
-  VAULT_ADDR=https://vault:8200 VAULT_TOKEN=... secretstore check --cluster prod-eu k8s/*.yaml
-  kustomize build overlays/prod | secretstore check --namespace prod --stats";
-
-const POLICY_EXAMPLES: &str = "\
-Examples:
-  helm template shop ./chart -n shop | secretstore policy
-  secretstore policy --format vault-cli --kv-version kv=1 k8s/*.yaml > apply-vault.sh
-  secretstore policy --role shop deploy.yaml | vault policy write secretstore-shop -";
-
-const LINT_EXAMPLES: &str = "\
-Exit status: 0 clean (warnings allowed), 1 findings (errors; warnings too with
---deny-warnings), 2 usage error.
-
-Examples:
-  secretstore lint k8s/
-  secretstore lint --format github --deny-warnings deploy/ overlays/
-  helm template shop ./chart | secretstore lint -
-  secretstore lint --format sarif . > secretstore.sarif";
-
 #[derive(Debug, Parser)]
 #[command(
     name = "secretstore",
@@ -63,7 +32,8 @@ Examples:
     about = "Expand Vault secret-store references in Kubernetes manifests into pod wiring",
     long_about = "Expand Vault secret-store references (the Rafay secret-store dialect) in \
 Kubernetes manifests into the pod wiring that fetches the secrets at pod start. Secret values \
-never pass through Git, Helm, Argo CD or etcd: rendered manifests hold only references."
+never pass through Git, Helm, Argo CD or etcd: rendered manifests hold only references.",
+    after_help = crate::help::after_help("secretstore")
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -73,34 +43,38 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Expand opted-in pod templates of a manifest stream (stdin when no file is given).
-    #[command(after_help = RENDER_EXAMPLES)]
+    #[command(after_help = crate::help::after_help("render"))]
     Render(RenderArgs),
     /// The init container's job: log in to Vault, fetch the secrets listed in
     /// $SECRETSTORE_SPEC and write them into the pod's secrets volume (in live mode, keep
     /// them fresh as a native sidecar).
+    #[command(after_help = crate::help::after_help("agent"))]
     Agent(AgentArgs),
     /// Replace secret references in the environment and arguments with their values
     /// from this container's env file, then execute CMD in place (same PID, signals and
     /// exit status).
+    #[command(after_help = crate::help::after_help("exec"))]
     Exec(ExecArgs),
     /// Check every reference of every opted-in pod against a live Vault (VAULT_ADDR,
     /// VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT): mounts, secrets, keys, versions, the
     /// role's bindings and policies.
-    #[command(after_help = CHECK_EXAMPLES)]
+    #[command(after_help = crate::help::after_help("check"))]
     Check(CheckArgs),
     /// Derive least-privilege Vault policies and role bindings from the manifests.
-    #[command(after_help = POLICY_EXAMPLES)]
+    #[command(after_help = crate::help::after_help("policy"))]
     Policy(PolicyArgs),
     /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
-    #[command(after_help = LINT_EXAMPLES)]
+    #[command(after_help = crate::help::after_help("lint"))]
     Lint(LintArgs),
     /// Copy this binary into DIR as `secretstore` (e.g. an emptyDir that an Argo CD
     /// plugin sidecar puts on its PATH; the image may have no shell or `cp`).
+    #[command(after_help = crate::help::after_help("install"))]
     Install(InstallArgs),
     /// Print a shell completion script.
-    #[command(after_help = COMPLETIONS_EXAMPLES)]
+    #[command(after_help = crate::help::after_help("completions"))]
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per command into a directory.
+    #[command(after_help = crate::help::after_help("man"))]
     Man(ManArgs),
 }
 
@@ -122,12 +96,6 @@ pub struct ExecArgs {
     )]
     pub command: Vec<std::ffi::OsString>,
 }
-
-const COMPLETIONS_EXAMPLES: &str = "\
-Examples:
-  secretstore completions bash > /etc/bash_completion.d/secretstore
-  secretstore completions zsh > \"${fpath[1]}/_secretstore\"
-  secretstore completions fish > ~/.config/fish/completions/secretstore.fish";
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -458,10 +426,7 @@ pub fn run_install(dir: &std::path::Path) -> ExitCode {
 }
 
 fn run_man(out_dir: Option<&std::path::Path>) -> ExitCode {
-    let written = match out_dir {
-        Some(dir) => clap_mangen::generate_to(Cli::command(), dir),
-        None => clap_mangen::Man::new(Cli::command()).render(&mut io::stdout().lock()),
-    };
+    let written = crate::help::write_man_pages(Cli::command(), out_dir, &mut io::stdout().lock());
     match written {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),

@@ -19,6 +19,7 @@ pub mod diag;
 pub mod dialect;
 pub mod edit;
 pub mod exec;
+pub mod help;
 pub mod lint;
 pub mod plan;
 pub mod policy;

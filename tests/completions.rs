@@ -97,5 +97,9 @@ fn man_pages() {
     for page in &pages {
         let roff = std::fs::read(dir.path().join(page)).expect("read");
         assert_eq!(groff_warnings(&roff), "", "{page}");
+        let text = String::from_utf8_lossy(&roff);
+        for section in ["\n.SH \"EXIT STATUS\"\n", "\n.SH ENVIRONMENT\n"] {
+            assert!(text.contains(section), "{page} lacks {section:?}");
+        }
     }
 }

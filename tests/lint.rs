@@ -417,24 +417,3 @@ fn walks_directories() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(stdout(&output).contains("skipped 1 Helm chart template file"));
 }
-
-#[test]
-fn every_rule_is_documented() {
-    let doc = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
-    for rule in secretstore::dialect::code::RULES {
-        // Lint's own rules and check's "cannot be decided here" findings are warnings.
-        let severity =
-            if rule.code.starts_with("SS2") || ["SS330", "SS331", "SS332"].contains(&rule.code) {
-                "warning"
-            } else {
-                "error"
-            };
-        let row = format!(
-            "| <a id=\"{}\"></a>`{}` | {severity} | {} |",
-            rule.code.to_ascii_lowercase(),
-            rule.code,
-            rule.name
-        );
-        assert!(doc.contains(&row), "README.md lacks the row {row}");
-    }
-}

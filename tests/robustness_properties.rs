@@ -326,8 +326,9 @@ fn markers_and_needles_across_the_middle_chunk_bound() {
 
 // --- the reference parser ---------------------------------------------------------
 
+/// A path segment as written: any name but `.` and `..`, which the parser refuses.
 fn path_segment() -> impl Strategy<Value = String> {
-    "[a-z0-9_.-]{1,8}"
+    "[a-z0-9_.-]{1,8}".prop_filter("a dot segment", |s| s != "." && s != "..")
 }
 
 proptest! {
@@ -336,6 +337,16 @@ proptest! {
     #[test]
     fn secret_refs_never_panic(text in ".{0,40}") {
         let _ = SecretRef::parse(&text);
+    }
+
+    #[test]
+    fn secret_refs_with_dot_segments_are_refused(
+        before in prop::collection::vec(path_segment(), 0..3),
+        dots in prop::sample::select(vec![".", ".."]),
+        after in prop::collection::vec(path_segment(), 0..3),
+    ) {
+        let path = before.iter().map(String::as_str).chain([dots]).chain(after.iter().map(String::as_str)).collect::<Vec<_>>().join("/");
+        prop_assert!(SecretRef::parse(&path).is_err(), "{} accepted", path);
     }
 
     #[test]

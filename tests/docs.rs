@@ -1,0 +1,456 @@
+//! The documentation against itself and the code: every relative link and `#anchor` of
+//! the book (`docs/src`), README.md and ARCHITECTURE.md resolves; the book builds with
+//! mdBook and its anchors are the ones mdBook writes; the diagnostic codes page lists
+//! exactly the code's codes, names, summaries and severities; the GitHub Actions example
+//! installs secretstore and has the permissions its steps need.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn book_src() -> PathBuf {
+    repo_root().join("docs/src")
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The Markdown pages: every `.md` under `docs/src`, README.md and ARCHITECTURE.md.
+fn pages() -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = walkdir::WalkDir::new(book_src())
+        .into_iter()
+        .map(|e| e.expect("walk docs/src").into_path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    pages.push(repo_root().join("README.md"));
+    pages.push(repo_root().join("ARCHITECTURE.md"));
+    pages
+}
+
+/// The lines of a page outside fenced code blocks, with their 1-based numbers.
+fn prose_lines(text: &str) -> Vec<(usize, &str)> {
+    let mut fence: Option<&str> = None;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let marker = ["```", "~~~"].into_iter().find(|m| trimmed.starts_with(m));
+        match (fence, marker) {
+            (None, Some(m)) => fence = Some(m),
+            (Some(open), Some(m)) if open == m => fence = None,
+            (None, None) => out.push((i + 1, line)),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A line without its inline code spans (links in code are not links).
+fn without_code_spans(line: &str) -> String {
+    let mut out = String::new();
+    let mut in_code = false;
+    for c in line.chars() {
+        if c == '`' {
+            in_code = !in_code;
+        } else if !in_code {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The targets of the inline links `[text](target)` of a page, with line numbers.
+fn links(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (number, line) in prose_lines(text) {
+        let line = without_code_spans(line);
+        let mut rest = line.as_str();
+        while let Some(at) = rest.find("](") {
+            rest = &rest[at + 2..];
+            if let Some(end) = rest.find(')') {
+                out.push((number, rest[..end].to_string()));
+                rest = &rest[end..];
+            }
+        }
+    }
+    out
+}
+
+/// mdBook's id of a heading (and GitHub's, for the text used here): letters, digits, `_`
+/// and `-` kept and lowercased, whitespace turned into `-`, everything else dropped.
+fn heading_id(heading: &str) -> String {
+    let mut text = String::new();
+    let mut rest = heading;
+    // Keep a link's text, drop its target.
+    while let Some(open) = rest.find('[') {
+        text.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        match (after.find("]("), after.find(')')) {
+            (Some(close), Some(end)) if close < end => {
+                text.push_str(&after[..close]);
+                rest = &after[end + 1..];
+            }
+            _ => {
+                text.push('[');
+                rest = after;
+            }
+        }
+    }
+    text.push_str(rest);
+    text.chars()
+        .filter_map(|c| {
+            if c.is_alphanumeric() || c == '_' || c == '-' {
+                Some(c.to_ascii_lowercase())
+            } else if c.is_whitespace() {
+                Some('-')
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The anchors of a page: its headings' ids (a repeated id gets `-1`, `-2`, ... as mdBook
+/// does) and every explicit `id="..."`.
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut out = BTreeSet::new();
+    for (_, line) in prose_lines(text) {
+        let hashes = line.chars().take_while(|&c| c == '#').count();
+        if (1..=6).contains(&hashes) && line[hashes..].starts_with(' ') {
+            let id = heading_id(line[hashes..].trim());
+            let n = seen.entry(id.clone()).or_insert(0);
+            out.insert(if *n == 0 {
+                id.clone()
+            } else {
+                format!("{id}-{n}")
+            });
+            *n += 1;
+        }
+        let mut rest = line;
+        while let Some(at) = rest.find("id=\"") {
+            rest = &rest[at + 4..];
+            if let Some(end) = rest.find('"') {
+                out.insert(rest[..end].to_string());
+                rest = &rest[end..];
+            }
+        }
+    }
+    out
+}
+
+/// `path` with `.` and `..` resolved lexically.
+fn normalise(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[test]
+fn relative_links_and_anchors_resolve() {
+    let src = book_src();
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for page in pages() {
+        let text = read(&page);
+        let in_book = page.starts_with(&src);
+        for (line, target) in links(&text) {
+            let target = target.split_whitespace().next().unwrap_or_default();
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            checked += 1;
+            let (file, anchor) = match target.split_once('#') {
+                Some((file, anchor)) => (file, Some(anchor)),
+                None => (target, None),
+            };
+            let resolved = if file.is_empty() {
+                page.clone()
+            } else {
+                normalise(&page.parent().expect("parent").join(file))
+            };
+            let place = format!("{}:{line}: {target}", page.display());
+            if in_book && !resolved.starts_with(&src) {
+                broken.push(format!(
+                    "{place}: leaves docs/src, so the built book breaks it"
+                ));
+            } else if !resolved.exists() {
+                broken.push(format!("{place}: no such file"));
+            } else if let Some(anchor) = anchor {
+                if resolved.extension().is_none_or(|e| e != "md") {
+                    broken.push(format!(
+                        "{place}: an anchor into a file that is not Markdown"
+                    ));
+                } else if !anchors(&read(&resolved)).contains(anchor) {
+                    broken.push(format!("{place}: no anchor #{anchor} there"));
+                }
+            }
+        }
+        // `{{#include FILE}}` directives name files relative to the page.
+        for (line, text_line) in prose_lines(&text) {
+            if let Some(rest) = text_line.trim().strip_prefix("{{#include ") {
+                let file = rest
+                    .trim_end_matches("}}")
+                    .split(':')
+                    .next()
+                    .unwrap_or_default();
+                if !page.parent().expect("parent").join(file).exists() {
+                    broken.push(format!(
+                        "{}:{line}: include {file}: no such file",
+                        page.display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} links found: is the parser broken?"
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn every_page_is_in_the_summary() {
+    let src = book_src();
+    let summary = read(&src.join("SUMMARY.md"));
+    let listed: BTreeSet<PathBuf> = links(&summary)
+        .into_iter()
+        .map(|(_, target)| normalise(&src.join(target)))
+        .collect();
+    for page in pages().into_iter().filter(|p| p.starts_with(&src)) {
+        if page.file_name().is_some_and(|n| n == "SUMMARY.md") {
+            continue;
+        }
+        assert!(
+            listed.contains(&page),
+            "{} is not in SUMMARY.md",
+            page.display()
+        );
+    }
+}
+
+fn mdbook() -> PathBuf {
+    let path = repo_root().join(".tools/bin/mdbook");
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-test-deps.sh (it installs mdBook from crates.io)",
+        path.display()
+    );
+    path
+}
+
+#[test]
+fn book_builds_with_the_anchors_the_links_use() {
+    let out = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(mdbook())
+        .arg("build")
+        .arg(repo_root().join("docs"))
+        .arg("--dest-dir")
+        .arg(out.path())
+        .output()
+        .expect("run mdbook");
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "mdbook build failed:\n{log}");
+    assert!(!log.contains("WARN") && !log.contains("ERROR"), "{log}");
+    // The anchors computed above are the ids mdBook wrote, page by page.
+    let src = book_src();
+    for page in pages().into_iter().filter(|p| p.starts_with(&src)) {
+        let relative = page.strip_prefix(&src).expect("in docs/src");
+        if relative == Path::new("SUMMARY.md") {
+            continue;
+        }
+        let html_name = if relative.file_name().is_some_and(|n| n == "README.md") {
+            relative.with_file_name("index.html")
+        } else {
+            relative.with_extension("html")
+        };
+        let html = read(&out.path().join(&html_name));
+        for anchor in anchors(&read(&page)) {
+            assert!(
+                html.contains(&format!("id=\"{anchor}\"")),
+                "{}: mdBook wrote no id {anchor:?}",
+                html_name.display()
+            );
+        }
+    }
+}
+
+/// Severities a code is reported with, read from the source: the nearest severity word
+/// (`Severity::Error`, `error(`, `Severity::Warning`, `warning(`) before each place a
+/// `code::NAME` constant is used outside tests. Comparisons (`== code::X`) are not uses.
+fn severities_in_source() -> BTreeMap<String, BTreeSet<&'static str>> {
+    let dialect = read(&repo_root().join("src/dialect.rs"));
+    let mut by_const = BTreeMap::new();
+    for line in dialect.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("pub const ") {
+            if let Some((name, value)) = rest.split_once(": &str = \"") {
+                if let Some(code) = value.strip_suffix("\";").filter(|v| v.starts_with("SS")) {
+                    by_const.insert(name.to_string(), code.to_string());
+                }
+            }
+        }
+    }
+    assert!(by_const.len() > 40, "codes not found in src/dialect.rs");
+    let mut found: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+    for entry in walkdir::WalkDir::new(repo_root().join("src")) {
+        let path = entry.expect("walk src").into_path();
+        if path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = read(&path);
+        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut rest = 0;
+        while let Some(at) = text[rest..].find("code::") {
+            let start = rest + at;
+            rest = start + "code::".len();
+            let name: String = text[rest..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit())
+                .collect();
+            let Some(code) = by_const.get(&name) else {
+                continue;
+            };
+            if text[..start].trim_end().ends_with("==") {
+                continue;
+            }
+            let before = &text[..start];
+            let severity = [
+                ("Severity::Error", "error"),
+                ("error(", "error"),
+                ("Severity::Warning", "warning"),
+                ("warning(", "warning"),
+            ]
+            .into_iter()
+            .filter_map(|(word, severity)| before.rfind(word).map(|at| (at, severity)))
+            .max()
+            .map(|(_, severity)| severity)
+            .unwrap_or_else(|| panic!("{}: no severity before code::{name}", path.display()));
+            found.entry(code.clone()).or_default().insert(severity);
+        }
+    }
+    found
+}
+
+#[test]
+fn codes_page_matches_the_code() {
+    let page = read(&book_src().join("reference/codes.md"));
+    let mut rows = BTreeMap::new();
+    for line in page.lines().filter(|l| l.starts_with("| <a id=\"ss")) {
+        let cells: Vec<&str> = line.split(" | ").map(str::trim).collect();
+        let [first, severity, name, summary] = cells[..] else {
+            panic!("codes.md: a row of {} cells: {line}", cells.len());
+        };
+        let code = first
+            .split('`')
+            .nth(1)
+            .expect("code in backticks")
+            .to_string();
+        assert!(
+            first.starts_with(&format!("| <a id=\"{}\"></a>", code.to_ascii_lowercase())),
+            "codes.md: the anchor of {code} is not its lowercase code: {line}"
+        );
+        let severities: BTreeSet<&str> = ["error", "warning"]
+            .into_iter()
+            .filter(|s| severity.contains(s))
+            .collect();
+        let summary = summary.trim_end_matches('|').trim().to_string();
+        assert!(
+            rows.insert(code.clone(), (severities, name.to_string(), summary))
+                .is_none(),
+            "codes.md lists {code} twice"
+        );
+    }
+
+    let in_source = severities_in_source();
+    let rules = secretstore::dialect::code::RULES;
+    for rule in rules {
+        let Some((severities, name, summary)) = rows.get(rule.code) else {
+            panic!("codes.md has no row for {} ({})", rule.code, rule.name);
+        };
+        assert_eq!(name, rule.name, "codes.md: the name of {}", rule.code);
+        assert_eq!(
+            summary, rule.summary,
+            "codes.md: the summary of {}",
+            rule.code
+        );
+        let used = in_source
+            .get(rule.code)
+            .unwrap_or_else(|| panic!("{} is in RULES but never reported", rule.code));
+        assert_eq!(
+            severities, used,
+            "codes.md: the severities of {} (the source reports it as {used:?})",
+            rule.code
+        );
+    }
+    for code in rows.keys() {
+        assert!(
+            rules.iter().any(|r| r.code == code),
+            "codes.md lists {code}, which the code does not have"
+        );
+    }
+    for code in in_source.keys() {
+        assert!(
+            rules.iter().any(|r| r.code == code),
+            "{code} is reported but has no entry in dialect::code::RULES"
+        );
+    }
+}
+
+/// The GitHub Actions example: a workflow that installs secretstore before using it and
+/// grants exactly what its steps need.
+#[test]
+fn github_actions_example_is_complete() {
+    let page = read(&book_src().join("integrations/github-actions.md"));
+    let start = page.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + page[start..].find("\n```").expect("end of the block");
+    let workflow: serde_json::Value = yaml_serde::from_str(&page[start..end]).expect("YAML");
+    let jobs = workflow["jobs"].as_object().expect("jobs");
+    assert!(jobs.contains_key("lint") && jobs.contains_key("check"));
+    for (name, job) in jobs {
+        let steps = job["steps"].as_array().expect("steps");
+        let run = |step: &serde_json::Value| step["run"].as_str().unwrap_or_default().to_string();
+        let uses = |step: &serde_json::Value| step["uses"].as_str().unwrap_or_default().to_string();
+        let install = steps
+            .iter()
+            .position(|s| run(s).contains("cargo install") && run(s).contains("secretstore"))
+            .unwrap_or_else(|| panic!("job {name} does not install secretstore"));
+        let first_use = steps
+            .iter()
+            .position(|s| run(s).contains("secretstore ") && !run(s).contains("cargo install"))
+            .unwrap_or_else(|| panic!("job {name} does not run secretstore"));
+        assert!(
+            install < first_use,
+            "job {name} runs secretstore before installing it"
+        );
+        let permissions = &job["permissions"];
+        if steps
+            .iter()
+            .any(|s| uses(s).starts_with("github/codeql-action/upload-sarif"))
+        {
+            assert_eq!(permissions["security-events"], "write", "job {name}");
+        }
+        if steps.iter().any(|s| run(s).contains("secretstore check")) {
+            assert_eq!(permissions["id-token"], "write", "job {name}: OIDC login");
+            let login = steps
+                .iter()
+                .position(|s| run(s).contains("VAULT_TOKEN=") && run(s).contains("GITHUB_ENV"))
+                .unwrap_or_else(|| panic!("job {name} checks without a Vault login"));
+            assert!(login < steps.len() - 1 && job["env"]["VAULT_ADDR"].is_string());
+        }
+    }
+}
