@@ -447,6 +447,36 @@ impl Lookups<'_> {
                 help,
             ));
         }
+        // A live sidecar renews its leases and revokes them on stop.
+        let leased = pod
+            .references
+            .iter()
+            .zip(plans)
+            .find(|(_, plan)| matches!(plan, Plan::PolicyOnly(_)));
+        if let (true, Some((r, _))) = (pod.live, leased) {
+            for path in crate::policy::LEASE_PATHS {
+                if acl.capabilities(path).allows(Capability::Update) {
+                    continue;
+                }
+                out.push(finding(
+                    Severity::Error,
+                    code::POLICY_DENIES_LEASES,
+                    &r.location,
+                    &pod.object,
+                    &r.field,
+                    format!(
+                        "reference `{}` is a leased secret of a live pod, but the policies of role `{}` ({}) do not grant `update` on `{path}`, so the sidecar cannot {} its lease",
+                        shown(&r.reference),
+                        pod.role,
+                        names.join(", "),
+                        if path.ends_with("renew") { "renew" } else { "revoke" }
+                    ),
+                    format!(
+                        "add `path \"{path}\" {{ capabilities = [\"update\"] }}` to one of the role's policies (`secretstore policy` writes it)"
+                    ),
+                ));
+            }
+        }
     }
 
     fn role_acl(&self, role: &serde_json::Value) -> RoleAcl {

@@ -46,9 +46,10 @@ pub enum Command {
     #[command(after_help = crate::help::after_help("render"))]
     Render(RenderArgs),
     /// The init container's job: log in to Vault, fetch the secrets listed in
-    /// $SECRETSTORE_SPEC and write them into the pod's secrets volume.
+    /// $SECRETSTORE_SPEC and write them into the pod's secrets volume (in live mode, keep
+    /// them fresh as a native sidecar).
     #[command(after_help = crate::help::after_help("agent"))]
-    Agent,
+    Agent(AgentArgs),
     /// Replace secret references in the environment and arguments with their values
     /// from this container's env file, then execute CMD in place (same PID, signals and
     /// exit status).
@@ -79,6 +80,13 @@ pub enum Command {
     /// Print the man page (roff), or write one page per command into a directory.
     #[command(after_help = crate::help::after_help("man"))]
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// Exit 0 if the live sidecar has finished its first fetch, else 1 (its startupProbe)
+    #[arg(long)]
+    pub ready: bool,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +132,10 @@ pub struct ConfigArgs {
     /// Image of the injected init container [env: SECRETSTORE_AGENT_IMAGE]
     #[arg(long, value_name = "IMAGE")]
     pub agent_image: Option<String>,
+    /// Kubernetes version of the target cluster, e.g. 1.30; live mode needs 1.29+
+    /// [env: SECRETSTORE_KUBE_VERSION, Argo CD's KUBE_VERSION]
+    #[arg(long, value_name = "VERSION")]
+    pub kube_version: Option<String>,
 }
 
 impl ConfigArgs {
@@ -134,6 +146,7 @@ impl ConfigArgs {
             vault_addr: self.vault_addr.clone(),
             auth_path: self.auth_path.clone(),
             agent_image: self.agent_image.clone(),
+            kube_version: self.kube_version.clone(),
         };
         Settings::resolve(&overrides, &|name| std::env::var(name).ok())
     }
@@ -200,7 +213,8 @@ pub struct PolicyArgs {
     #[arg(long, value_enum, default_value_t = PolicyFormat::Hcl)]
     pub format: PolicyFormat,
     /// KV version of a mount, when VAULT_ADDR is not set to look it up (default: KV v2 at
-    /// the path's first segment); `1` also fits non-KV engines, whose paths are used as written
+    /// the path's first segment); `1` also fits non-KV engines, whose paths are used as
+    /// written; `0` marks a non-KV engine with leases (live pods get sys/leases/* for it)
     #[arg(long = "kv-version", value_name = "MOUNT=N")]
     pub kv_versions: Vec<String>,
     /// Only this role
@@ -294,7 +308,8 @@ fn read_stdin() -> Result<Input, String> {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => run_render(args),
-        Command::Agent => exit_code(crate::agent::run_from_env()),
+        Command::Agent(args) if args.ready => exit_code(crate::agent::ready()),
+        Command::Agent(_) => exit_code(crate::agent::run_from_env()),
         Command::Exec(args) => exit_code(crate::exec::run(args.command)),
         Command::Check(args) => run_check(args),
         Command::Policy(args) => run_policy(args),

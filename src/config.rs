@@ -60,6 +60,9 @@ pub struct AgentConfig {
     pub resources: Option<serde_json::Value>,
     /// Deadline for the agent, e.g. `90s`, `2m`, or seconds as a number.
     pub timeout: Option<Duration>,
+    /// Live mode for every opted-in pod: how often secrets are refreshed (`5m`; `off` or
+    /// `0` for none). A pod's `refresh` annotation overrides it.
+    pub refresh: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -88,6 +91,7 @@ pub struct Overrides {
     pub vault_addr: Option<String>,
     pub auth_path: Option<String>,
     pub agent_image: Option<String>,
+    pub kube_version: Option<String>,
 }
 
 /// The resolved configuration render uses.
@@ -105,6 +109,50 @@ pub struct Settings {
     pub timeout_seconds: u64,
     pub entrypoints: BTreeMap<String, Vec<String>>,
     pub pod_template_paths: BTreeMap<String, String>,
+    /// Live mode's refresh interval for every pod, in seconds; `None` = off.
+    pub refresh_seconds: Option<u64>,
+    /// The target cluster's Kubernetes version; `None` = unknown (assumed recent enough).
+    pub kube_version: Option<KubeVersion>,
+}
+
+/// A Kubernetes `major.minor` version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct KubeVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+impl KubeVersion {
+    /// The first version with native sidecars (init containers with `restartPolicy:
+    /// Always`) enabled by default.
+    pub const NATIVE_SIDECARS: KubeVersion = KubeVersion {
+        major: 1,
+        minor: 29,
+    };
+
+    /// Parses `1.29`, `v1.29.3`, `1.29+`, `1.30.2-gke.1000` (Argo CD's `KUBE_VERSION` and
+    /// `kubectl version` forms).
+    pub fn parse(text: &str) -> Result<KubeVersion, String> {
+        let bad = || format!("`{text}` is not a Kubernetes version (examples: 1.29, v1.30.2)");
+        let t = text.trim();
+        let t = t.strip_prefix('v').unwrap_or(t);
+        let mut parts = t.splitn(3, '.');
+        let major = parts.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
+        let minor_text: String = parts
+            .next()
+            .ok_or_else(bad)?
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let minor = minor_text.parse().map_err(|_| bad())?;
+        Ok(KubeVersion { major, minor })
+    }
+}
+
+impl std::fmt::Display for KubeVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
 }
 
 impl Default for Settings {
@@ -122,6 +170,8 @@ impl Default for Settings {
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
             entrypoints: BTreeMap::new(),
             pod_template_paths: BTreeMap::new(),
+            refresh_seconds: None,
+            kube_version: None,
         }
     }
 }
@@ -185,6 +235,15 @@ impl Settings {
         }
         if let Some(v) = env("SECRETSTORE_AGENT_TIMEOUT") {
             settings.timeout_seconds = parse_duration(&v)?;
+        }
+        // Argo CD sets KUBE_VERSION for config-management plugins; ours take precedence.
+        let kube_version = overrides
+            .kube_version
+            .clone()
+            .or_else(|| env("SECRETSTORE_KUBE_VERSION"))
+            .or_else(|| lookup("KUBE_VERSION").filter(|v| !v.is_empty()));
+        if let Some(v) = kube_version {
+            settings.kube_version = Some(KubeVersion::parse(&v)?);
         }
         if let Some(v) = &overrides.vault_addr {
             settings.vault_address = v.clone();
@@ -313,6 +372,13 @@ impl Settings {
                 Duration::Text(s) => parse_duration(s)?,
             };
         }
+        if let Some(r) = &agent.refresh {
+            self.refresh_seconds = match r {
+                Duration::Seconds(s) => Some(*s),
+                Duration::Text(s) => parse_refresh(s)?,
+            }
+            .filter(|s| *s > 0);
+        }
         for (image, command) in entrypoints {
             self.entrypoints.insert(image.clone(), command.clone());
         }
@@ -369,6 +435,14 @@ fn normalise_auth_path(path: &str) -> String {
         trimmed.to_string()
     } else {
         format!("auth/{trimmed}")
+    }
+}
+
+/// Parses a live-mode refresh interval: a duration, or `off`/`0` for none.
+pub fn parse_refresh(text: &str) -> Result<Option<u64>, String> {
+    match text.trim() {
+        "off" | "0" => Ok(None),
+        other => parse_duration(other).map(Some),
     }
 }
 
@@ -460,6 +534,54 @@ mod tests {
             "reg:5000/app"
         );
         assert_eq!(image_repository("reg:5000/app"), "reg:5000/app");
+    }
+
+    #[test]
+    fn kube_versions_and_refresh() {
+        for (text, minor) in [
+            ("1.29", 29),
+            ("v1.30.2", 30),
+            ("1.28+", 28),
+            ("1.31.1-gke.100", 31),
+        ] {
+            assert_eq!(
+                KubeVersion::parse(text).unwrap(),
+                KubeVersion { major: 1, minor }
+            );
+        }
+        assert!(KubeVersion::parse("latest").is_err());
+        assert!(KubeVersion::parse("1").is_err());
+        assert!(KubeVersion::parse("1.28") < Ok(KubeVersion::NATIVE_SIDECARS));
+        let lookup = |name: &str| match name {
+            "KUBE_VERSION" => Some("1.28".to_string()),
+            "ARGOCD_ENV_SECRETSTORE_KUBE_VERSION" => Some("1.30".to_string()),
+            _ => None,
+        };
+        let s = Settings::resolve(&Overrides::default(), &lookup).unwrap();
+        assert_eq!(
+            s.kube_version,
+            Some(KubeVersion {
+                major: 1,
+                minor: 30
+            })
+        );
+        let argo_only = |name: &str| (name == "KUBE_VERSION").then(|| "1.28".to_string());
+        let s = Settings::resolve(&Overrides::default(), &argo_only).unwrap();
+        assert_eq!(
+            s.kube_version,
+            Some(KubeVersion {
+                major: 1,
+                minor: 28
+            })
+        );
+        assert_eq!(parse_refresh("off").unwrap(), None);
+        assert_eq!(parse_refresh("0").unwrap(), None);
+        assert_eq!(parse_refresh("1h30m").unwrap(), Some(5400));
+        let file = ConfigFile::parse("agent:\n  refresh: 5m\n").unwrap();
+        assert_eq!(
+            Settings::from_file(&file, None).unwrap().refresh_seconds,
+            Some(300)
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! request with source positions.
 
 use crate::diag::{Diagnostic, Location, ObjectRef};
-use crate::spec::{FileFormat, MAX_FILE_NAME, REF_PREFIX, RESERVED_DIR};
+use crate::spec::{FileFormat, OnChange, MAX_FILE_NAME, REF_PREFIX, RESERVED_DIR};
 use crate::tree::{NodeId, Tree};
 use serde::Deserialize;
 
@@ -14,6 +14,12 @@ pub const FILE_KEY_PREFIX: &str = "vault.secretstore.rafay.dev/filesecret-config
 /// Extension: written by render on every pod it expanded.
 pub const STATUS_KEY: &str = "vault.secretstore.rafay.dev/status";
 pub const STATUS_INJECTED: &str = "injected";
+/// Extension (live mode, SPEC 2.1): refresh interval, `off` or `0` for none.
+pub const REFRESH_KEY: &str = "vault.secretstore.rafay.dev/refresh";
+/// Extension (live mode): what the app is told when its files change.
+pub const ON_CHANGE_KEY: &str = "vault.secretstore.rafay.dev/on-change";
+/// Extension (live mode): `"false"` keeps the pod's leases when the sidecar stops.
+pub const REVOKE_ON_STOP_KEY: &str = "vault.secretstore.rafay.dev/revoke-on-stop";
 /// Text that every document the dialect can touch contains (in the opt-in annotation,
 /// the dialect's keys and every reference); documents without it are never parsed.
 pub const MARKER: &[u8] = b"secretstore";
@@ -28,6 +34,7 @@ pub mod code {
     pub const UNKNOWN_KEY: &str = "SS103";
     pub const BAD_FILE_SUFFIX: &str = "SS104";
     pub const BAD_VALUE_TYPE: &str = "SS105";
+    pub const LIVE_BAD_VALUE: &str = "SS106";
     pub const FILE_BAD_JSON: &str = "SS110";
     pub const FILE_MISSING_FIELD: &str = "SS111";
     pub const FILE_UNKNOWN_FIELD: &str = "SS112";
@@ -41,11 +48,14 @@ pub mod code {
     pub const REF_NOT_OPTED_IN: &str = "SS121";
     pub const NO_COMMAND: &str = "SS122";
     pub const CANNOT_EDIT: &str = "SS130";
+    pub const LIVE_NEEDS_KUBE_129: &str = "SS131";
     pub const KEYS_ON_WORKLOAD: &str = "SS201";
     pub const NO_SERVICE_ACCOUNT: &str = "SS202";
     pub const FILE_UNREADABLE: &str = "SS203";
     pub const ISTIO_INIT_ORDER: &str = "SS204";
     pub const VERSION_CONFLICT: &str = "SS205";
+    pub const REFRESH_TOO_SHORT: &str = "SS206";
+    pub const ON_CHANGE_NOT_LIVE: &str = "SS207";
 
     // `check`: the references against a live Vault (README.md has the table).
     pub const MOUNT_NOT_FOUND: &str = "SS301";
@@ -64,6 +74,7 @@ pub mod code {
     pub const AUDIENCE_MISMATCH: &str = "SS315";
     pub const NOT_A_JWT_ROLE: &str = "SS316";
     pub const POLICY_DENIES_READ: &str = "SS320";
+    pub const POLICY_DENIES_LEASES: &str = "SS321";
     pub const NAMESPACE_AT_DEPLOY_TIME: &str = "SS330";
     pub const BINDING_NOT_CHECKABLE: &str = "SS331";
     pub const POLICY_NOT_CHECKABLE: &str = "SS332";
@@ -123,6 +134,11 @@ pub mod code {
             BAD_VALUE_TYPE,
             "BadAnnotationType",
             "A file secret annotation is not a string.",
+        ),
+        Rule::new(
+            LIVE_BAD_VALUE,
+            "LiveBadValue",
+            "A live-mode setting (refresh, on-change, onChange, revoke-on-stop) has an invalid value.",
         ),
         Rule::new(
             FILE_BAD_JSON,
@@ -190,6 +206,11 @@ pub mod code {
             "Render cannot insert its wiring into this document.",
         ),
         Rule::new(
+            LIVE_NEEDS_KUBE_129,
+            "LiveNeedsKubernetes129",
+            "Live mode needs native sidecars (Kubernetes 1.29+), but the target version is older.",
+        ),
+        Rule::new(
             KEYS_ON_WORKLOAD,
             "KeysOnWorkloadMetadata",
             "Dialect keys on a workload's own metadata have no effect.",
@@ -213,6 +234,16 @@ pub mod code {
             VERSION_CONFLICT,
             "VersionConflict",
             "One secret path is read at different versions in one pod.",
+        ),
+        Rule::new(
+            REFRESH_TOO_SHORT,
+            "RefreshTooShort",
+            "A live-mode refresh interval under 30 seconds loads Vault with little gain.",
+        ),
+        Rule::new(
+            ON_CHANGE_NOT_LIVE,
+            "OnChangeWithoutRefresh",
+            "on-change, onChange or revoke-on-stop on a pod without live mode: nothing will change.",
         ),
         Rule::new(
             MOUNT_NOT_FOUND,
@@ -293,6 +324,11 @@ pub mod code {
             POLICY_DENIES_READ,
             "PolicyDeniesRead",
             "The role's policies do not grant `read` on a path the pod reads (check).",
+        ),
+        Rule::new(
+            POLICY_DENIES_LEASES,
+            "PolicyDeniesLeases",
+            "A live pod reads a leased secret, but the role's policies do not grant `update` on sys/leases/renew and sys/leases/revoke (check).",
         ),
         Rule::new(
             NAMESPACE_AT_DEPLOY_TIME,
@@ -463,6 +499,8 @@ pub struct FileSecret {
     pub containers: Vec<usize>,
     pub format: FileFormat,
     pub mode: u32,
+    /// Live mode: `onChange`, overriding the pod's `on-change`.
+    pub on_change: Option<OnChange>,
     /// The annotation's value node.
     pub node: NodeId,
 }
@@ -490,6 +528,26 @@ pub struct PodRequest {
     pub annotations: NodeId,
     /// Already expanded by an earlier render (`status: injected`): render leaves it as is.
     pub injected: bool,
+    pub live: LiveAnnotations,
+}
+
+/// The pod's live-mode annotations (SPEC 2.1), each with its value node.
+#[derive(Debug, Clone, Default)]
+pub struct LiveAnnotations {
+    /// `refresh`: seconds, or `None` for `off`/`0`.
+    pub refresh: Option<(Option<u64>, NodeId)>,
+    pub on_change: Option<(OnChange, NodeId)>,
+    pub revoke_on_stop: Option<(bool, NodeId)>,
+}
+
+impl LiveAnnotations {
+    /// The refresh interval in force: the annotation, else the configuration's.
+    pub fn refresh_seconds(&self, configured: Option<u64>) -> Option<u64> {
+        match self.refresh {
+            Some((seconds, _)) => seconds,
+            None => configured,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -557,7 +615,14 @@ impl Ctx<'_> {
 }
 
 /// Known extension keys besides the upstream ones.
-const KNOWN_KEYS: [&str; 3] = [OPT_IN_KEY, ROLE_KEY, STATUS_KEY];
+const KNOWN_KEYS: [&str; 6] = [
+    OPT_IN_KEY,
+    ROLE_KEY,
+    STATUS_KEY,
+    REFRESH_KEY,
+    ON_CHANGE_KEY,
+    REVOKE_ON_STOP_KEY,
+];
 
 /// Warns about dialect keys on a workload's own metadata, where they have no effect.
 pub fn check_workload_metadata(ctx: &mut Ctx, object: NodeId, field_prefix: &str) {
@@ -654,6 +719,7 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         tree.get(annotations, STATUS_KEY).and_then(|s| tree.str(s)) == Some(STATUS_INJECTED);
 
     let mut role = None;
+    let mut live = LiveAnnotations::default();
     let mut file_entries: Vec<(String, NodeId, NodeId)> = Vec::new();
     for (k, v) in tree.entries(annotations) {
         let Some(key) = tree.str(*k) else { continue };
@@ -679,6 +745,8 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
                     "set it to the Vault role bound to this pod's service account",
                 ),
             }
+        } else if key == REFRESH_KEY || key == ON_CHANGE_KEY || key == REVOKE_ON_STOP_KEY {
+            read_live_annotation(ctx, key, *v, kfield, &mut live);
         } else if let Some(suffix) = key.strip_prefix(FILE_KEY_PREFIX) {
             if suffix.is_empty()
                 || !suffix
@@ -704,7 +772,7 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
                 format!("unknown secret-store annotation `{key}`"),
                 &match suggestion {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known keys: {ROLE_KEY}, {FILE_KEY_PREFIX}<N>, {STATUS_KEY}"),
+                    None => format!("known keys: {ROLE_KEY}, {FILE_KEY_PREFIX}<N>, {STATUS_KEY}, {REFRESH_KEY}, {ON_CHANGE_KEY}, {REVOKE_ON_STOP_KEY}"),
                 },
             );
         }
@@ -740,7 +808,50 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         containers,
         annotations,
         injected,
+        live,
     })
+}
+
+/// Parses one live-mode annotation into `live`, or reports its bad value.
+fn read_live_annotation(
+    ctx: &mut Ctx,
+    key: &str,
+    node: NodeId,
+    field: String,
+    live: &mut LiveAnnotations,
+) {
+    let Some(text) = ctx.tree.str(node).map(str::trim) else {
+        ctx.error(
+            code::LIVE_BAD_VALUE,
+            node,
+            field,
+            format!("`{key}` is not a string"),
+            "quote the value",
+        );
+        return;
+    };
+    let parsed = if key == REFRESH_KEY {
+        crate::config::parse_refresh(text).map(|r| live.refresh = Some((r, node)))
+    } else if key == ON_CHANGE_KEY {
+        OnChange::parse(text).map(|a| live.on_change = Some((a, node)))
+    } else {
+        match text {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(format!("`{text}` is not \"true\" or \"false\"")),
+        }
+        .map(|b| live.revoke_on_stop = Some((b, node)))
+    };
+    if let Err(message) = parsed {
+        let help = if key == REFRESH_KEY {
+            "write a duration such as 30s, 5m or 1h30m, or `off`"
+        } else if key == ON_CHANGE_KEY {
+            "write none, restart or signal:<NAME> (e.g. signal:SIGHUP)"
+        } else {
+            "write \"true\" (the default) or \"false\""
+        };
+        ctx.error(code::LIVE_BAD_VALUE, node, field, message, help);
+    }
 }
 
 /// Numeric suffixes in numeric order first, then the rest in text order.
@@ -816,15 +927,17 @@ struct FileSecretJson {
     containers: Option<Vec<String>>,
     format: Option<String>,
     mode: Option<String>,
+    on_change: Option<String>,
 }
 
-const FILE_FIELDS: [&str; 6] = [
+const FILE_FIELDS: [&str; 7] = [
     "vaultSecretRef",
     "secretFileName",
     "volumeMountPath",
     "containers",
     "format",
     "mode",
+    "onChange",
 ];
 
 fn parse_file_secret(
@@ -1064,6 +1177,21 @@ fn parse_file_secret(
             found
         }
     };
+    let on_change = match parsed.on_change.as_deref().map(OnChange::parse) {
+        None => None,
+        Some(Ok(action)) => Some(action),
+        Some(Err(message)) => {
+            ctx.error(
+                code::LIVE_BAD_VALUE,
+                node,
+                format!("{field}.onChange"),
+                message,
+                "write none, restart or signal:<NAME> (e.g. signal:SIGHUP)",
+            );
+            ok = false;
+            None
+        }
+    };
     let reference = reference?;
     if !ok {
         return None;
@@ -1077,6 +1205,7 @@ fn parse_file_secret(
         containers: targets,
         format,
         mode,
+        on_change,
         node,
     })
 }
@@ -1138,6 +1267,9 @@ fn suggest(key: &str) -> Option<String> {
     let known = [
         ROLE_KEY,
         STATUS_KEY,
+        REFRESH_KEY,
+        ON_CHANGE_KEY,
+        REVOKE_ON_STOP_KEY,
         "vault.secretstore.rafay.dev/filesecret-config-1",
     ];
     if let Some(rest) = key.strip_prefix(PREFIX) {

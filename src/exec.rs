@@ -1,7 +1,8 @@
 //! `secretstore exec -- CMD ARGS...`: the env wrapper of an app container. Replaces every
 //! secret reference in the environment and in the command line with its value from the
 //! container's env file, then `execve`s CMD, so its PID, signals and exit status are the
-//! container's own.
+//! container's own. In live mode (`SECRETSTORE_LIVE` set) it supervises CMD instead:
+//! see [`crate::supervise`].
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -13,7 +14,7 @@ use std::process::Command;
 
 use zeroize::Zeroizing;
 
-use crate::spec::{ENV_DIR, ENV_FILE_ENV, ENV_FILE_NAME, REF_PREFIX};
+use crate::spec::{ExecWatch, ENV_DIR, ENV_FILE_ENV, ENV_FILE_NAME, LIVE_ENV, REF_PREFIX};
 
 /// Exit status when exec itself fails before starting CMD (as `env`, `timeout` and
 /// container runtimes use it).
@@ -95,7 +96,21 @@ impl fmt::Display for ExecError {
 /// exit status to use.
 pub fn run(argv: Vec<OsString>) -> i32 {
     let env_file = env_file_path();
-    let prepared = match prepare(argv, std::env::vars_os().collect(), &env_file) {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    if let Some(i) = env.iter().position(|(k, _)| k == LIVE_ENV) {
+        let (_, value) = env.remove(i);
+        match serde_json::from_slice::<ExecWatch>(value.as_bytes()) {
+            Ok(watch) if !argv.is_empty() => {
+                return crate::supervise::run(argv, env, &env_file, watch)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("secretstore exec: {LIVE_ENV} is not a list of files to watch: {e}: re-render the manifest with secretstore render");
+                return EXIT_FAILED;
+            }
+        }
+    }
+    let prepared = match prepare(argv, env, &env_file) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("secretstore exec: {e}");

@@ -50,6 +50,14 @@ const CONFIG_ENV: &[(&str, &str)] = &[
         "the agent's deadline, retries included",
     ),
     (
+        "SECRETSTORE_KUBE_VERSION",
+        "Kubernetes version of the target cluster; live mode needs 1.29+ (--kube-version)",
+    ),
+    (
+        "KUBE_VERSION",
+        "the same, as Argo CD sets it for plugins, read when the one above is unset",
+    ),
+    (
         "ARGOCD_ENV_<NAME>",
         "each SECRETSTORE_ variable above, as Argo CD passes plugin env",
     ),

@@ -29,6 +29,7 @@ pub mod report;
 pub mod scan;
 pub mod spec;
 pub mod stream;
+pub mod supervise;
 pub mod sysio;
 pub mod tree;
 pub mod vault;

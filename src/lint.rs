@@ -37,6 +37,7 @@ pub fn lint_input(input: &Input, settings: &Settings) -> Vec<Diagnostic> {
         unreadable_files(&pod, &mut out);
         istio_init_order(&pod, settings, &mut out);
         version_conflicts(&pod, &mut out);
+        live_mode(&pod, settings, &mut out);
     }
     out.sort_by(|a, b| {
         (a.location.line, a.location.column, a.code).cmp(&(
@@ -243,6 +244,79 @@ fn version_conflicts(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// Below this, a refresh interval mostly adds load on Vault: KV values rarely change
+/// that often, and leases are renewed on their own schedule anyway.
+pub const MIN_REFRESH_SECONDS: u64 = 30;
+
+/// SS206 and SS207: a refresh interval under [`MIN_REFRESH_SECONDS`], and live-mode
+/// settings on a pod that is not live, where nothing will ever change. (A live pod for a
+/// cluster older than 1.29 is render's own error, SS131.)
+fn live_mode(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnostic>) {
+    let find = |key: &str| pod.annotations.iter().find(|e| e.key == key);
+    let annotation = find(dialect::REFRESH_KEY);
+    let refresh = match annotation.and_then(|e| e.value.as_deref()) {
+        Some(text) => match crate::config::parse_refresh(text) {
+            Ok(r) => r,
+            Err(_) => return,
+        },
+        None => settings.refresh_seconds,
+    };
+    let field = |key: &str| format!("{}metadata.annotations[{key}]", pod.field);
+    match refresh {
+        Some(seconds) if seconds < MIN_REFRESH_SECONDS => {
+            let (location, source) = match annotation {
+                Some(e) => (&e.location, "the pod's refresh annotation"),
+                None => (&pod.location, "the configuration's agent.refresh"),
+            };
+            let mut d = warning(
+                pod,
+                code::REFRESH_TOO_SHORT,
+                location,
+                field(dialect::REFRESH_KEY),
+            );
+            d.message = format!(
+                "{source} refreshes every {seconds}s: each pod then reads every secret from Vault {} times an hour",
+                3600 / seconds.max(1)
+            );
+            d.help = Some(format!(
+                "use {MIN_REFRESH_SECONDS}s or more (leases are renewed on their own schedule whatever the interval)"
+            ));
+            out.push(d);
+        }
+        Some(_) => {}
+        None => {
+            let mut settings_found: Vec<(&Location, String)> = Vec::new();
+            for key in [dialect::ON_CHANGE_KEY, dialect::REVOKE_ON_STOP_KEY] {
+                if let Some(e) = find(key) {
+                    settings_found.push((&e.location, field(key)));
+                }
+            }
+            for e in &pod.annotations {
+                if !e.key.starts_with(dialect::FILE_KEY_PREFIX) {
+                    continue;
+                }
+                let on_change = e
+                    .value
+                    .as_deref()
+                    .and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok())
+                    .is_some_and(|v| v.get("onChange").is_some());
+                if on_change {
+                    settings_found.push((&e.location, format!("{}.onChange", field(&e.key))));
+                }
+            }
+            for (location, field) in settings_found {
+                let mut d = warning(pod, code::ON_CHANGE_NOT_LIVE, location, field);
+                d.message = "a live-mode setting on a pod without live mode: its secrets are fetched once at start and never change".into();
+                d.help = Some(format!(
+                    "add `{}: \"5m\"` (or the configuration's agent.refresh) to keep the secrets fresh, or remove the setting",
+                    dialect::REFRESH_KEY
+                ));
+                out.push(d);
+            }
+        }
+    }
+}
+
 /// What to lint: `None` is stdin.
 #[derive(Debug, Default)]
 pub struct Targets {
@@ -412,6 +486,25 @@ mod tests {
         assert_eq!(
             codes("", "{}", &env("", "#4")),
             vec![code::VERSION_CONFLICT]
+        );
+    }
+
+    #[test]
+    fn live_mode_warnings() {
+        let one = "    - {name: a, image: a, command: [a]}\n";
+        let refresh = |v: &str| format!("    vault.secretstore.rafay.dev/refresh: \"{v}\"\n");
+        assert_eq!(
+            codes(&refresh("10s"), "{}", one),
+            vec![code::REFRESH_TOO_SHORT]
+        );
+        assert_eq!(codes(&refresh("30s"), "{}", one), Vec::<&str>::new());
+        let on_change = "    vault.secretstore.rafay.dev/on-change: restart\n";
+        assert_eq!(codes(on_change, "{}", one), vec![code::ON_CHANGE_NOT_LIVE]);
+        let with_refresh = format!("{}{on_change}", refresh("1m"));
+        assert_eq!(codes(&with_refresh, "{}", one), Vec::<&str>::new());
+        assert_eq!(
+            codes(&file(", \"onChange\": \"signal:HUP\""), "{}", one),
+            vec![code::ON_CHANGE_NOT_LIVE]
         );
     }
 

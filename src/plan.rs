@@ -1,12 +1,14 @@
 //! Planning the expansion of one opted-in pod template (SPEC section 2): the agent spec and
 //! the edits that wire it into the pod.
 
+use crate::config::KubeVersion;
 use crate::config::Settings;
 use crate::dialect::{code, Ctx, PodRequest, STATUS_INJECTED, STATUS_KEY};
 use crate::edit::Edit;
 use crate::spec::{
-    AgentSpec, EnvFileOutput, EnvRef, FileOutput, SecretRead, VaultConnection, AGENT_SECRETS_DIR,
-    BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
+    AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange, SecretRead,
+    VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME,
+    LIVE_ENV, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
 };
 use crate::tree::{NodeId, Tree};
 use serde_json::{json, Value};
@@ -18,6 +20,9 @@ pub const IMAGE_BINARY: &str = "/usr/local/bin/secretstore";
 pub const TOKEN_EXPIRATION_SECONDS: u64 = 600;
 /// User and group the init container runs as; the files it writes are theirs.
 pub const AGENT_USER: i64 = 65532;
+/// Live mode: the startup probe's period; its failure threshold covers the agent's
+/// timeout plus this many periods.
+const STARTUP_PROBE_SLACK: u64 = 10;
 
 /// A name not yet used, starting from `base`.
 fn unique_name(base: &str, taken: &[String]) -> String {
@@ -60,6 +65,38 @@ pub fn plan(
         })
         .unwrap_or_default();
     let container_names: Vec<String> = request.containers.iter().map(|c| c.name.clone()).collect();
+    let refresh = request.live.refresh_seconds(settings.refresh_seconds);
+    if let (Some(seconds), Some(version)) = (refresh, settings.kube_version) {
+        if version < KubeVersion::NATIVE_SIDECARS {
+            let node = request
+                .live
+                .refresh
+                .map_or(request.annotations, |(_, node)| node);
+            let object = &ctx.object;
+            let pod = match &object.namespace {
+                Some(ns) => format!("{} {ns}/{}", object.kind, object.name),
+                None => format!("{} {}", object.kind, object.name),
+            };
+            ctx.error(
+                code::LIVE_NEEDS_KUBE_129,
+                node,
+                format!("{field}metadata.annotations"),
+                format!(
+                    "{pod} asks for live mode (refresh every {seconds}s), which needs native sidecars (Kubernetes {} or later), but the target cluster is Kubernetes {version}",
+                    KubeVersion::NATIVE_SIDECARS
+                ),
+                "upgrade the cluster, set the right --kube-version, or turn live mode off for this pod (vault.secretstore.rafay.dev/refresh: \"off\")",
+            );
+            return None;
+        }
+    }
+    let pod_on_change = request
+        .live
+        .on_change
+        .as_ref()
+        .map_or(OnChange::None, |(a, _)| a.clone());
+    // Per container: the files `exec` watches and what it does when they change.
+    let mut watches: BTreeMap<usize, Vec<WatchedFile>> = BTreeMap::new();
 
     // Secrets read once each, in order of first use.
     let mut reads: Vec<SecretRead> = Vec::new();
@@ -88,6 +125,9 @@ pub fn plan(
     let mut dirs: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for f in &request.files {
         let secret = read_index(&f.reference.path, f.reference.version);
+        let on_change = refresh
+            .map(|_| f.on_change.clone().unwrap_or_else(|| pod_on_change.clone()))
+            .filter(|a| *a != OnChange::None);
         for &c in &f.containers {
             let cname = &request.containers[c].name;
             let container_dirs = dirs.entry(c).or_default();
@@ -111,7 +151,14 @@ pub fn plan(
                 mode: f.mode,
                 path: format!("{AGENT_SECRETS_DIR}/files/{cname}/{k}/{}", f.file_name),
                 reference: f.reference_text.clone(),
+                on_change: on_change.clone(),
             });
+            if let Some(action) = &on_change {
+                watches.entry(c).or_default().push(WatchedFile {
+                    path: format!("{}/{}", f.mount_path, f.file_name),
+                    on_change: action.clone(),
+                });
+            }
         }
     }
 
@@ -146,13 +193,32 @@ pub fn plan(
         }
     }
 
+    // Env values change only when the app starts again.
+    if refresh.is_some() && pod_on_change == OnChange::Restart {
+        for &c in &wrapped {
+            watches.entry(c).or_default().push(WatchedFile {
+                path: format!("{ENV_DIR}/{ENV_FILE_NAME}"),
+                on_change: OnChange::Restart,
+            });
+        }
+    }
+    // Containers `exec` wraps only to tell the app about changed files.
+    let watch_only: Vec<usize> = watches
+        .keys()
+        .copied()
+        .filter(|c| !wrapped.contains(c))
+        .collect();
+
     let mut edits = Vec::new();
     let exec_binary = format!("{BIN_DIR}/secretstore");
-    for &c in &wrapped {
+    for &c in wrapped.iter().chain(&watch_only) {
+        let env_refs = wrapped.contains(&c);
         let container = &request.containers[c];
         let cfield = format!("{field}spec.{}", container.field());
         for reserved in [ENV_DIR, BIN_DIR] {
-            if container.mount_paths.iter().any(|p| p == reserved) {
+            if (env_refs || reserved == BIN_DIR)
+                && container.mount_paths.iter().any(|p| p == reserved)
+            {
                 ctx.error(
                     code::MOUNT_PATH_IN_USE,
                     container.node,
@@ -189,8 +255,9 @@ pub fn plan(
                     container.node,
                     format!("{cfield}.command"),
                     format!(
-                        "container `{}` has env secret references but no `command`, so secretstore cannot wrap it",
-                        container.name
+                        "container `{}` has {} but no `command`, so secretstore cannot wrap it",
+                        container.name,
+                        if env_refs { "env secret references" } else { "files to watch for on-change" }
                     ),
                     &format!(
                         "write the image's entrypoint as `command`, or map the image `{}` to its entrypoint in the configuration's `entrypoints`",
@@ -200,14 +267,32 @@ pub fn plan(
             },
         }
         let list = mounts.entry(c).or_default();
-        list.push(json!({
-            "name": secrets_volume,
-            "mountPath": ENV_DIR,
-            "subPath": format!("env/{}", container.name),
-            "readOnly": true,
-        }));
+        if env_refs {
+            list.push(json!({
+                "name": secrets_volume,
+                "mountPath": ENV_DIR,
+                "subPath": format!("env/{}", container.name),
+                "readOnly": true,
+            }));
+        }
         list.push(json!({"name": bin_volume, "mountPath": BIN_DIR, "readOnly": true}));
+        if let Some(files) = watches.remove(&c) {
+            let watch = ExecWatch { files };
+            let var = json!({"name": LIVE_ENV, "value": serde_json::to_string(&watch).unwrap_or_default()});
+            match tree.get(container.node, "env") {
+                Some(seq) if tree.is_seq(seq) => edits.push(append_or_fill(tree, seq, vec![var])),
+                Some(other) => {
+                    return cannot_edit(ctx, other, format!("{cfield}.env"));
+                }
+                None => edits.push(Edit::AddKey {
+                    map: container.node,
+                    key: "env".into(),
+                    value: Value::Array(vec![var]),
+                }),
+            }
+        }
     }
+    let needs_bin = !wrapped.is_empty() || !watch_only.is_empty();
     if ctx.has_errors() {
         return None;
     }
@@ -231,20 +316,24 @@ pub fn plan(
         secrets: reads,
         files,
         env_files,
-        copy_binary_to: (!wrapped.is_empty()).then(|| exec_binary.clone()),
+        copy_binary_to: needs_bin.then(|| exec_binary.clone()),
+        live: refresh.map(|refresh_seconds| LiveSpec {
+            refresh_seconds,
+            revoke_on_stop: request.live.revoke_on_stop.is_none_or(|(b, _)| b),
+        }),
         secrets_root: AGENT_SECRETS_DIR.to_owned(),
         bin_root: BIN_DIR.to_owned(),
     };
 
     let mut agent_mounts = vec![json!({"name": secrets_volume, "mountPath": AGENT_SECRETS_DIR})];
-    if !wrapped.is_empty() {
+    if needs_bin {
         agent_mounts.push(json!({"name": bin_volume, "mountPath": BIN_DIR}));
     }
     agent_mounts.push(json!({"name": token_volume, "mountPath": TOKEN_DIR, "readOnly": true}));
     if settings.ca_cert.is_some() {
         agent_mounts.push(json!({"name": ca_volume, "mountPath": CA_DIR, "readOnly": true}));
     }
-    let init = json!({
+    let mut init = json!({
         "name": unique_name(AGENT_CONTAINER, &container_names),
         "image": settings.agent_image,
         "imagePullPolicy": settings.image_pull_policy,
@@ -262,9 +351,19 @@ pub fn plan(
         },
         "volumeMounts": agent_mounts,
     });
+    if refresh.is_some() {
+        // A native sidecar: started before the app containers, which wait for its startup
+        // probe (the first complete fetch), and stopped after them.
+        init["restartPolicy"] = Value::from("Always");
+        init["startupProbe"] = json!({
+            "exec": {"command": [IMAGE_BINARY, "agent", "--ready"]},
+            "periodSeconds": 1,
+            "failureThreshold": settings.timeout_seconds + STARTUP_PROBE_SLACK,
+        });
+    }
 
     let mut volumes = vec![json!({"name": secrets_volume, "emptyDir": {"medium": "Memory"}})];
-    if !wrapped.is_empty() {
+    if needs_bin {
         volumes.push(json!({"name": bin_volume, "emptyDir": {}}));
     }
     let mut token = serde_json::Map::new();

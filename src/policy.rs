@@ -75,7 +75,8 @@ pub struct Generated {
 }
 
 /// Parses `--kv-version MOUNT=N` (N = 1 or 2; 1 also fits any non-KV engine, whose paths
-/// are used as written).
+/// are used as written; 0 is a non-KV engine whose secrets are leased, which live pods
+/// renew and revoke).
 pub fn parse_kv_version(text: &str) -> Result<Mount, String> {
     let (mount, version) = text
         .rsplit_once('=')
@@ -87,7 +88,12 @@ pub fn parse_kv_version(text: &str) -> Result<Mount, String> {
     let engine = match version {
         "1" => Engine::Kv1,
         "2" => Engine::Kv2,
-        _ => return Err(format!("`{text}`: the KV version is 1 or 2")),
+        "0" => Engine::Other("leased".into()),
+        _ => {
+            return Err(format!(
+                "`{text}`: the KV version is 1 or 2, or 0 for a non-KV (leased) engine"
+            ))
+        }
     };
     Ok(Mount {
         path: format!("{mount}/"),
@@ -105,6 +111,9 @@ pub fn generate(
     #[derive(Default)]
     struct Acc {
         paths: BTreeSet<String>,
+        /// A live pod of the role reads a leased secret, which the sidecar renews and
+        /// revokes.
+        leases: bool,
         names: BTreeSet<String>,
         namespaces: BTreeSet<String>,
     }
@@ -160,6 +169,9 @@ pub fn generate(
                     .with_help("fix the path, or pass --kv-version MOUNT=N for a mount the token cannot see"),
                 );
             }
+            if pod.live && matches!(mount.engine, Engine::Other(_)) {
+                acc.leases = true;
+            }
             let problem = match mounts::target(&r.reference.path, &mount) {
                 Ok(t) if is_exact_pattern(&t.api_path) => {
                     acc.paths.insert(t.api_path);
@@ -189,7 +201,7 @@ pub fn generate(
         .map(|(role, acc)| RolePolicy {
             role: role.to_string(),
             policy_name: policy_name(role),
-            policy: hcl_policy(&acc.paths),
+            policy: hcl_policy(&acc.paths, acc.leases),
             bound_service_account_names: acc.names.into_iter().collect(),
             bound_service_account_namespaces: acc.namespaces.into_iter().collect(),
             auth_path: options.auth_path.clone(),
@@ -208,7 +220,11 @@ fn is_exact_pattern(path: &str) -> bool {
     !path.ends_with('*') && !path.split('/').any(|s| s == "+")
 }
 
-fn hcl_policy(paths: &BTreeSet<String>) -> String {
+/// Paths a live sidecar with leased (dynamic) secrets calls, with `update`: it renews
+/// its leases before they expire and revokes them when the pod stops.
+pub const LEASE_PATHS: [&str; 2] = ["sys/leases/renew", "sys/leases/revoke"];
+
+fn hcl_policy(paths: &BTreeSet<String>, leases: bool) -> String {
     let mut text = String::new();
     for path in paths {
         let _ = writeln!(
@@ -216,6 +232,14 @@ fn hcl_policy(paths: &BTreeSet<String>) -> String {
             "path \"{}\" {{\n  capabilities = [\"read\"]\n}}",
             hcl_escape(path)
         );
+    }
+    if leases {
+        for path in LEASE_PATHS {
+            let _ = writeln!(
+                text,
+                "path \"{path}\" {{\n  capabilities = [\"update\"]\n}}"
+            );
+        }
     }
     text
 }

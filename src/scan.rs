@@ -62,6 +62,8 @@ pub struct ScannedPod {
     /// Init containers first, then app containers, in order.
     pub containers: Vec<ScannedContainer>,
     pub files: Vec<ScannedFile>,
+    /// Live mode (a refresh interval from the annotation or the configuration).
+    pub live: bool,
 }
 
 /// One annotation or label.
@@ -283,6 +285,10 @@ fn scan_document(
             security,
             containers,
             files,
+            live: request
+                .live
+                .refresh_seconds(settings.refresh_seconds)
+                .is_some(),
         });
     }
     out.diagnostics.append(&mut ctx.diagnostics);

@@ -45,6 +45,15 @@ pub const TOKEN_FILE_NAME: &str = "token";
 pub const CA_DIR: &str = "/secretstore/ca";
 /// Prefix of every env value that is a secret reference.
 pub const REF_PREFIX: &str = "secretstore:vault:";
+/// Live mode: env var of a wrapped app container that tells `exec` to stay as the app's
+/// supervisor, and which files to watch (compact JSON of [`ExecWatch`]).
+pub const LIVE_ENV: &str = "SECRETSTORE_LIVE";
+/// Live mode: the file the agent writes after its first complete fetch, which its
+/// `startupProbe` (`secretstore agent --ready`) checks. Outside every app container's
+/// sub-path mounts.
+pub const READY_FILE: &str = "/secretstore/secrets/.secretstore-ready";
+/// [`READY_FILE`]'s name, inside the secrets volume.
+pub const READY_FILE_NAME: &str = ".secretstore-ready";
 
 /// Everything the init container needs, in the order it needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,6 +86,106 @@ pub struct AgentSpec {
         skip_serializing_if = "is_default_bin_root"
     )]
     pub bin_root: String,
+    /// Live mode (SPEC 2.1): the agent stays running as a native sidecar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<LiveSpec>,
+}
+
+/// What the sidecar does after the first fetch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSpec {
+    /// How often KV secrets are read again (jitter is added by the agent).
+    pub refresh_seconds: u64,
+    /// Whether the pod's leases are revoked on SIGTERM (the token always is).
+    pub revoke_on_stop: bool,
+}
+
+/// What the app is told when its files change (`on-change` / `onChange`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum OnChange {
+    /// Files change in place; the app reads them when it wants.
+    None,
+    /// The app process receives this signal (e.g. `SIGHUP`) after its files changed.
+    Signal(String),
+    /// The app process is stopped with SIGTERM and started again with fresh env and files.
+    Restart,
+}
+
+/// Signals `signal:<NAME>` accepts: every catchable standard signal an app may handle.
+pub const SIGNALS: [&str; 12] = [
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGPIPE", "SIGALRM", "SIGTERM",
+    "SIGCONT", "SIGWINCH", "SIGURG", "SIGIO",
+];
+
+impl OnChange {
+    /// Parses `none`, `restart` or `signal:<NAME>` (`HUP` and `SIGHUP` both work).
+    pub fn parse(text: &str) -> Result<OnChange, String> {
+        match text {
+            "none" => Ok(OnChange::None),
+            "restart" => Ok(OnChange::Restart),
+            _ => {
+                let Some(name) = text.strip_prefix("signal:") else {
+                    return Err(format!(
+                        "`{text}` is not an on-change action: use none, restart or signal:<NAME> (e.g. signal:SIGHUP)"
+                    ));
+                };
+                let upper = name.trim().to_ascii_uppercase();
+                let full = if upper.starts_with("SIG") {
+                    upper
+                } else {
+                    format!("SIG{upper}")
+                };
+                if SIGNALS.contains(&full.as_str()) {
+                    Ok(OnChange::Signal(full))
+                } else {
+                    Err(format!(
+                        "`{name}` is not a signal an app can be sent on change: use one of {}",
+                        SIGNALS.join(", ")
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl TryFrom<String> for OnChange {
+    type Error = String;
+    fn try_from(text: String) -> Result<OnChange, String> {
+        OnChange::parse(&text)
+    }
+}
+
+impl From<OnChange> for String {
+    fn from(action: OnChange) -> String {
+        action.to_string()
+    }
+}
+
+impl std::fmt::Display for OnChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            OnChange::None => f.write_str("none"),
+            OnChange::Signal(name) => write!(f, "signal:{name}"),
+            OnChange::Restart => f.write_str("restart"),
+        }
+    }
+}
+
+/// What `exec` watches in one app container (the [`LIVE_ENV`] value): files as that
+/// container sees them, each with what to do when it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecWatch {
+    pub files: Vec<WatchedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchedFile {
+    pub path: String,
+    pub on_change: OnChange,
 }
 
 fn default_secrets_root() -> String {
@@ -174,6 +283,9 @@ pub struct FileOutput {
     pub path: String,
     /// The reference as written in the manifest, for error messages.
     pub reference: String,
+    /// Live mode: what the containers of this file are told when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_change: Option<OnChange>,
 }
 
 /// One container's env file: the values for the env refs of that container.

@@ -177,6 +177,7 @@ impl PodRequest {
                     mode: f.mode,
                     path: format!("{AGENT_SECRETS_DIR}/files/{container}/{k}/{}", f.name),
                     reference: f.reference.to_owned(),
+                    on_change: None,
                 });
             }
         }
@@ -226,6 +227,7 @@ impl PodRequest {
             secrets_root: AGENT_SECRETS_DIR.to_owned(),
             bin_root: BIN_DIR.to_owned(),
             env_files,
+            live: None,
         };
         (spec, mounts)
     }

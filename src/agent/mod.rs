@@ -3,6 +3,7 @@
 //! env file per wrapped container, copies its own executable for `exec`, then exits.
 
 pub mod format;
+pub mod live;
 pub mod log;
 pub mod vault;
 pub mod write;
@@ -17,8 +18,10 @@ use zeroize::Zeroizing;
 
 use self::format::{check_whole, write_whole, FormatError, SecretData, Sink};
 use self::log::Log;
-use self::vault::{Fetched, Vault, VaultError};
-use crate::spec::{AgentSpec, FileFormat, SecretRead, MAX_HELD_BYTES, SPEC_ENV, TOKEN_DIR};
+use self::vault::{Fetched, TokenGrant, Vault, VaultError};
+use crate::spec::{
+    AgentSpec, FileFormat, SecretRead, MAX_HELD_BYTES, READY_FILE, SPEC_ENV, TOKEN_DIR,
+};
 use crate::vault::http::{is_header_safe, redacted_address, Budget};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 use crate::vault::retry::{retry, Deadline, GaveUp, MAX_REQUEST_TIME};
@@ -80,6 +83,12 @@ impl fmt::Display for AgentError {
     }
 }
 
+/// `secretstore agent --ready`, the live sidecar's startup probe: 0 once the first
+/// complete fetch is written, else 1.
+pub fn ready() -> i32 {
+    i32::from(!Path::new(READY_FILE).exists())
+}
+
 /// Entry point of `secretstore agent`: reads the spec from [`SPEC_ENV`], runs, logs the
 /// outcome, and returns the process exit status.
 pub fn run_from_env() -> i32 {
@@ -126,6 +135,9 @@ pub fn run(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
         .enable_all()
         .build()
         .map_err(|e| AgentError::environment("start", format!("cannot start the runtime: {e}")))?;
+    if let Some(settings) = &spec.live {
+        return runtime.block_on(live::run(spec, settings, log, deadline, jwt));
+    }
     runtime.block_on(run_async(spec, log, deadline, jwt))?;
     log.info("done", "all secrets written", &[]);
     Ok(())
@@ -158,36 +170,12 @@ async fn run_async(
     let conn = &spec.vault;
     let mut vault =
         Vault::new(conn).map_err(|e| AgentError::environment("connect", e.to_string()))?;
-    let fields: [(&str, &dyn fmt::Display); 2] =
-        [("auth_path", &conn.auth_path), ("role", &conn.role)];
-    let login = retry(&deadline, retrying(log, "login", &fields), |timeout| {
-        vault.login(&conn.auth_path, &conn.role, &jwt, timeout)
-    })
-    .await;
+    let grant = login(&vault, conn, &jwt, &deadline, log).await?;
     drop(jwt);
-    let (token, ttl) = login.map_err(|gave_up| match gave_up {
-        GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => unreachable("login", &err, vault.address()),
-        GaveUp::Permanent(err) => AgentError::refused(
-            "login",
-            format!(
-                "Vault refused the login of role {:?} at {}/login: {err}: check that role {:?} exists on auth path {:?}, that it is bound to this pod's service account and namespace, and that the token audience matches the role",
-                conn.role, conn.auth_path, conn.role, conn.auth_path
-            ),
-        ),
-        GaveUp::Deadline { attempts, last } => deadline_error("login", &deadline, attempts, &last, vault.address()),
-    })?;
+    let ttl = grant.ttl;
     vault
-        .set_token(token)
+        .set_token(grant.token)
         .map_err(|e| AgentError::environment("login", e.to_string()))?;
-    log.info(
-        "login",
-        "logged in",
-        &[
-            ("auth_path", &conn.auth_path),
-            ("role", &conn.role),
-            ("token_ttl_s", &ttl),
-        ],
-    );
 
     let vault = Arc::new(vault);
     let outcome = fetch_and_write(spec, log, &deadline, &vault).await;
@@ -212,6 +200,44 @@ async fn run_async(
         }
     }
     outcome.map(|_| ())
+}
+
+/// Logs in with the service-account token `jwt`, retrying transient failures until the
+/// deadline.
+async fn login(
+    vault: &Vault,
+    conn: &crate::spec::VaultConnection,
+    jwt: &str,
+    deadline: &Deadline,
+    log: &Log,
+) -> Result<TokenGrant, AgentError> {
+    let fields: [(&str, &dyn fmt::Display); 2] =
+        [("auth_path", &conn.auth_path), ("role", &conn.role)];
+    let grant = retry(deadline, retrying(log, "login", &fields), |timeout| {
+        vault.login_grant(&conn.auth_path, &conn.role, jwt, timeout)
+    })
+    .await
+    .map_err(|gave_up| match gave_up {
+        GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => unreachable("login", &err, vault.address()),
+        GaveUp::Permanent(err) => AgentError::refused(
+            "login",
+            format!(
+                "Vault refused the login of role {:?} at {}/login: {err}: check that role {:?} exists on auth path {:?}, that it is bound to this pod's service account and namespace, and that the token audience matches the role",
+                conn.role, conn.auth_path, conn.role, conn.auth_path
+            ),
+        ),
+        GaveUp::Deadline { attempts, last } => deadline_error("login", deadline, attempts, &last, vault.address()),
+    })?;
+    log.info(
+        "login",
+        "logged in",
+        &[
+            ("auth_path", &conn.auth_path),
+            ("role", &conn.role),
+            ("token_ttl_s", &grant.ttl),
+        ],
+    );
+    Ok(grant)
 }
 
 /// Reads, checks and writes everything. Returns whether a leased secret was read.
@@ -253,6 +279,12 @@ async fn fetch_and_write(
             ],
         );
     }
+    copy_binary(spec, log)?;
+    Ok(leased)
+}
+
+/// Copies this executable for `exec`, when the spec asks.
+fn copy_binary(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
     if let Some(dest) = &spec.copy_binary_to {
         let bytes = write::copy_own_executable(Path::new(&spec.bin_root), Path::new(dest))
             .map_err(|e| {
@@ -267,7 +299,7 @@ async fn fetch_and_write(
             &[("path", dest), ("bytes", &bytes), ("mode", &"0555")],
         );
     }
-    Ok(leased)
+    Ok(())
 }
 
 /// Reads every secret of the spec, at most [`MAX_CONCURRENT_READS`] at a time. The first
@@ -637,35 +669,52 @@ fn missing_key(reference: &str, path: &str, key: &str, data: &SecretData) -> Age
 
 /// What to write, once every key is known to be there and every format possible.
 fn plan_outputs(spec: &AgentSpec, fetched: &[Fetched]) -> Result<Vec<Output>, AgentError> {
-    let mut outputs = Vec::new();
-    for (i, file) in spec.files.iter().enumerate() {
-        let data = &fetched[file.secret].data;
-        let path = &spec.secrets[file.secret].path;
-        match &file.key {
-            Some(key) if !data.contains_key(key) => {
-                return Err(missing_key(&file.reference, path, key, data))
-            }
-            Some(_) => {}
-            None => check_whole(data, file.format)
-                .map_err(|e| AgentError::refused("render", format!("{}: {e}", file.reference)))?,
-        }
-        outputs.push(Output::File(i));
-    }
-    for (i, env) in spec.env_files.iter().enumerate() {
-        for r in &env.refs {
-            let data = &fetched[r.secret].data;
-            if !data.contains_key(&r.key) {
-                return Err(missing_key(
-                    &r.reference,
-                    &spec.secrets[r.secret].path,
-                    &r.key,
-                    data,
-                ));
-            }
-        }
-        outputs.push(Output::Env(i));
+    let outputs = all_outputs(spec);
+    for out in &outputs {
+        output_ready(spec, fetched, out)?;
     }
     Ok(outputs)
+}
+
+/// Every file and env file of the spec.
+fn all_outputs(spec: &AgentSpec) -> Vec<Output> {
+    (0..spec.files.len())
+        .map(Output::File)
+        .chain((0..spec.env_files.len()).map(Output::Env))
+        .collect()
+}
+
+/// Whether every key `out` needs is there and its format possible.
+fn output_ready(spec: &AgentSpec, fetched: &[Fetched], out: &Output) -> Result<(), AgentError> {
+    match *out {
+        Output::File(i) => {
+            let file = &spec.files[i];
+            let data = &fetched[file.secret].data;
+            let path = &spec.secrets[file.secret].path;
+            match &file.key {
+                Some(key) if !data.contains_key(key) => {
+                    Err(missing_key(&file.reference, path, key, data))
+                }
+                Some(_) => Ok(()),
+                None => check_whole(data, file.format)
+                    .map_err(|e| AgentError::refused("render", format!("{}: {e}", file.reference))),
+            }
+        }
+        Output::Env(i) => {
+            for r in &spec.env_files[i].refs {
+                let data = &fetched[r.secret].data;
+                if !data.contains_key(&r.key) {
+                    return Err(missing_key(
+                        &r.reference,
+                        &spec.secrets[r.secret].path,
+                        &r.key,
+                        data,
+                    ));
+                }
+            }
+            Ok(())
+        }
+    }
 }
 
 /// Checks what render guarantees, so a hand-written or corrupted spec fails clearly

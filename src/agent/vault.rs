@@ -17,11 +17,32 @@ use crate::vault::kv::{Kv2Read, ReadAnswer};
 use crate::vault::mounts::{Engine, Mount};
 
 /// A secret as read: its data map, whether it holds a lease that must outlive the
-/// agent's token, and the bytes it holds in the agent's memory budget.
+/// agent's token, and the bytes it holds in the agent's memory budget; and where it was
+/// read from (live mode reads it there again).
 pub struct Fetched {
     pub data: SecretData,
     pub leased: bool,
     pub held_bytes: usize,
+    pub lease: Option<Lease>,
+    pub api_path: String,
+    pub kv2: bool,
+}
+
+/// The lease of a dynamic secret.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub id: String,
+    /// Seconds.
+    pub duration: u64,
+    pub renewable: bool,
+}
+
+/// A token as a login gave it.
+pub struct TokenGrant {
+    pub token: Zeroizing<String>,
+    /// Seconds.
+    pub ttl: u64,
+    pub renewable: bool,
 }
 
 pub struct Vault {
@@ -57,6 +78,19 @@ impl Vault {
         jwt: &str,
         timeout: Duration,
     ) -> Result<(Zeroizing<String>, u64), VaultError> {
+        self.login_grant(auth_path, role, jwt, timeout)
+            .await
+            .map(|grant| (grant.token, grant.ttl))
+    }
+
+    /// [`Vault::login`], also saying whether the token can be renewed.
+    pub async fn login_grant(
+        &self,
+        auth_path: &str,
+        role: &str,
+        jwt: &str,
+        timeout: Duration,
+    ) -> Result<TokenGrant, VaultError> {
         let mount = auth_path
             .trim_matches('/')
             .strip_prefix("auth/")
@@ -72,7 +106,82 @@ impl Vault {
         let auth = answer?.auth.ok_or_else(|| {
             VaultError::permanent(format!("the login answer of {auth_path} holds no token"))
         })?;
-        Ok((Zeroizing::new(auth.client_token), auth.lease_duration))
+        Ok(TokenGrant {
+            token: Zeroizing::new(auth.client_token),
+            ttl: auth.lease_duration,
+            renewable: auth.renewable,
+        })
+    }
+
+    /// Renews the agent's own token; returns its new TTL and whether it stays renewable.
+    pub async fn renew_self(&self, timeout: Duration) -> Result<(u64, bool), VaultError> {
+        #[derive(serde::Deserialize)]
+        struct Auth {
+            lease_duration: u64,
+            #[serde(default)]
+            renewable: bool,
+        }
+        #[derive(serde::Deserialize)]
+        struct Body {
+            auth: Auth,
+        }
+        let body: Body = self
+            .put_json("auth/token/renew-self", &serde_json::json!({}), timeout)
+            .await?;
+        Ok((body.auth.lease_duration, body.auth.renewable))
+    }
+
+    /// Renews a lease by `increment` seconds; returns the lease's new duration.
+    pub async fn renew_lease(
+        &self,
+        lease_id: &str,
+        increment: u64,
+        timeout: Duration,
+    ) -> Result<u64, VaultError> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            lease_duration: u64,
+        }
+        let request = serde_json::json!({"lease_id": lease_id, "increment": increment});
+        let body: Body = self.put_json("sys/leases/renew", &request, timeout).await?;
+        Ok(body.lease_duration)
+    }
+
+    /// Revokes a lease (its credentials stop working at once).
+    pub async fn revoke_lease(&self, lease_id: &str, timeout: Duration) -> Result<(), VaultError> {
+        let request = serde_json::json!({"lease_id": lease_id});
+        let answer = self
+            .http
+            .send(
+                Request::post("sys/leases/revoke", json_body(&request), timeout),
+                None,
+            )
+            .await?;
+        if answer.is_success() {
+            Ok(())
+        } else {
+            Err(answer.error())
+        }
+    }
+
+    /// POSTs a JSON body and parses the JSON answer; a non-2xx answer is an error with
+    /// Vault's errors and `Retry-After`.
+    async fn put_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<T, VaultError> {
+        let answer = self
+            .http
+            .send(Request::post(path, json_body(body), timeout), None)
+            .await?;
+        if !answer.is_success() {
+            return Err(answer.error());
+        }
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            VaultError::http(answer.status, format!("unexpected answer from {path}: {e}"))
+        })
     }
 
     /// Uses `token` for every later call.
@@ -128,7 +237,7 @@ impl Vault {
         let result = parse_read(&answer, api_path, kv2);
         drop(answer);
         budget.release(body_bytes);
-        let (data, leased) = result?;
+        let (data, lease) = result?;
         let held_bytes = data.iter().map(|(k, v)| k.len() + v.as_text().len()).sum();
         if !budget.try_charge(held_bytes) {
             return Err(VaultError::permanent(format!(
@@ -138,8 +247,11 @@ impl Vault {
         }
         Ok(Fetched {
             data,
-            leased,
+            leased: lease.is_some(),
             held_bytes,
+            lease,
+            api_path: api_path.to_owned(),
+            kv2,
         })
     }
 }
@@ -148,7 +260,7 @@ fn parse_read(
     answer: &crate::vault::http::Answer,
     api_path: &str,
     kv2: bool,
-) -> Result<(SecretData, bool), VaultError> {
+) -> Result<(SecretData, Option<Lease>), VaultError> {
     type Raw<'a> = ReadAnswer<&'a RawValue>;
     let what = format!("GET /v1/{api_path}");
     if !answer.is_success() {
@@ -183,7 +295,17 @@ fn parse_read(
         })?,
         None => return Err(VaultError::http(404, "no data".to_owned())),
     };
-    Ok((data, !outer.lease_id.is_empty()))
+    let lease = (!outer.lease_id.is_empty()).then(|| Lease {
+        id: outer.lease_id.clone(),
+        duration: outer.lease_duration,
+        renewable: outer.renewable,
+    });
+    Ok((data, lease))
+}
+
+/// A JSON request body, in zeroizing memory like every body the layer sends.
+fn json_body(value: &serde_json::Value) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(serde_json::to_vec(value).unwrap_or_default())
 }
 
 #[cfg(test)]

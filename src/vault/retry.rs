@@ -78,7 +78,7 @@ pub fn backoff(attempt: u32) -> Duration {
 }
 
 /// A random number from the standard library's per-process hash keys; jitter needs no more.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(Instant::now().elapsed().as_nanos());
     hasher.finish()

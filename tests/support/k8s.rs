@@ -36,8 +36,13 @@ sys.exit(rc)
 /// a List itself. Kinds without a schema (CRDs) pass with a WARN line. An input with
 /// no object is an error. `Err` holds the tool's output.
 pub fn validate_k8s(yaml_text: &str) -> Result<(), String> {
+    validate_k8s_at(yaml_text, KUBERNETES_VERSION)
+}
+
+/// [`validate_k8s`] against the schemas of another Kubernetes version, e.g. `1.29.0`.
+pub fn validate_k8s_at(yaml_text: &str, version: &str) -> Result<(), String> {
     let mut child = Command::new(venv_python())
-        .args(["-c", VALIDATE, KUBERNETES_VERSION])
+        .args(["-c", VALIDATE, version])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,0 +1,647 @@
+//! Live mode (SPEC 2.1): after the first complete fetch the agent stays as the pod's native
+//! sidecar. It keeps its token valid (renewal, then a new login with the current projected
+//! service-account token), reads KV secrets again every interval with jitter, renews
+//! leases and re-issues credentials before a lease or its max TTL runs out, writes only
+//! changed files (atomically), keeps the last good files through any Vault fault, and on
+//! SIGTERM revokes the pod's leases and its token.
+//!
+//! The Vault calls are the thin ones of [`super::vault::Vault`]; the schedule is here.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroizing;
+
+use super::format::Sink;
+use super::log::Log;
+use super::vault::{Fetched, Lease, TokenGrant, Vault, VaultError};
+use super::{
+    all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token, write,
+    AgentError,
+};
+use crate::spec::{AgentSpec, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
+use crate::vault::http::Budget;
+use crate::vault::retry::{backoff, delay_after, random_u64, Deadline, MAX_REQUEST_TIME};
+
+/// Set by SIGTERM and SIGINT.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_stop(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn stopping() -> bool {
+    STOP.load(Ordering::SeqCst)
+}
+
+/// How often a sleep looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(100);
+/// Jitter added to each refresh interval: up to this fraction of it.
+const JITTER_PERCENT: u64 = 10;
+/// Time a Vault call may take while stopping (the kubelet's grace period is 30 s).
+const STOP_REQUEST_TIME: Duration = Duration::from_secs(5);
+/// For a token or lease without expiry.
+const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// When a TTL of `seconds` is renewed: after two thirds of it.
+fn renew_after(seconds: u64) -> Duration {
+    if seconds == 0 {
+        return NEVER;
+    }
+    Duration::from_millis(seconds * 2000 / 3).max(Duration::from_millis(500))
+}
+
+/// `interval` plus up to [`JITTER_PERCENT`] of it, so replicas spread out.
+fn jittered(interval: Duration) -> Duration {
+    let spread = interval.as_millis() as u64 * JITTER_PERCENT / 100;
+    interval + Duration::from_millis(random_u64() % (spread + 1))
+}
+
+/// Sleeps until `until`, or until a stop is requested.
+async fn sleep_until(until: Instant) {
+    while !stopping() {
+        let now = Instant::now();
+        if now >= until {
+            return;
+        }
+        tokio::time::sleep((until - now).min(STOP_POLL)).await;
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TokenStep {
+    Renew,
+    Login,
+}
+
+struct TokenClock {
+    step: TokenStep,
+    due: Instant,
+    /// The TTL a fresh login gives; a renewal that gives less has reached the max TTL.
+    full_ttl: u64,
+    attempt: u32,
+}
+
+impl TokenClock {
+    fn after_login(grant: &TokenGrant) -> TokenClock {
+        TokenClock {
+            step: if grant.renewable {
+                TokenStep::Renew
+            } else {
+                TokenStep::Login
+            },
+            due: Instant::now() + renew_after(grant.ttl),
+            full_ttl: grant.ttl,
+            attempt: 0,
+        }
+    }
+}
+
+struct LeaseClock {
+    lease: Lease,
+    expires: Instant,
+    due: Instant,
+    /// Read new credentials at `due` instead of renewing.
+    reissue: bool,
+    attempt: u32,
+}
+
+impl LeaseClock {
+    fn new(lease: Lease) -> LeaseClock {
+        let now = Instant::now();
+        LeaseClock {
+            expires: now + Duration::from_secs(lease.duration),
+            due: now + renew_after(lease.duration),
+            reissue: !lease.renewable,
+            lease,
+            attempt: 0,
+        }
+    }
+}
+
+struct Live<'a> {
+    spec: &'a AgentSpec,
+    settings: &'a LiveSpec,
+    log: &'a Log,
+    vault: Arc<Vault>,
+    secrets: Vec<Fetched>,
+    /// What the secrets' data may take in memory.
+    budget: Budget,
+    /// Per secret: its lease, for leased secrets.
+    leases: Vec<Option<LeaseClock>>,
+    /// Leases replaced by re-issued ones, until they expire: revoked on stop.
+    retired: Vec<(Lease, Instant)>,
+    token: TokenClock,
+    kv_due: Instant,
+    kv_attempt: u32,
+}
+
+/// Runs the sidecar: the first fetch (all or nothing, within the deadline, as the one-shot
+/// agent), the ready marker for the startup probe, then the refresh loop until SIGTERM.
+pub async fn run(
+    spec: &AgentSpec,
+    settings: &LiveSpec,
+    log: &Log,
+    deadline: Deadline,
+    jwt: Zeroizing<String>,
+) -> Result<(), AgentError> {
+    let handler = request_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+    let conn = &spec.vault;
+    let mut vault =
+        Vault::new(conn).map_err(|e| AgentError::environment("connect", e.to_string()))?;
+    let grant = login(&vault, conn, &jwt, &deadline, log).await?;
+    drop(jwt);
+    let token = TokenClock::after_login(&grant);
+    vault
+        .set_token(grant.token)
+        .map_err(|e| AgentError::environment("login", e.to_string()))?;
+    let vault = Arc::new(vault);
+    let secrets = fetch_all(spec, log, &deadline, &vault).await?;
+    // The first fetch is all or nothing: the app starts only with every file in place.
+    plan_outputs(spec, &secrets)?;
+    let leases = secrets
+        .iter()
+        .map(|s| s.lease.clone().map(LeaseClock::new))
+        .collect();
+    // The budget of the data held from now on: the first fetch's (which fit), then each
+    // new read in place of the old.
+    let budget = Budget::new(MAX_HELD_BYTES);
+    budget.try_charge(secrets.iter().map(|s| s.held_bytes).sum());
+    let mut live = Live {
+        spec,
+        settings,
+        log,
+        vault,
+        secrets,
+        budget,
+        leases,
+        retired: Vec::new(),
+        token,
+        kv_due: Instant::now() + jittered(Duration::from_secs(settings.refresh_seconds)),
+        kv_attempt: 0,
+    };
+    live.write_changed()?;
+    copy_binary(spec, log)?;
+    let root = std::path::Path::new(&spec.secrets_root);
+    let ready = root.join(READY_FILE_NAME);
+    write::write_atomic(root, &ready, b"ready\n", 0o444).map_err(|e| {
+        AgentError::environment("ready", format!("cannot write {}: {e}", ready.display()))
+    })?;
+    log.info(
+        "ready",
+        "first fetch written; keeping the secrets fresh",
+        &[
+            ("refresh_s", &settings.refresh_seconds),
+            (
+                "leases",
+                &live.leases.iter().filter(|l| l.is_some()).count(),
+            ),
+        ],
+    );
+    live.run_loop().await;
+    live.stop().await;
+    Ok(())
+}
+
+impl Live<'_> {
+    fn next_due(&self) -> Instant {
+        self.leases
+            .iter()
+            .flatten()
+            .map(|l| l.due)
+            .chain([self.token.due, self.kv_due])
+            .min()
+            .unwrap_or(self.kv_due)
+    }
+
+    async fn run_loop(&mut self) {
+        while !stopping() {
+            sleep_until(self.next_due()).await;
+            if stopping() {
+                break;
+            }
+            let now = Instant::now();
+            if self.token.due <= now {
+                self.refresh_token().await;
+            }
+            let due: Vec<usize> = (0..self.leases.len())
+                .filter(|&i| self.leases[i].as_ref().is_some_and(|l| l.due <= now))
+                .collect();
+            for i in due {
+                self.refresh_lease(i).await;
+            }
+            if self.kv_due <= now {
+                self.refresh_kv().await;
+            }
+        }
+    }
+
+    fn path(&self, index: usize) -> &str {
+        &self.spec.secrets[index].path
+    }
+
+    async fn refresh_token(&mut self) {
+        let now = Instant::now();
+        match self.token.step {
+            TokenStep::Renew => match self.vault.renew_self(MAX_REQUEST_TIME).await {
+                Ok((ttl, renewable)) => {
+                    self.token.attempt = 0;
+                    if !renewable || ttl < self.token.full_ttl {
+                        // The max TTL ends within one TTL: log in again now, so the
+                        // leases re-read under the new token overlap the old ones longest.
+                        self.token.step = TokenStep::Login;
+                        self.token.due = now;
+                        self.log.info(
+                            "token",
+                            "token renewed up to its max TTL; logging in again",
+                            &[("token_ttl_s", &ttl)],
+                        );
+                    } else {
+                        self.log
+                            .info("token", "token renewed", &[("token_ttl_s", &ttl)]);
+                        self.token.due = now + renew_after(ttl);
+                    }
+                }
+                Err(err) if err.is_transient() => self.token_retry(&err, "renewal"),
+                Err(err) => {
+                    self.log.warn(
+                        "token",
+                        "token renewal refused; logging in again",
+                        &[("error", &err)],
+                    );
+                    self.token.step = TokenStep::Login;
+                    self.token.due = now;
+                }
+            },
+            TokenStep::Login => self.relogin().await,
+        }
+    }
+
+    fn token_retry(&mut self, err: &VaultError, what: &str) {
+        self.token.attempt += 1;
+        let delay = delay_after(self.token.attempt, err);
+        let delay_ms = delay.as_millis();
+        self.log.warn(
+            "token",
+            &format!("token {what} failed; retrying"),
+            &[
+                ("attempt", &self.token.attempt),
+                ("retry_in_ms", &delay_ms),
+                ("error", err),
+            ],
+        );
+        self.token.due = Instant::now() + delay;
+    }
+
+    /// Logs in with the projected token as it is now (the kubelet rotates it).
+    async fn relogin(&mut self) {
+        let conn = &self.spec.vault;
+        let jwt = match read_token(&conn.token_file) {
+            Ok(jwt) => jwt,
+            Err(e) => {
+                self.log.error("token", &e.message, &[]);
+                self.token.attempt += 1;
+                self.token.due = Instant::now() + backoff(self.token.attempt);
+                return;
+            }
+        };
+        let grant = match self
+            .vault
+            .login_grant(&conn.auth_path, &conn.role, &jwt, MAX_REQUEST_TIME)
+            .await
+        {
+            Ok(grant) => grant,
+            Err(err) => return self.token_retry(&err, "login"),
+        };
+        drop(jwt);
+        self.token = TokenClock::after_login(&grant);
+        let Some(vault) = Arc::get_mut(&mut self.vault) else {
+            // Only the refresh loop holds the client between fetches.
+            self.log
+                .error("token", "the Vault client is in use; login retried", &[]);
+            self.token.due = Instant::now() + backoff(1);
+            return;
+        };
+        if let Err(e) = vault.set_token(grant.token) {
+            self.log.error("token", &e.to_string(), &[]);
+            self.token.due = Instant::now() + backoff(1);
+            return;
+        }
+        self.log.info(
+            "login",
+            "logged in again",
+            &[("role", &conn.role), ("token_ttl_s", &grant.ttl)],
+        );
+        // Leases belong to the token that created them and end with it: read new
+        // credentials under the new token while the old one still lives.
+        let now = Instant::now();
+        for lease in self.leases.iter_mut().flatten() {
+            lease.reissue = true;
+            lease.due = now;
+        }
+    }
+
+    async fn refresh_lease(&mut self, index: usize) {
+        let Some(clock) = self.leases[index].as_ref() else {
+            return;
+        };
+        if clock.reissue {
+            return self.reissue(index).await;
+        }
+        let (id, increment) = (clock.lease.id.clone(), clock.lease.duration);
+        let path = self.path(index).to_owned();
+        let result = self
+            .vault
+            .renew_lease(&id, increment, MAX_REQUEST_TIME)
+            .await;
+        let now = Instant::now();
+        let log = self.log;
+        let Some(clock) = self.leases[index].as_mut() else {
+            return;
+        };
+        match result {
+            Ok(ttl) => {
+                clock.attempt = 0;
+                clock.expires = now + Duration::from_secs(ttl);
+                if ttl < clock.lease.duration {
+                    // Renewal no longer gives the full TTL: the max TTL ends before the
+                    // next renewal would. New credentials now, while the old ones last.
+                    clock.reissue = true;
+                    clock.due = now;
+                    log.info(
+                        "lease",
+                        "lease renewed up to its max TTL; reading new credentials",
+                        &[("path", &path), ("lease_ttl_s", &ttl)],
+                    );
+                } else {
+                    clock.due = now + renew_after(ttl);
+                    log.info(
+                        "lease",
+                        "lease renewed",
+                        &[("path", &path), ("lease_ttl_s", &ttl)],
+                    );
+                }
+            }
+            Err(err) if err.is_transient() => {
+                clock.attempt += 1;
+                let delay = delay_after(clock.attempt, &err);
+                clock.due = now + delay;
+                let delay_ms = delay.as_millis();
+                log.warn(
+                    "lease",
+                    "lease renewal failed; retrying",
+                    &[
+                        ("path", &path),
+                        ("attempt", &clock.attempt),
+                        ("retry_in_ms", &delay_ms),
+                        ("error", &err),
+                    ],
+                );
+            }
+            Err(err) => {
+                clock.reissue = true;
+                clock.due = now;
+                log.warn(
+                    "lease",
+                    "lease renewal refused; reading new credentials",
+                    &[("path", &path), ("error", &err)],
+                );
+            }
+        }
+    }
+
+    /// Reads a leased secret again (new credentials, new lease) and writes what changed.
+    async fn reissue(&mut self, index: usize) {
+        let path = self.path(index).to_owned();
+        let result = self.reread(index).await;
+        let now = Instant::now();
+        match result {
+            Ok(fetched) => {
+                let new_lease = fetched.lease.clone();
+                self.replace(index, fetched);
+                if let Some(old) = self.leases[index].take() {
+                    if old.expires > now {
+                        self.retired.push((old.lease, old.expires));
+                    }
+                }
+                self.retired.retain(|(_, expires)| *expires > now);
+                self.leases[index] = new_lease.map(LeaseClock::new);
+                let ttl = self.leases[index].as_ref().map_or(0, |l| l.lease.duration);
+                self.log.info(
+                    "lease",
+                    "new credentials read",
+                    &[("path", &path), ("lease_ttl_s", &ttl)],
+                );
+                if let Err(e) = self.write_changed() {
+                    self.log.error("write", &e.message, &[]);
+                }
+            }
+            Err(err) => {
+                let Some(clock) = self.leases[index].as_mut() else {
+                    return;
+                };
+                clock.attempt += 1;
+                let delay = delay_after(clock.attempt, &err);
+                clock.due = now + delay;
+                let delay_ms = delay.as_millis();
+                let left_s = clock.expires.saturating_duration_since(now).as_secs();
+                self.log.error(
+                    "lease",
+                    "cannot read new credentials; the current ones stay in place",
+                    &[
+                        ("path", &path),
+                        ("attempt", &clock.attempt),
+                        ("retry_in_ms", &delay_ms),
+                        ("lease_left_s", &left_s),
+                        ("error", &err),
+                    ],
+                );
+            }
+        }
+    }
+
+    /// Reads every KV (unleased) secret again and writes what changed. A failed read
+    /// keeps that secret's last good value.
+    async fn refresh_kv(&mut self) {
+        let mut transient: Option<VaultError> = None;
+        let mut read = 0;
+        for index in 0..self.secrets.len() {
+            if self.secrets[index].lease.is_some() {
+                continue;
+            }
+            match self.reread(index).await {
+                Ok(fetched) => {
+                    self.replace(index, fetched);
+                    read += 1;
+                }
+                Err(err) => {
+                    let path = self.path(index).to_owned();
+                    self.log.error(
+                        "refresh",
+                        "cannot read the secret; its files keep their last good content",
+                        &[("path", &path), ("error", &err)],
+                    );
+                    if err.is_transient() {
+                        transient = Some(err);
+                    }
+                }
+            }
+            if stopping() {
+                return;
+            }
+        }
+        let written = match self.write_changed() {
+            Ok(n) => n,
+            Err(e) => {
+                self.log.error("write", &e.message, &[]);
+                0
+            }
+        };
+        let now = Instant::now();
+        match transient {
+            Some(err) => {
+                self.kv_attempt += 1;
+                let delay = delay_after(self.kv_attempt, &err)
+                    .min(Duration::from_secs(self.settings.refresh_seconds.max(1)));
+                self.kv_due = now + delay;
+            }
+            None => {
+                self.kv_attempt = 0;
+                self.kv_due = now + jittered(Duration::from_secs(self.settings.refresh_seconds));
+            }
+        }
+        self.log.info(
+            "refresh",
+            "secrets refreshed",
+            &[("read", &read), ("files_written", &written)],
+        );
+    }
+
+    /// Reads secret `index` again where it was read first.
+    async fn reread(&self, index: usize) -> Result<Fetched, VaultError> {
+        let secret = &self.secrets[index];
+        self.vault
+            .read(
+                &secret.api_path,
+                self.spec.secrets[index].version,
+                secret.kv2,
+                MAX_REQUEST_TIME,
+                &self.budget,
+            )
+            .await
+    }
+
+    /// Puts a new read of secret `index` in place of the old, whose data leaves the budget.
+    fn replace(&mut self, index: usize, fetched: Fetched) {
+        let old = std::mem::replace(&mut self.secrets[index], fetched);
+        self.budget.release(old.held_bytes);
+    }
+
+    /// Writes each output whose content differs from its file; an output that cannot be
+    /// rendered (a key gone) keeps its old file. Returns how many files were written.
+    fn write_changed(&self) -> Result<usize, AgentError> {
+        let root = std::path::Path::new(&self.spec.secrets_root);
+        let mut written = 0;
+        for out in all_outputs(self.spec) {
+            if let Err(e) = output_ready(self.spec, &self.secrets, &out) {
+                self.log.error(
+                    "refresh",
+                    &format!("{}; the old file stays in place", e.message),
+                    &[],
+                );
+                continue;
+            }
+            let mut content: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(4096));
+            let mut sink = Sink::new(&mut *content);
+            let rendered = out.write(self.spec, &self.secrets, &mut sink);
+            let finished = sink.finish();
+            rendered?;
+            finished.map_err(|e| AgentError::environment("render", e.to_string()))?;
+            let path_text = out.path(self.spec);
+            let path = std::path::Path::new(path_text);
+            let current = std::fs::read(path).ok().map(Zeroizing::new);
+            if current.as_deref().map(Vec::as_slice) == Some(content.as_slice()) {
+                continue;
+            }
+            write::write_atomic(root, path, &content, out.mode(self.spec)).map_err(|e| {
+                AgentError::environment("write", format!("cannot write {path_text}: {e}"))
+            })?;
+            self.log.info("write", out.what(), &[("path", &path_text)]);
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// SIGTERM: revokes the pod's leases (unless `revoke-on-stop` is false) and the token.
+    async fn stop(&mut self) {
+        let now = Instant::now();
+        let mut leases: Vec<(String, Lease)> = Vec::new();
+        for (i, clock) in self.leases.iter().enumerate() {
+            if let Some(c) = clock {
+                leases.push((self.spec.secrets[i].path.clone(), c.lease.clone()));
+            }
+        }
+        for (lease, expires) in &self.retired {
+            if *expires > now {
+                leases.push(("(replaced credentials)".to_owned(), lease.clone()));
+            }
+        }
+        self.log.info(
+            "stop",
+            "stopping",
+            &[
+                ("leases", &leases.len()),
+                ("revoke_on_stop", &self.settings.revoke_on_stop),
+            ],
+        );
+        if !self.settings.revoke_on_stop && !leases.is_empty() {
+            // Revoking the token would revoke the leases it created.
+            self.log.info(
+                "revoke",
+                "token and leases kept (revoke-on-stop is false); they expire with their TTLs",
+                &[],
+            );
+            return;
+        }
+        for (path, lease) in &leases {
+            match self.vault.revoke_lease(&lease.id, STOP_REQUEST_TIME).await {
+                Ok(()) => self.log.info("revoke", "lease revoked", &[("path", path)]),
+                Err(err) => self.log.warn(
+                    "revoke",
+                    "could not revoke a lease; it expires with its TTL",
+                    &[("path", path), ("error", &err)],
+                ),
+            }
+        }
+        match self.vault.revoke_self(STOP_REQUEST_TIME).await {
+            Ok(()) => self.log.info("revoke", "token revoked", &[]),
+            Err(err) => self.log.warn(
+                "revoke",
+                "could not revoke the token; it expires with its TTL",
+                &[("error", &err)],
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewal_at_two_thirds_and_jitter_bounded() {
+        assert_eq!(renew_after(30), Duration::from_secs(20));
+        assert_eq!(renew_after(0), NEVER);
+        assert_eq!(renew_after(1), Duration::from_millis(666));
+        for _ in 0..50 {
+            let d = jittered(Duration::from_secs(100));
+            assert!(d >= Duration::from_secs(100) && d <= Duration::from_secs(110));
+        }
+    }
+}
