@@ -363,9 +363,8 @@ fn discovers_sources_that_use_the_dialect() {
 fn render_install_example() -> Vec<Value> {
     let work = tempfile::tempdir().expect("temp dir");
     let example = repo_root().join("examples/argocd/install");
-    for file in ["secretstore-config.yaml"] {
-        std::fs::copy(example.join(file), work.path().join(file)).expect("copy");
-    }
+    let patch = "secretstore-config.yaml";
+    std::fs::copy(example.join(patch), work.path().join(patch)).expect("copy");
     std::fs::copy(
         repo_root().join("testdata/argocd/repo-server.yaml"),
         work.path().join("repo-server.yaml"),
