@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Whole-process performance of `secretstore render` against the targets of issue 6:
-#   - the 60 MB, 20,000-document stream (DIALECT=rafay ../shared/tools/gen-big-stream.py):
-#     at least 100x faster than parsing it with PyYAML's CSafeLoader (libyaml), measured
-#     side by side with hyperfine, and peak RSS at most 2x the input size (GNU time);
+# Whole-process performance of `secretstore render`:
+#   - the 60 MB, 20,000-document stream (scripts/gen-big-stream.rs, ~7% opted in): the
+#     glibc build, the static musl build (the one the image and the Argo CD sidecar run)
+#     and PyYAML's CSafeLoader (libyaml) merely parsing it, side by side in one hyperfine
+#     run. Targets: render at least 100x faster than CSafeLoader, the musl build within
+#     1.3x of the glibc build, peak RSS at most 2x the input size (GNU time);
 #   - one small document end to end next to `cat`.
-# Usage: scripts/bench.sh [--runs N]   (SECRETSTORE_BIN=path overrides the release build)
-# Needs hyperfine and GNU time (scripts/install-test-deps.sh installs both) and python3.
+# Usage: scripts/bench.sh [--runs N]
+# Needs hyperfine, GNU time and the musl target (scripts/install-test-deps.sh installs
+# them) and python3 with PyYAML built with libyaml.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,19 +24,7 @@ done
 die() { echo "error: $*" >&2; exit 2; }
 command -v hyperfine >/dev/null || die "hyperfine is missing: run scripts/install-test-deps.sh (as root)"
 [[ -x /usr/bin/time ]] || die "GNU time (/usr/bin/time) is missing: run scripts/install-test-deps.sh (as root)"
-
-# ../shared/tools, or the shared/tools of a further ancestor (a git worktree may sit
-# one level deeper than the main checkout).
-GENERATOR=""
-dir="$ROOT"
-while [[ "$dir" != / ]]; do
-    dir="$(dirname "$dir")"
-    if [[ -f "$dir/shared/tools/gen-big-stream.py" ]]; then
-        GENERATOR="$dir/shared/tools/gen-big-stream.py"
-        break
-    fi
-done
-[[ -n "$GENERATOR" ]] || die "the stream generator ../shared/tools/gen-big-stream.py is missing"
+MUSL_TARGET=x86_64-unknown-linux-musl
 
 PYTHON="$ROOT/.tools/venv/bin/python"
 [[ -x "$PYTHON" ]] || PYTHON="$(command -v python3)"
@@ -42,10 +33,12 @@ PYTHON="$ROOT/.tools/venv/bin/python"
 
 DATA="$ROOT/target/bench-data"
 mkdir -p "$DATA"
-STREAM="$DATA/bench-stream-rafay-20000.yaml"
-if [[ ! -s "$STREAM" || "$GENERATOR" -nt "$STREAM" ]]; then
+STREAM="$DATA/bench-stream-20000.yaml"
+GENERATOR_SOURCES=(scripts/gen-big-stream.rs benches/support/big_stream.rs)
+if [[ ! -s "$STREAM" || "${GENERATOR_SOURCES[0]}" -nt "$STREAM" || "${GENERATOR_SOURCES[1]}" -nt "$STREAM" ]]; then
     echo "==> generating $STREAM" >&2
-    DIALECT=rafay python3 "$GENERATOR" "$STREAM.partial" 20000
+    # The dev build is enough (about 3 s) and shares the test build's dependencies.
+    cargo run --quiet --example gen-big-stream -- "$STREAM.partial" 20000
     mv "$STREAM.partial" "$STREAM"
 fi
 SMALL="$ROOT/testdata/render/kind-deployment.yaml"
@@ -57,13 +50,13 @@ with open(sys.argv[1], "rb") as f:
         pass
 EOF
 
-if [[ -z "${SECRETSTORE_BIN:-}" ]]; then
-    echo "==> cargo build --release --bin secretstore" >&2
-    cargo build --release --quiet --bin secretstore
-    SECRETSTORE_BIN="$ROOT/target/release/secretstore"
-fi
-BIN="$SECRETSTORE_BIN"
-"$BIN" render "$STREAM" | cmp -s - "$STREAM" && die "render changed nothing: is the stream opted in (DIALECT=rafay)?"
+echo "==> cargo build --release (glibc and $MUSL_TARGET)" >&2
+cargo build --release --quiet --bin secretstore
+cargo build --release --quiet --target "$MUSL_TARGET" --bin secretstore
+BIN="$ROOT/target/release/secretstore"
+MUSL_BIN="$ROOT/target/$MUSL_TARGET/release/secretstore"
+"$BIN" render "$STREAM" | cmp -s - "$STREAM" && die "render changed nothing: is the stream opted in?"
+"$BIN" render "$STREAM" | cmp -s - <("$MUSL_BIN" render "$STREAM") || die "the glibc and musl builds render differently"
 
 input_bytes=$(stat -c %s "$STREAM")
 docs=$(grep -c '^---$' "$STREAM" || true)
@@ -73,15 +66,16 @@ echo "## Machine"
 echo
 echo "- $(nproc) CPUs: $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
 echo "- $(uname -sr), load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- $("$BIN" --version), $(hyperfine --version), PyYAML $("$PYTHON" -c 'import yaml; print(yaml.__version__)') (libyaml)"
+echo "- $("$BIN" --version) (glibc and static $MUSL_TARGET builds), $(hyperfine --version), PyYAML $("$PYTHON" -c 'import yaml; print(yaml.__version__)') (libyaml)"
 echo "- stream: $STREAM, $input_bytes bytes, $docs documents, $opted opted-in pod templates"
 echo
 
-echo "## Large stream: render vs CSafeLoader (hyperfine -N, output to a pipe)"
+echo "## Large stream: glibc render vs static musl render vs CSafeLoader (hyperfine -N, output to a pipe)"
 echo
 hyperfine -N --style basic --warmup 1 --min-runs 3 --max-runs "$RUNS" --output pipe \
     --export-json "$DATA/large.json" \
     --command-name "secretstore render" "$BIN render $STREAM" \
+    --command-name "secretstore render (static musl)" "$MUSL_BIN render $STREAM" \
     --command-name "CSafeLoader load_all" "$PYTHON $CSAFE $STREAM"
 echo
 echo "## Large stream from stdin (hyperfine, sh -c '... < FILE')"
@@ -99,15 +93,18 @@ echo
 rss_kb() { /usr/bin/time -f %M -o "$DATA/rss" "$@" >/dev/null && tail -n1 "$DATA/rss"; }
 rss_file=$(rss_kb "$BIN" render "$STREAM")
 rss_stdin=$(rss_kb sh -c "exec '$BIN' render < '$STREAM'")
+rss_musl=$(rss_kb "$MUSL_BIN" render "$STREAM")
 
-"$PYTHON" - "$DATA" "$input_bytes" "$rss_file" "$rss_stdin" <<'EOF'
+"$PYTHON" - "$DATA" "$input_bytes" "$rss_file" "$rss_stdin" "$rss_musl" <<'EOF'
 import json, sys
-data, input_bytes, rss_file, rss_stdin = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+data, input_bytes = sys.argv[1], int(sys.argv[2])
+rss_file, rss_stdin, rss_musl = (int(v) for v in sys.argv[3:6])
 def results(name):
     with open(f"{data}/{name}.json") as f:
         return {r["command"]: r for r in json.load(f)["results"]}
 large, stdin, small = results("large"), results("stdin"), results("small")
 render, csafe = large["secretstore render"], large["CSafeLoader load_all"]
+musl = large["secretstore render (static musl)"]
 pipe = stdin["secretstore render < stream"]
 ms = lambda s: f"{s * 1000:.1f} ms"
 cpu = lambda r: r["user"] + r["system"]
@@ -117,10 +114,13 @@ print("## Summary\n")
 print("| measure | value | target |")
 print("| --- | --- | --- |")
 print(f"| render, {mb:.1f} MB stream (file argument) | {ms(render['mean'])} ± {ms(render['stddev'])} wall, {ms(cpu(render))} CPU, {mb / render['mean']:.0f} MB/s | |")
+print(f"| render, static musl build, same stream | {ms(musl['mean'])} ± {ms(musl['stddev'])} wall, {ms(cpu(musl))} CPU, {mb / musl['mean']:.0f} MB/s | |")
+musl_ratio = musl["mean"] / render["mean"]
+print(f"| static musl / glibc | {musl_ratio:.2f}x wall, {cpu(musl) / cpu(render):.2f}x CPU | <= 1.3x: {'met' if musl_ratio <= 1.3 else 'MISSED'} |")
 print(f"| render, same stream on stdin | {ms(pipe['mean'])} ± {ms(pipe['stddev'])} wall | |")
 print(f"| CSafeLoader load_all, same stream | {csafe['mean']:.2f} s ± {csafe['stddev']:.2f} s wall, {cpu(csafe):.2f} s CPU | |")
 print(f"| speed-up over CSafeLoader | {speedup:.0f}x wall, {cpu(csafe) / cpu(render):.0f}x CPU | >= 100x: {'met' if speedup >= 100 else 'MISSED'} |")
-for label, kb in (("file argument", rss_file), ("stdin", rss_stdin)):
+for label, kb in (("file argument", rss_file), ("stdin", rss_stdin), ("static musl", rss_musl)):
     ratio = kb * 1024 / input_bytes
     print(f"| peak RSS, {label} | {kb / 1024:.1f} MiB = {ratio:.2f}x input | <= 2x: {'met' if ratio <= 2 else 'MISSED'} |")
 r, c = small["secretstore render"], small["cat"]

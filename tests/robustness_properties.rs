@@ -628,7 +628,7 @@ fn mutate(g: &mut Gen, doc: &str) -> String {
 }
 
 fn corpus_documents() -> Vec<String> {
-    let dir = support::shared_dir().join("corpus/real");
+    let dir = support::repo_root().join("testdata/corpus/real");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .filter_map(Result::ok)

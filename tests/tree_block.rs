@@ -1,9 +1,11 @@
 //! The fast line reader (`Tree::parse_block`) against the full event parser
 //! (`Tree::parse_events`): wherever the fast reader answers, its tree (every node, value,
 //! style and position) must equal the event parser's, and the event parser must accept
-//! the document. Documents come from the corpus, the testdata, a generated `DIALECT=rafay`
+//! the document. Documents come from the corpus, the testdata, the benchmark's generated
 //! stream, hand-written edge cases, and random mutations of all of those.
 
+#[path = "../benches/support/big_stream.rs"]
+mod big_stream;
 mod support;
 
 use secretstore::stream;
@@ -19,21 +21,10 @@ fn documents(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
-/// A `DIALECT=rafay` stream from the benchmark's generator: the documents whose parse
-/// speed the throughput target depends on.
+/// A stream from the benchmark's generator: the documents whose parse speed the
+/// throughput target depends on.
 fn generated_stream(docs: usize) -> Vec<u8> {
-    let generator = support::shared_dir().join("tools/gen-big-stream.py");
-    let dir = tempfile::tempdir().expect("temp dir");
-    let out = dir.path().join("stream.yaml");
-    let status = std::process::Command::new("python3")
-        .arg(&generator)
-        .arg(&out)
-        .arg(docs.to_string())
-        .env("DIALECT", "rafay")
-        .status()
-        .expect("python3 runs the stream generator");
-    assert!(status.success(), "{} failed", generator.display());
-    std::fs::read(&out).expect("generated stream")
+    big_stream::generate(docs, big_stream::DEFAULT_SEED)
 }
 
 /// Checks one document; true when the fast reader answered.
@@ -63,8 +54,8 @@ fn agrees(text: &str) -> bool {
 
 fn all_documents() -> Vec<String> {
     let mut docs = Vec::new();
+    // testdata/ holds the vendored corpus (testdata/corpus) too.
     for root in [
-        support::shared_dir().join("corpus"),
         support::repo_root().join("testdata"),
         support::repo_root().join("examples"),
     ] {

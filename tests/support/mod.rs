@@ -44,23 +44,6 @@ pub fn manifest_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// The shared checkout beside the repository (`../shared`: the corpus, the stream
-/// generator), or the `shared/` of a further ancestor, since a git worktree may sit one
-/// level deeper than the main checkout.
-pub fn shared_dir() -> PathBuf {
-    let root = repo_root();
-    root.ancestors()
-        .skip(1)
-        .map(|dir| dir.join("shared"))
-        .find(|dir| dir.join("corpus").is_dir())
-        .unwrap_or_else(|| {
-            panic!(
-                "the shared checkout (corpus, tools) is missing: expected ../shared beside {}",
-                root.display()
-            )
-        })
-}
-
 /// `.tools/bin/<name>`, installed by `scripts/install-test-deps.sh`: `bao`, `helm3`,
 /// `helm4`, `kubectl`, `pre-commit`. Panics with the install instruction when missing.
 pub fn tool(name: &str) -> PathBuf {
