@@ -268,7 +268,7 @@ impl Settings {
     /// break would end up in an HTTP header or the request line, credentials in the
     /// address would be logged, a `..` in the auth path would reach another endpoint.
     pub fn validate(&self) -> Result<(), String> {
-        use crate::vault::http::{is_header_safe, redacted_address};
+        use crate::vault::http::{has_dot_segment, is_header_safe, redacted_address};
         let shown = redacted_address(&self.vault_address);
         let url = reqwest::Url::parse(&self.vault_address)
             .map_err(|e| format!("vault.address {shown:?} is not a URL: {e}"))?;
@@ -300,11 +300,7 @@ impl Settings {
                 ));
             }
         }
-        if self
-            .auth_path
-            .split('/')
-            .any(|segment| segment == "." || segment == "..")
-        {
+        if has_dot_segment(&self.auth_path) {
             return Err(format!(
                 "vault.authPath {:?} has a `.` or `..` segment: give the auth mount's path, e.g. auth/kubernetes",
                 self.auth_path

@@ -215,6 +215,18 @@ fn a_429_storm_is_waited_out_as_retry_after_asks() {
     }
 }
 
+/// Exit 1 or 2 with a message saying `says`, and no panic.
+fn assert_clear_failure(name: &str, run: &AgentRun, says: &str) {
+    assert!(
+        matches!(run.code, Some(1) | Some(2)),
+        "{name}: exit {:?}\n{}",
+        run.code,
+        run.stderr
+    );
+    assert!(run.stderr.contains(says), "{name}:\n{}", run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{name}:\n{}", run.stderr);
+}
+
 #[test]
 fn malformed_answers_get_clear_errors_not_panics() {
     let cases = [
@@ -233,14 +245,7 @@ fn malformed_answers_get_clear_errors_not_panics() {
     for (name, login, says) in cases {
         let vault = FakeVault::start(move |_, _| Reply::json(200, login));
         let run = run_agent(&spec_for(&vault.address(), 5));
-        assert!(
-            matches!(run.code, Some(1) | Some(2)),
-            "{name}: exit {:?}\n{}",
-            run.code,
-            run.stderr
-        );
-        assert!(run.stderr.contains(says), "{name}:\n{}", run.stderr);
-        assert!(!run.stderr.contains("panicked"), "{name}:\n{}", run.stderr);
+        assert_clear_failure(name, &run, says);
     }
     let reads: Vec<(&str, Reply, &str)> = vec![
         (
@@ -269,14 +274,7 @@ fn malformed_answers_get_clear_errors_not_panics() {
                 .unwrap_or_else(|| Reply::json(500, "{}"))
         });
         let run = run_agent(&spec_for(&vault.address(), 5));
-        assert!(
-            matches!(run.code, Some(1) | Some(2)),
-            "{name}: exit {:?}\n{}",
-            run.code,
-            run.stderr
-        );
-        assert!(run.stderr.contains(says), "{name}:\n{}", run.stderr);
-        assert!(!run.stderr.contains("panicked"), "{name}:\n{}", run.stderr);
+        assert_clear_failure(name, &run, says);
     }
 }
 

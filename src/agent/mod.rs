@@ -22,7 +22,7 @@ use self::vault::{Fetched, TokenGrant, Vault, VaultError};
 use crate::spec::{
     AgentSpec, FileFormat, SecretRead, MAX_HELD_BYTES, READY_FILE, SPEC_ENV, TOKEN_DIR,
 };
-use crate::vault::http::{is_header_safe, redacted_address, Budget};
+use crate::vault::http::{has_dot_segment, is_header_safe, redacted_address, Budget};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 use crate::vault::retry::{retry, Deadline, GaveUp, MAX_REQUEST_TIME};
 
@@ -734,11 +734,7 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
             ));
         }
     }
-    if conn
-        .auth_path
-        .split('/')
-        .any(|segment| segment == "." || segment == "..")
-    {
+    if has_dot_segment(&conn.auth_path) {
         return Err(format!(
             "the spec's Vault auth path {:?} has a `.` or `..` segment",
             conn.auth_path

@@ -285,6 +285,13 @@ pub fn is_header_safe(value: &str) -> bool {
     value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
 }
 
+/// Whether a `/`-separated path has a `.` or `..` segment, which a URL would resolve and
+/// so reach another path than the one written.
+pub fn has_dot_segment(path: &str) -> bool {
+    path.split('/')
+        .any(|segment| segment == "." || segment == "..")
+}
+
 /// The address without a user name or password, for messages.
 pub fn redacted_address(address: &str) -> String {
     match Url::parse(address) {
