@@ -329,6 +329,24 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(exit::USAGE))
 }
 
+/// The mounts of the Vault at `VAULT_ADDR`, for `command` to learn their KV versions
+/// from; `None` without `VAULT_ADDR`.
+fn server_mounts(settings: &Settings, command: &str) -> Result<Option<MountTable>, String> {
+    match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
+        None => Ok(None),
+        Some(env) if env.token.is_empty() => Err(format!(
+            "VAULT_ADDR is set but VAULT_TOKEN is not: {command} looks up the mounts' KV versions with it (or unset VAULT_ADDR and pass --kv-version MOUNT=N)"
+        )),
+        Some(env) => VaultApi::new(env, 1)
+            .and_then(|api| {
+                runtime()?
+                    .block_on(api.mounts())
+                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
+            })
+            .map(Some),
+    }
+}
+
 fn usage_error(message: &str) -> ExitCode {
     eprintln!("secretstore: {message}");
     ExitCode::from(exit::USAGE)
@@ -617,22 +635,9 @@ pub fn run_policy(args: PolicyArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return usage_error(&e),
     };
-    let server = match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
-        None => None,
-        Some(env) if env.token.is_empty() => {
-            return usage_error("VAULT_ADDR is set but VAULT_TOKEN is not: policy looks up the mounts' KV versions with it (or unset VAULT_ADDR and pass --kv-version MOUNT=N)");
-        }
-        Some(env) => {
-            let looked_up = VaultApi::new(env, 1).and_then(|api| {
-                runtime()?
-                    .block_on(api.mounts())
-                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
-            });
-            match looked_up {
-                Ok(table) => Some(table),
-                Err(e) => return usage_error(&e),
-            }
-        }
+    let server = match server_mounts(&settings, "policy") {
+        Ok(table) => table,
+        Err(e) => return usage_error(&e),
     };
     if args.all_clusters && args.format != PolicyFormat::Terraform {
         return usage_error("--all-clusters needs --format terraform");
@@ -731,22 +736,9 @@ pub fn run_convert(args: ConvertArgs) -> ExitCode {
             Err(e) => return usage_error(&format!("--kv-version {e}")),
         }
     }
-    match VaultEnv::from_env(&env_lookup, settings.vault_namespace.as_deref()) {
-        None => {}
-        Some(env) if env.token.is_empty() => {
-            return usage_error("VAULT_ADDR is set but VAULT_TOKEN is not: convert looks up the mounts' KV versions with it (or unset VAULT_ADDR and pass --kv-version MOUNT=N)");
-        }
-        Some(env) => {
-            let looked_up = VaultApi::new(env, 1).and_then(|api| {
-                runtime()?
-                    .block_on(api.mounts())
-                    .map_err(|e| format!("cannot look up the mounts' KV versions: {e}"))
-            });
-            match looked_up {
-                Ok(table) => options.mounts.server = Some(table),
-                Err(e) => return usage_error(&e),
-            }
-        }
+    match server_mounts(&settings, "convert") {
+        Ok(table) => options.mounts.server = table,
+        Err(e) => return usage_error(&e),
     }
     let stdin_only = args.paths.iter().all(|p| p.as_os_str() == "-");
     if args.paths.len() > 1 && args.paths.iter().any(|p| p.as_os_str() == "-") {

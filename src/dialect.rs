@@ -564,14 +564,19 @@ pub struct Ctx<'a> {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// Where `node` of a document starting at `first_line` of `source` is.
+pub fn node_location(source: &str, first_line: usize, tree: &Tree, node: NodeId) -> Location {
+    let n = tree.node(node);
+    Location {
+        source: source.to_string(),
+        line: first_line + n.line - 1,
+        column: n.col + 1,
+    }
+}
+
 impl Ctx<'_> {
     pub fn location(&self, node: NodeId) -> Location {
-        let n = self.tree.node(node);
-        Location {
-            source: self.source.to_string(),
-            line: self.first_line + n.line - 1,
-            column: n.col + 1,
-        }
+        node_location(self.source, self.first_line, self.tree, node)
     }
 
     pub fn error(

@@ -351,19 +351,8 @@ fn render_lint_and_check_give_one_code_for_one_document() {
             vec!["lint", "--format", "json"],
             vec!["check", "--format", "json"],
         ] {
-            let out = support::secretstore()
-                .args(&args)
-                .arg(&file)
-                .env("VAULT_ADDR", vault.address())
-                .env("VAULT_TOKEN", TOKEN)
-                .output()
-                .unwrap();
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            assert_eq!(out.status.code(), Some(1), "{args:?} on {name}: {text}");
+            let (status, text) = run_against(&vault, &args, &file);
+            assert_eq!(status, Some(1), "{args:?} on {name}: {text}");
             assert!(text.contains(code), "{args:?} on {name}: no {code}: {text}");
         }
     }
@@ -435,6 +424,24 @@ fn exec_messages_never_hold_a_value() {
     assert!(text.contains("NUL") && text.contains("env PW"), "{text}");
 }
 
+/// Runs `secretstore <args> <file>` with `VAULT_ADDR` at `vault`: exit status, stdout
+/// and stderr together.
+fn run_against(vault: &FakeVault, args: &[&str], file: &std::path::Path) -> (Option<i32>, String) {
+    let out = support::secretstore()
+        .args(args)
+        .arg(file)
+        .env("VAULT_ADDR", vault.address())
+        .env("VAULT_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 const CHECKED_MANIFEST: &str = r#"apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -474,20 +481,9 @@ fn check_reports_in_every_format_without_a_value() {
     let manifest = dir.path().join("shop.yaml");
     std::fs::write(&manifest, CHECKED_MANIFEST).unwrap();
     for format in ["human", "json", "sarif", "github"] {
-        let out = support::secretstore()
-            .args(["check", "--format", format])
-            .arg(&manifest)
-            .env("VAULT_ADDR", vault.address())
-            .env("VAULT_TOKEN", TOKEN)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let (code, text) = run_against(&vault, &["check", "--format", format], &manifest);
         support::assert_no_secret(&text, &[MARKER, TOKEN]);
-        assert_eq!(out.status.code(), Some(1), "{format}: {text}");
+        assert_eq!(code, Some(1), "{format}: {text}");
         assert!(
             text.contains("SS304"),
             "{format}: no missing-key finding: {text}"

@@ -397,12 +397,7 @@ pub struct Site<'a> {
 
 impl Site<'_> {
     pub fn location(&self, node: NodeId) -> Location {
-        let n = self.tree.node(node);
-        Location {
-            source: self.source.to_string(),
-            line: self.first_line + n.line - 1,
-            column: n.col + 1,
-        }
+        crate::dialect::node_location(self.source, self.first_line, self.tree, node)
     }
 
     /// The location of `needle` inside the scalar `node` as written, else of the node.
