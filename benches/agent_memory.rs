@@ -7,7 +7,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use secretstore::spec::AGENT_MEMORY_LIMIT_MIB;
+use secretstore::pod::agent_spec::AGENT_MEMORY_LIMIT_MIB;
 use serde_json::json;
 use support::agent_run::{huge_secret, run_agent, secret_answer, spec_for, vault_with_reads};
 

@@ -7,7 +7,7 @@
 mod support;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use secretstore::check::{self, CheckOptions};
+use secretstore::analyze::check::{self, CheckOptions};
 use secretstore::config::Settings;
 use secretstore::render::Input;
 use secretstore::vault::client::{VaultApi, VaultEnv};
@@ -96,7 +96,7 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("tokio runtime");
     let run = |concurrency: usize| {
-        let scan = secretstore::scan::scan(&input, &settings);
+        let scan = secretstore::analyze::scan::scan(&input, &settings);
         let api = VaultApi::new(
             VaultEnv {
                 address: vault.addr().to_string(),
@@ -139,7 +139,11 @@ fn bench(c: &mut Criterion) {
         );
     }
     group.bench_function("scan only (10k references)", |b| {
-        b.iter(|| secretstore::scan::scan(&input, &settings).pods.len())
+        b.iter(|| {
+            secretstore::analyze::scan::scan(&input, &settings)
+                .pods
+                .len()
+        })
     });
     group.finish();
 }

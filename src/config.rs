@@ -1,7 +1,7 @@
 //! Configuration: one YAML file, overridden by env vars (also in their `ARGOCD_ENV_` form,
 //! as Argo CD passes plugin env) and then by flags; named `clusters` override the top level.
 
-use crate::spec::AGENT_MEMORY_LIMIT_MIB;
+use crate::pod::agent_spec::AGENT_MEMORY_LIMIT_MIB;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,36 +1,29 @@
 //! secretstore: expand Vault secret-store references in Kubernetes manifests into the pod
 //! wiring that fetches the secrets at pod start.
 //!
-//! Render is a pipeline, one module per stage: [`stream`] splits the input into documents,
-//! [`tree`] parses the ones that may change, [`workload`] finds their pod templates,
-//! [`dialect`] reads the annotations and env references, [`plan`] decides the expansion,
-//! [`edit`] turns it into insertions, and [`render`] ties them together.
+//! The folders follow the data, which flows one way:
+//! - [`render`]: the pipeline that edits manifests, one module per stage, and the front-end
+//!   every command reads documents with;
+//! - [`analyze`]: what reads references without editing them (`lint`, `check`, `policy`);
+//! - [`pod`]: what runs in the pod (the agent, `exec`, the live supervisor) and the
+//!   [`pod::agent_spec::AgentSpec`] that render writes and the agent reads;
+//! - [`vault`]: the one Vault HTTP layer and the Vault logic `check` and the agent share;
+//! - [`convert`]: other tools' dialects into this one;
+//! - [`diag`] and [`report`]: findings, their codes, and the formats they are written in;
+//! - [`cli`]: arguments, one module per command, exit statuses.
 
 #![cfg_attr(
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
-pub mod agent;
-pub mod check;
+pub mod analyze;
 pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod diag;
-pub mod dialect;
-pub mod edit;
-pub mod exec;
-pub mod help;
-pub mod lint;
-pub mod plan;
-pub mod policy;
+pub mod pod;
 pub mod render;
 pub mod report;
-pub mod scan;
-pub mod spec;
-pub mod stream;
-pub mod supervise;
 pub mod sysio;
-pub mod tree;
 pub mod vault;
-pub mod workload;

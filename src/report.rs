@@ -7,7 +7,7 @@
 //! only references).
 
 use crate::diag::{Diagnostic, Severity};
-use crate::dialect::code;
+use crate::render::dialect::code;
 use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use secretstore::spec::{
+use secretstore::pod::agent_spec::{
     AgentSpec, EnvFileOutput, EnvRef, FileFormat, FileOutput, SecretRead, VaultConnection,
     AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME, REF_PREFIX, SPEC_ENV, TOKEN_DIR,
     TOKEN_FILE_NAME,

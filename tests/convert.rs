@@ -226,7 +226,7 @@ fn fidelity_lint_and_fixed_point() {
 }
 
 fn split_documents(bytes: &[u8]) -> Vec<String> {
-    secretstore::stream::split(bytes)
+    secretstore::render::stream::split(bytes)
         .iter()
         .map(|d| text(&bytes[d.start..d.end]))
         .collect()

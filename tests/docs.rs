@@ -293,7 +293,7 @@ fn book_builds_with_the_anchors_the_links_use() {
 /// (`Severity::Error`, `error(`, `Severity::Warning`, `warning(`) before each place a
 /// `code::NAME` constant is used outside tests. Comparisons (`== code::X`) are not uses.
 fn severities_in_source() -> BTreeMap<String, BTreeSet<&'static str>> {
-    let dialect = read(&repo_root().join("src/dialect.rs"));
+    let dialect = read(&repo_root().join("src/render/dialect.rs"));
     let mut by_const = BTreeMap::new();
     for line in dialect.lines() {
         let line = line.trim();
@@ -305,7 +305,10 @@ fn severities_in_source() -> BTreeMap<String, BTreeSet<&'static str>> {
             }
         }
     }
-    assert!(by_const.len() > 40, "codes not found in src/dialect.rs");
+    assert!(
+        by_const.len() > 40,
+        "codes not found in src/render/dialect.rs"
+    );
     let mut found: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
     for entry in walkdir::WalkDir::new(repo_root().join("src")) {
         let path = entry.expect("walk src").into_path();
@@ -381,7 +384,7 @@ fn codes_page_matches_the_code() {
     }
 
     let in_source = severities_in_source();
-    let rules = secretstore::dialect::code::RULES;
+    let rules = secretstore::render::dialect::code::RULES;
     for rule in rules {
         let Some((severities, name, summary)) = rows.get(rule.code) else {
             panic!("codes.md has no row for {} ({})", rule.code, rule.name);

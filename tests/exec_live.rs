@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use secretstore::spec::{ExecWatch, OnChange, WatchedFile, ENV_FILE_ENV, LIVE_ENV};
+use secretstore::pod::agent_spec::{ExecWatch, OnChange, WatchedFile, ENV_FILE_ENV, LIVE_ENV};
 
 const TOKEN_REF: &str = "secretstore:vault:secret/shop/api#token";
 

@@ -11,8 +11,8 @@
 mod support;
 
 use secretstore::config::Settings;
+use secretstore::render::stream;
 use secretstore::render::{render, Input, Options};
-use secretstore::stream;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::Path;

@@ -15,7 +15,7 @@ use support::agent_run::{
 };
 use support::fake_vault::{FakeVault, Reply};
 
-use secretstore::spec::{AGENT_MEMORY_LIMIT_MIB, MAX_ANSWER_BYTES};
+use secretstore::pod::agent_spec::{AGENT_MEMORY_LIMIT_MIB, MAX_ANSWER_BYTES};
 
 fn ok_secret() -> Reply {
     secret_answer(json!({"password": MARKER, "user": "app"}))

@@ -54,12 +54,18 @@ fn assert_refused(input: &str, args: &[&str], must_say: &[&str]) {
 
 #[test]
 fn unusable_file_names_are_refused() {
-    let long = format!("\"{}\"", "n".repeat(secretstore::spec::MAX_FILE_NAME + 1));
+    let long = format!(
+        "\"{}\"",
+        "n".repeat(secretstore::pod::agent_spec::MAX_FILE_NAME + 1)
+    );
     for name in [r#""a\u0000b""#, r#""a\nb""#, long.as_str()] {
         let input = pod(&file_secret(name, "/etc/app", "secret/app#k"), "");
         assert_refused(&input, &[], &["SS113", "secretFileName"]);
     }
-    let fits = format!("\"{}\"", "n".repeat(secretstore::spec::MAX_FILE_NAME));
+    let fits = format!(
+        "\"{}\"",
+        "n".repeat(secretstore::pod::agent_spec::MAX_FILE_NAME)
+    );
     let (code, _, stderr) = render(
         &pod(&file_secret(&fits, "/etc/app", "secret/app#k"), ""),
         &[],

@@ -10,8 +10,8 @@ mod support;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use secretstore::config::Settings;
+use secretstore::render::stream;
 use secretstore::render::{render, Input, Options};
-use secretstore::stream;
 use std::process::Command;
 use support::gen::Gen;
 

@@ -17,13 +17,13 @@ use support::gen::Gen;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use secretstore::analyze::lint::lint_input;
 use secretstore::config::Settings;
-use secretstore::dialect::SecretRef;
-use secretstore::lint::lint_input;
+use secretstore::render::dialect::SecretRef;
+use secretstore::render::stream::{self, Document};
+use secretstore::render::tree::Tree;
 use secretstore::render::{render, Input, Options};
 use secretstore::report::{Format, Report};
-use secretstore::stream::{self, Document};
-use secretstore::tree::Tree;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 

@@ -8,8 +8,8 @@
 mod big_stream;
 mod support;
 
-use secretstore::stream;
-use secretstore::tree::Tree;
+use secretstore::render::stream;
+use secretstore::render::tree::Tree;
 use support::gen::Gen;
 
 /// The documents of a stream, as the render pipeline cuts them.

@@ -9,8 +9,8 @@ use super::rewrite::PodPlan;
 use super::template::{self, Recognised};
 use super::{code, logical_path, normalise_auth_path, Pod, Site};
 use crate::config::Settings;
-use crate::spec::FileFormat;
-use crate::tree::NodeId;
+use crate::pod::agent_spec::FileFormat;
+use crate::render::tree::NodeId;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 

@@ -13,9 +13,9 @@
 
 use super::rewrite::PodPlan;
 use super::{code, go_bool_or_false, logical_path, Pod, Site};
-use crate::spec::REF_PREFIX;
-use crate::tree::{Kind, NodeId, Tree};
-use crate::workload::Object;
+use crate::pod::agent_spec::REF_PREFIX;
+use crate::render::tree::{Kind, NodeId, Tree};
+use crate::render::workload::Object;
 use std::collections::BTreeMap;
 
 pub const PATH_ANNOTATION: &str = "avp.kubernetes.io/path";

@@ -14,8 +14,8 @@
 use super::rewrite::PodPlan;
 use super::{code, logical_path, normalise_auth_path, Pod, Site};
 use crate::config::Settings;
-use crate::dialect::SecretRef;
-use crate::spec::REF_PREFIX;
+use crate::pod::agent_spec::REF_PREFIX;
+use crate::render::dialect::SecretRef;
 
 /// The annotation prefixes of vault-secrets-webhook and of its successor.
 pub const PREFIXES: [&str; 2] = [

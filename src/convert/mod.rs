@@ -1,10 +1,10 @@
 //! `secretstore convert`: rewrite Vault Agent Injector annotations, bank-vaults `vault:`
 //! env values and argocd-vault-plugin placeholders into this dialect.
 //!
-//! It uses render's machinery: the stream is split without parsing ([`crate::stream`]),
-//! only documents that mention a source dialect are parsed ([`crate::tree`]), and a
+//! It uses render's machinery: the stream is split without parsing ([`crate::render::stream`]),
+//! only documents that mention a source dialect are parsed ([`crate::render::tree`]), and a
 //! converted pod is changed by byte-range replacements and insertions
-//! ([`rewrite`], [`crate::edit`]), so every other byte, and every other document, is kept.
+//! ([`rewrite`], [`crate::render::edit`]), so every other byte, and every other document, is kept.
 //!
 //! A pod is converted whole or not at all: when anything in it cannot be converted, it is
 //! left exactly as it was (its original tool keeps working) and every reason is reported.
@@ -17,13 +17,13 @@ pub mod template;
 
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
-use crate::dialect::{code, OPT_IN_KEY};
-use crate::edit::Layout;
+use crate::render::dialect::{code, OPT_IN_KEY};
+use crate::render::edit::Layout;
+use crate::render::stream;
+use crate::render::tree::{NodeId, Tree};
+use crate::render::workload;
 use crate::render::{self, Input};
-use crate::stream;
-use crate::tree::{NodeId, Tree};
 use crate::vault::mounts::{Engine, Mount, MountTable};
-use crate::workload;
 use rewrite::{PodPlan, Replacement};
 
 #[derive(Debug, Clone, Default)]
@@ -298,7 +298,7 @@ fn drop_object_annotations(
         ranges.push(rewrite::entry_lines(text, tree, *k, *v)?);
     }
     if !ranges.is_empty() && ranges.len() == tree.entries(map).len() {
-        let start = crate::edit::line_start(text, tree.node(key).start);
+        let start = crate::render::edit::line_start(text, tree.node(key).start);
         let first = ranges.iter().map(|r| r.start).min().unwrap_or(start);
         let end = ranges.iter().map(|r| r.end).max().unwrap_or(first);
         let head = text[start..first].trim_end();
@@ -397,7 +397,7 @@ pub struct Site<'a> {
 
 impl Site<'_> {
     pub fn location(&self, node: NodeId) -> Location {
-        crate::dialect::node_location(self.source, self.first_line, self.tree, node)
+        crate::render::dialect::node_location(self.source, self.first_line, self.tree, node)
     }
 
     /// The location of `needle` inside the scalar `node` as written, else of the node.

@@ -5,11 +5,11 @@
 //! The first dropped annotation of a pod is replaced by the dialect's annotations, at its
 //! own indentation; the others are removed with their lines. A pod that drops none gets
 //! the annotations added after its last one (or a new `annotations` mapping) by
-//! [`crate::edit`], which also handles flow style.
+//! [`crate::render::edit`], which also handles flow style.
 
-use crate::dialect::{FILE_KEY_PREFIX, OPT_IN_KEY, OPT_IN_VALUE, ROLE_KEY};
-use crate::edit::{self, Edit, Layout};
-use crate::tree::{Kind, NodeId, Tree};
+use crate::render::dialect::{FILE_KEY_PREFIX, OPT_IN_KEY, OPT_IN_VALUE, ROLE_KEY};
+use crate::render::edit::{self, Edit, Layout};
+use crate::render::tree::{Kind, NodeId, Tree};
 use saphyr_parser::ScalarStyle;
 use serde_json::Value;
 use std::ops::Range;

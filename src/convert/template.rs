@@ -6,7 +6,7 @@
 //! (`{{- ` and ` -}}`) applied to the neighbouring text, and the actions are matched
 //! against the few shapes below.
 
-use crate::spec::FileFormat;
+use crate::pod::agent_spec::FileFormat;
 
 /// What a recognised template writes.
 #[derive(Debug, Clone, PartialEq, Eq)]

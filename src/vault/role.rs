@@ -8,7 +8,7 @@
 //! (exactly, or as globs with `bound_claims_type: glob`), and its `aud` against
 //! `bound_audiences`, which must not be empty since projected tokens always carry one.
 
-use crate::dialect::code;
+use crate::render::dialect::code;
 use serde_json::Value;
 
 /// The identity a pod's projected service-account token carries.

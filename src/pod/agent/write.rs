@@ -14,7 +14,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path};
 
-pub use crate::spec::MAX_FILE_NAME;
+pub use crate::pod::agent_spec::MAX_FILE_NAME;
 
 /// Mode of every directory the agent creates.
 pub const DIR_MODE: u32 = 0o755;

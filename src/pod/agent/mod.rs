@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 use self::format::{check_whole, write_whole, FormatError, SecretData, Sink};
 use self::log::Log;
 use self::vault::{Fetched, TokenGrant, Vault, VaultError};
-use crate::spec::{
+use crate::pod::agent_spec::{
     AgentSpec, FileFormat, SecretRead, MAX_HELD_BYTES, READY_FILE, SPEC_ENV, TOKEN_DIR,
 };
 use crate::vault::http::{has_dot_segment, is_header_safe, redacted_address, Budget};
@@ -206,7 +206,7 @@ async fn run_async(
 /// deadline.
 async fn login(
     vault: &Vault,
-    conn: &crate::spec::VaultConnection,
+    conn: &crate::pod::agent_spec::VaultConnection,
     jwt: &str,
     deadline: &Deadline,
     log: &Log,

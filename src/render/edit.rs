@@ -5,7 +5,7 @@
 //! indentation). Strings are quoted whenever a YAML 1.1 reader (Go's yaml.v2) could read
 //! them as anything but the same string.
 
-use crate::tree::{Kind, NodeId, Tree};
+use crate::render::tree::{Kind, NodeId, Tree};
 use saphyr_parser::ScalarStyle;
 use serde_json::Value;
 

@@ -10,7 +10,7 @@ use vaultrs::api::auth::kubernetes::requests::LoginWithKubernetesRequest;
 use zeroize::Zeroizing;
 
 use super::format::SecretData;
-use crate::spec::{VaultConnection, MAX_ANSWER_BYTES};
+use crate::pod::agent_spec::{VaultConnection, MAX_ANSWER_BYTES};
 pub use crate::vault::http::VaultError;
 use crate::vault::http::{Budget, Connection, Request, VaultHttp};
 use crate::vault::kv::{Kv2Read, ReadAnswer};

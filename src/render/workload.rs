@@ -2,7 +2,7 @@
 
 use crate::config::Settings;
 use crate::diag::ObjectRef;
-use crate::tree::{NodeId, Tree};
+use crate::render::tree::{NodeId, Tree};
 
 /// One Kubernetes object: the document root, or an item of a `List` / `ResourceList`.
 #[derive(Debug, Clone)]

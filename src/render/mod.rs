@@ -5,14 +5,19 @@
 //! stdout untouched. The result refers to the input's bytes and holds only the inserted
 //! text, so memory stays near the input's size however large the stream.
 
+pub mod dialect;
+pub mod edit;
+pub mod plan;
+pub mod stream;
+pub mod tree;
+pub mod workload;
+
+use self::dialect::{code, Ctx, Gate};
+use self::edit::{Edit, Insertion, Layout};
+use self::stream::Document;
+use self::tree::{Kind, NodeId, Tree, TreeErrorKind};
 use crate::config::{ConfigFile, Settings};
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
-use crate::dialect::{self, code, Ctx, Gate};
-use crate::edit::{self, Edit, Insertion, Layout};
-use crate::plan;
-use crate::stream::{self, Document};
-use crate::tree::{Kind, NodeId, Tree, TreeErrorKind};
-use crate::workload;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -3,12 +3,12 @@
 
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location, ObjectRef};
-use crate::dialect::{self, Ctx, Gate, SecretRef};
+use crate::pod::agent_spec::FileFormat;
+use crate::render::dialect::{self, Ctx, Gate, SecretRef};
+use crate::render::stream;
+use crate::render::tree::{NodeId, Tree};
+use crate::render::workload;
 use crate::render::{self, Input};
-use crate::spec::FileFormat;
-use crate::stream;
-use crate::tree::{NodeId, Tree};
-use crate::workload;
 
 /// Where a reference is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub fn scan(input: &Input, settings: &Settings) -> Scan {
     let mut out = Scan::default();
     let body = &input.bytes[stream::bom_len(&input.bytes)..];
     let docs = stream::split(body);
-    for doc in stream::containing(body, &docs, crate::dialect::MARKER) {
+    for doc in stream::containing(body, &docs, crate::render::dialect::MARKER) {
         let tree = match render::parse_document(&input.name, body, &doc) {
             Ok((_, tree)) => tree,
             Err(diagnostic) => {

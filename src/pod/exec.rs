@@ -2,7 +2,7 @@
 //! secret reference in the environment and in the command line with its value from the
 //! container's env file, then `execve`s CMD, so its PID, signals and exit status are the
 //! container's own. In live mode (`SECRETSTORE_LIVE` set) it supervises CMD instead:
-//! see [`crate::supervise`].
+//! see [`crate::pod::supervise`].
 
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
@@ -14,7 +14,9 @@ use std::process::Command;
 
 use zeroize::Zeroizing;
 
-use crate::spec::{ExecWatch, ENV_DIR, ENV_FILE_ENV, ENV_FILE_NAME, LIVE_ENV, REF_PREFIX};
+use crate::pod::agent_spec::{
+    ExecWatch, ENV_DIR, ENV_FILE_ENV, ENV_FILE_NAME, LIVE_ENV, REF_PREFIX,
+};
 
 /// Exit status when exec itself fails before starting CMD (as `env`, `timeout` and
 /// container runtimes use it).
@@ -101,7 +103,7 @@ pub fn run(argv: Vec<OsString>) -> i32 {
         let (_, value) = env.remove(i);
         match serde_json::from_slice::<ExecWatch>(value.as_bytes()) {
             Ok(watch) if !argv.is_empty() => {
-                return crate::supervise::run(argv, env, &env_file, watch)
+                return crate::pod::supervise::run(argv, env, &env_file, watch)
             }
             Ok(_) => {}
             Err(e) => {

@@ -3,14 +3,14 @@
 
 use crate::config::KubeVersion;
 use crate::config::Settings;
-use crate::dialect::{code, Ctx, PodRequest, STATUS_INJECTED, STATUS_KEY};
-use crate::edit::Edit;
-use crate::spec::{
+use crate::pod::agent_spec::{
     AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange, SecretRead,
     VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME,
     LIVE_ENV, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
 };
-use crate::tree::{NodeId, Tree};
+use crate::render::dialect::{code, Ctx, PodRequest, STATUS_INJECTED, STATUS_KEY};
+use crate::render::edit::Edit;
+use crate::render::tree::{NodeId, Tree};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::exec::{prepare, EXIT_CANNOT_EXECUTE, EXIT_FAILED, EXIT_NOT_FOUND};
-use crate::spec::{ExecWatch, OnChange};
+use crate::pod::agent_spec::{ExecWatch, OnChange};
+use crate::pod::exec::{prepare, EXIT_CANNOT_EXECUTE, EXIT_FAILED, EXIT_NOT_FOUND};
 
 /// How often the watched files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -72,7 +72,7 @@ fn supervised_signals() -> libc::sigset_t {
     }
 }
 
-/// The signal number of a name from [`crate::spec::SIGNALS`].
+/// The signal number of a name from [`crate::pod::agent_spec::SIGNALS`].
 pub fn signal_number(name: &str) -> Option<i32> {
     Some(match name {
         "SIGHUP" => libc::SIGHUP,
@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn every_accepted_signal_has_a_number() {
-        for name in crate::spec::SIGNALS {
+        for name in crate::pod::agent_spec::SIGNALS {
             assert!(signal_number(name).is_some(), "{name}");
         }
     }

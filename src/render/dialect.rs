@@ -2,8 +2,8 @@
 //! request with source positions.
 
 use crate::diag::{Diagnostic, Location, ObjectRef};
-use crate::spec::{FileFormat, OnChange, MAX_FILE_NAME, REF_PREFIX, RESERVED_DIR};
-use crate::tree::{NodeId, Tree};
+use crate::pod::agent_spec::{FileFormat, OnChange, MAX_FILE_NAME, REF_PREFIX, RESERVED_DIR};
+use crate::render::tree::{NodeId, Tree};
 use serde::Deserialize;
 
 pub const OPT_IN_KEY: &str = "rafay.dev/secretstore";

@@ -1,13 +1,13 @@
 //! Command-line interface: argument definitions and the commands' entry points.
 //! `main.rs` only parses and maps the result to an exit code.
 
-use crate::check::{self, CheckOptions};
+use crate::analyze::check::{self, CheckOptions};
+use crate::analyze::policy::{self, MountSources, PolicyOptions};
+use crate::analyze::scan;
 use crate::config::{Overrides, Settings};
 use crate::diag::{Diagnostic, Severity};
-use crate::policy::{self, MountSources, PolicyOptions};
 use crate::render::{self, Input, Options};
 use crate::report::{Format, Note, Report};
-use crate::scan;
 use crate::vault::client::{VaultApi, VaultEnv};
 use crate::vault::mounts::MountTable;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -17,6 +17,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// Exit statuses shared by every command.
+pub mod help;
+
 pub mod exit {
     pub const OK: u8 = 0;
     /// Findings, or input that was refused.
@@ -33,7 +35,7 @@ pub mod exit {
     long_about = "Expand Vault secret-store references (the Rafay secret-store dialect) in \
 Kubernetes manifests into the pod wiring that fetches the secrets at pod start. Secret values \
 never pass through Git, Helm, Argo CD or etcd: rendered manifests hold only references.",
-    after_help = crate::help::after_help("secretstore")
+    after_help = crate::cli::help::after_help("secretstore")
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -43,42 +45,42 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Expand opted-in pod templates of a manifest stream (stdin when no file is given).
-    #[command(after_help = crate::help::after_help("render"))]
+    #[command(after_help = crate::cli::help::after_help("render"))]
     Render(RenderArgs),
     /// The init container's job: log in to Vault, fetch the secrets listed in
     /// $SECRETSTORE_SPEC and write them into the pod's secrets volume (in live mode, keep
     /// them fresh as a native sidecar).
-    #[command(after_help = crate::help::after_help("agent"))]
+    #[command(after_help = crate::cli::help::after_help("agent"))]
     Agent(AgentArgs),
     /// Replace secret references in the environment and arguments with their values
     /// from this container's env file, then execute CMD in place (same PID, signals and
     /// exit status).
-    #[command(after_help = crate::help::after_help("exec"))]
+    #[command(after_help = crate::cli::help::after_help("exec"))]
     Exec(ExecArgs),
     /// Check every reference of every opted-in pod against a live Vault (VAULT_ADDR,
     /// VAULT_TOKEN, VAULT_NAMESPACE, VAULT_CACERT): mounts, secrets, keys, versions, the
     /// role's bindings and policies.
-    #[command(after_help = crate::help::after_help("check"))]
+    #[command(after_help = crate::cli::help::after_help("check"))]
     Check(CheckArgs),
     /// Derive least-privilege Vault policies and role bindings from the manifests.
-    #[command(after_help = crate::help::after_help("policy"))]
+    #[command(after_help = crate::cli::help::after_help("policy"))]
     Policy(PolicyArgs),
     /// Check manifests offline: everything render would refuse, plus pods likely to fail at start.
-    #[command(after_help = crate::help::after_help("lint"))]
+    #[command(after_help = crate::cli::help::after_help("lint"))]
     Lint(LintArgs),
     /// Rewrite Vault Agent Injector annotations, bank-vaults `vault:` env values and
     /// argocd-vault-plugin placeholders into this dialect (files in place; stdin to stdout).
-    #[command(after_help = crate::help::after_help("convert"))]
+    #[command(after_help = crate::cli::help::after_help("convert"))]
     Convert(ConvertArgs),
     /// Copy this binary into DIR as `secretstore` (e.g. an emptyDir that an Argo CD
     /// plugin sidecar puts on its PATH; the image may have no shell or `cp`).
-    #[command(after_help = crate::help::after_help("install"))]
+    #[command(after_help = crate::cli::help::after_help("install"))]
     Install(InstallArgs),
     /// Print a shell completion script.
-    #[command(after_help = crate::help::after_help("completions"))]
+    #[command(after_help = crate::cli::help::after_help("completions"))]
     Completions(CompletionsArgs),
     /// Print the man page (roff), or write one page per command into a directory.
-    #[command(after_help = crate::help::after_help("man"))]
+    #[command(after_help = crate::cli::help::after_help("man"))]
     Man(ManArgs),
 }
 
@@ -308,9 +310,9 @@ fn read_stdin() -> Result<Input, String> {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Render(args) => run_render(args),
-        Command::Agent(args) if args.ready => exit_code(crate::agent::ready()),
-        Command::Agent(_) => exit_code(crate::agent::run_from_env()),
-        Command::Exec(args) => exit_code(crate::exec::run(args.command)),
+        Command::Agent(args) if args.ready => exit_code(crate::pod::agent::ready()),
+        Command::Agent(_) => exit_code(crate::pod::agent::run_from_env()),
+        Command::Exec(args) => exit_code(crate::pod::exec::run(args.command)),
         Command::Check(args) => run_check(args),
         Command::Policy(args) => run_policy(args),
         Command::Lint(args) => run_lint(args),
@@ -412,7 +414,7 @@ pub fn run_lint(args: LintArgs) -> ExitCode {
     } else {
         args.paths
     };
-    let targets = match crate::lint::collect(&paths) {
+    let targets = match crate::analyze::lint::collect(&paths) {
         Ok(t) => t,
         Err(e) => return usage_error(&e),
     };
@@ -432,7 +434,7 @@ pub fn run_lint(args: LintArgs) -> ExitCode {
             Ok(i) => i,
             Err(e) => return usage_error(&e),
         };
-        let found = crate::lint::lint_input(&input, &settings);
+        let found = crate::analyze::lint::lint_input(&input, &settings);
         if !found.is_empty() {
             sources.insert(
                 input.name.clone(),
@@ -483,7 +485,8 @@ pub fn run_install(dir: &std::path::Path) -> ExitCode {
 }
 
 fn run_man(out_dir: Option<&std::path::Path>) -> ExitCode {
-    let written = crate::help::write_man_pages(Cli::command(), out_dir, &mut io::stdout().lock());
+    let written =
+        crate::cli::help::write_man_pages(Cli::command(), out_dir, &mut io::stdout().lock());
     match written {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit::OK),
@@ -750,7 +753,7 @@ pub fn run_convert(args: ConvertArgs) -> ExitCode {
             Err(e) => return usage_error(&e),
         }
     } else {
-        let targets = match crate::lint::collect(&args.paths) {
+        let targets = match crate::analyze::lint::collect(&args.paths) {
             Ok(t) => t,
             Err(e) => return usage_error(&e),
         };

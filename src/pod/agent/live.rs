@@ -20,7 +20,7 @@ use super::{
     all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token, write,
     AgentError,
 };
-use crate::spec::{AgentSpec, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
+use crate::pod::agent_spec::{AgentSpec, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
 use crate::vault::http::Budget;
 use crate::vault::retry::{backoff, delay_after, random_u64, Deadline, MAX_REQUEST_TIME};
 

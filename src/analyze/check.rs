@@ -9,10 +9,10 @@
 //! in three rounds: secrets and roles, then the roles' policies and the metadata of
 //! pinned versions that were not found.
 
+use crate::analyze::scan::ScannedPod;
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
-use crate::dialect::{code, SecretRef, ROLE_KEY};
-use crate::scan::ScannedPod;
-use crate::spec::{is_env_name, FileFormat};
+use crate::pod::agent_spec::{is_env_name, FileFormat};
+use crate::render::dialect::{code, SecretRef, ROLE_KEY};
 use crate::vault::acl::{Acl, Capability, Policy};
 use crate::vault::client::{Fetch, SecretState, VaultApi, VersionState, Versions};
 use crate::vault::mounts::{self, Engine, MountTable, Target};
@@ -222,7 +222,7 @@ fn finding(
 fn plan(
     table: &MountTable,
     pod: &ScannedPod,
-    r: &crate::scan::ScannedRef,
+    r: &crate::analyze::scan::ScannedRef,
     out: &mut Vec<Diagnostic>,
 ) -> Plan {
     let reference = &r.reference;
@@ -454,7 +454,7 @@ impl Lookups<'_> {
             .zip(plans)
             .find(|(_, plan)| matches!(plan, Plan::PolicyOnly(_)));
         if let (true, Some((r, _))) = (pod.live, leased) {
-            for path in crate::policy::LEASE_PATHS {
+            for path in crate::analyze::policy::LEASE_PATHS {
                 if acl.capabilities(path).allows(Capability::Update) {
                     continue;
                 }
@@ -514,7 +514,7 @@ impl Lookups<'_> {
     fn report_secret(
         &self,
         pod: &ScannedPod,
-        r: &crate::scan::ScannedRef,
+        r: &crate::analyze::scan::ScannedRef,
         target: &Target,
         out: &mut Vec<Diagnostic>,
     ) {
@@ -542,7 +542,7 @@ impl Lookups<'_> {
             (Some(Fetch::Found(SecretState::Present(keys))), _) => {
                 let env_file = matches!(
                     r.usage,
-                    crate::scan::Usage::File {
+                    crate::analyze::scan::Usage::File {
                         format: FileFormat::Env,
                         ..
                     }

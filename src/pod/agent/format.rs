@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
-use crate::spec::{is_env_name, FileFormat};
+use crate::pod::agent_spec::{is_env_name, FileFormat};
 
 /// One value of a secret's data map. Strings are kept as they are; any other JSON type
 /// (number, bool, null, array, object) is kept as its JSON text, which is also how it is

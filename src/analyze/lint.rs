@@ -4,14 +4,14 @@
 //! has one implementation) and adds warnings about pods that render accepts but that are
 //! likely to fail at start: see [`code::RULES`] from `SS202` on.
 
+use crate::analyze::scan::{self, ScannedContainer, ScannedPod};
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location};
-use crate::dialect::{self, code};
-use crate::plan::AGENT_USER;
+use crate::render::dialect::{self, code};
+use crate::render::plan::AGENT_USER;
+use crate::render::stream;
 use crate::render::{self, Input, Options};
 use crate::report::Note;
-use crate::scan::{self, ScannedContainer, ScannedPod};
-use crate::stream;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 

@@ -5,9 +5,9 @@
 //! API paths depend on each mount's engine: from the live Vault when one is configured,
 //! else from `--kv-version MOUNT=N`, else KV v2 mounted at the path's first segment.
 
+use crate::analyze::scan::ScannedPod;
 use crate::diag::Diagnostic;
-use crate::dialect::code;
-use crate::scan::ScannedPod;
+use crate::render::dialect::code;
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -505,7 +505,7 @@ spec:
             name: "pods.yaml".into(),
             bytes: PODS.as_bytes().to_vec(),
         };
-        let scan = crate::scan::scan(&input, &Settings::default());
+        let scan = crate::analyze::scan::scan(&input, &Settings::default());
         assert!(scan.diagnostics.is_empty(), "{:?}", scan.diagnostics);
         scan.pods
     }
