@@ -6,14 +6,14 @@
 //! diagnostics and, in `human`, the source lines they point at (manifests, which hold
 //! only references).
 
+use crate::diag::Code;
 use crate::diag::{Diagnostic, Severity};
-use crate::render::dialect::code;
 use annotate_snippets::{AnnotationKind, Group, Level, Origin, Renderer, Snippet};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::io::{self, Write};
 
-/// Where SARIF and the docs point users for the rules.
+/// The project's home (SARIF `informationUri`); each rule links its row of the codes page.
 pub const INFORMATION_URI: &str = "https://github.com/secretstore/secretstore";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -108,7 +108,7 @@ impl Report<'_> {
                 Severity::Error => Level::ERROR,
                 Severity::Warning => Level::WARNING,
             };
-            let title = level.primary_title(d.message.as_str()).id(d.code);
+            let title = level.primary_title(d.message.as_str()).id(d.code.id());
             let mut group = match line_text {
                 Some(line) => {
                     let span = highlight(line, d.location.column);
@@ -194,34 +194,27 @@ impl Report<'_> {
     /// diagnostics do (`columnKind`); relative paths are relative to `%SRCROOT%`, the
     /// repository root when run from it, as GitHub code scanning expects.
     pub fn sarif(&self) -> Value {
-        let mut codes: Vec<(&str, Severity)> = Vec::new();
-        for d in self.diagnostics {
-            if !codes.iter().any(|(c, _)| *c == d.code) {
-                codes.push((d.code, d.severity));
-            }
-        }
+        // The rules are the codes' own metadata, one per code the report holds.
+        let mut codes: Vec<Code> = self.diagnostics.iter().map(|d| d.code).collect();
         codes.sort();
+        codes.dedup();
         let rules: Vec<Value> = codes
             .iter()
-            .map(|(id, severity)| {
-                let rule = code::rule(id);
-                let mut r = json!({
-                    "id": id,
-                    "name": rule.map_or(*id, |r| r.name),
-                    "helpUri": format!("{INFORMATION_URI}#{}", id.to_ascii_lowercase()),
-                    "defaultConfiguration": {"level": sarif_level(*severity)},
-                });
-                if let Some(rule) = rule {
-                    r["shortDescription"] = json!({"text": rule.summary});
-                }
-                r
+            .map(|code| {
+                json!({
+                    "id": code.id(),
+                    "name": code.name(),
+                    "shortDescription": {"text": code.summary()},
+                    "helpUri": code.help_url(),
+                    "defaultConfiguration": {"level": sarif_level(code.severity())},
+                })
             })
             .collect();
         let results: Vec<Value> = self
             .diagnostics
             .iter()
             .map(|d| {
-                let rule_index = codes.iter().position(|(c, _)| *c == d.code);
+                let rule_index = codes.iter().position(|c| *c == d.code);
                 let mut text = d.message.clone();
                 if let Some(help) = &d.help {
                     text.push_str("\nhelp: ");
@@ -312,7 +305,7 @@ impl Report<'_> {
                 escape_property(&d.location.source),
                 d.location.line,
                 d.location.column,
-                escape_property(d.code),
+                escape_property(d.code.id()),
                 escape_data(&message)
             )?;
         }
@@ -418,8 +411,8 @@ mod tests {
 
     fn diagnostics() -> Vec<Diagnostic> {
         vec![
-            Diagnostic::error(
-                code::UNKNOWN_PROVIDER,
+            Diagnostic::new(
+                Code::UnknownProvider,
                 Location {
                     source: "k8s/app, v1.yaml".into(),
                     line: 3,
@@ -434,8 +427,8 @@ mod tests {
             }))
             .with_field("spec.template.metadata.annotations[rafay.dev/secretstore]")
             .with_help("the only provider is `vault`"),
-            Diagnostic::warning(
-                code::NO_SERVICE_ACCOUNT,
+            Diagnostic::new(
+                Code::NoServiceAccount,
                 Location {
                     source: "<stdin>".into(),
                     line: 9,

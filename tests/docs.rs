@@ -1,9 +1,10 @@
 //! The documentation against itself and the code: every relative link and `#anchor` of
 //! the book (`docs/src`), README.md and ARCHITECTURE.md resolves; the book builds with
-//! mdBook and its anchors are the ones mdBook writes; the diagnostic codes page lists
-//! exactly the code's codes, names, summaries and severities; the GitHub Actions example
+//! mdBook and its anchors are the ones mdBook writes; the diagnostic codes page's tables
+//! are the ones `src/diag/code.rs` generates; the GitHub Actions example
 //! installs secretstore and has the permissions its steps need.
 
+use secretstore::diag::code::{Code, Family};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
@@ -289,131 +290,84 @@ fn book_builds_with_the_anchors_the_links_use() {
     }
 }
 
-/// Severities a code is reported with, read from the source: the nearest severity word
-/// (`Severity::Error`, `error(`, `Severity::Warning`, `warning(`) before each place a
-/// `code::NAME` constant is used outside tests. Comparisons (`== code::X`) are not uses.
-fn severities_in_source() -> BTreeMap<String, BTreeSet<&'static str>> {
-    let dialect = read(&repo_root().join("src/render/dialect.rs"));
-    let mut by_const = BTreeMap::new();
-    for line in dialect.lines() {
-        let line = line.trim();
-        if let Some(rest) = line.strip_prefix("pub const ") {
-            if let Some((name, value)) = rest.split_once(": &str = \"") {
-                if let Some(code) = value.strip_suffix("\";").filter(|v| v.starts_with("SS")) {
-                    by_const.insert(name.to_string(), code.to_string());
-                }
-            }
-        }
+/// The page's generated tables, one per family, as the code writes them.
+fn generated_codes_page(page: &str) -> String {
+    const END: &str = "<!-- end generated -->";
+    let mut out = String::new();
+    let mut rest = page;
+    while let Some(at) = rest.find("<!-- generated: ") {
+        let (before, marker) = rest.split_at(at);
+        out.push_str(before);
+        let line_end = marker.find('\n').expect("a marker line") + 1;
+        let family = match marker["<!-- generated: ".len()..].split(' ').next() {
+            Some("render") => Family::Render,
+            Some("lint") => Family::Lint,
+            Some("check") => Family::Check,
+            Some("convert") => Family::Convert,
+            other => panic!("codes.md: unknown generated table {other:?}"),
+        };
+        out.push_str(&marker[..line_end]);
+        out.push_str("| code | severity | name | what it means |\n| --- | --- | --- | --- |\n");
+        out.push_str(&Code::markdown_rows(family));
+        let end = marker
+            .find(END)
+            .expect("codes.md: a generated table without its end marker");
+        rest = &marker[end..];
     }
-    assert!(
-        by_const.len() > 40,
-        "codes not found in src/render/dialect.rs"
-    );
-    let mut found: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
-    for entry in walkdir::WalkDir::new(repo_root().join("src")) {
-        let path = entry.expect("walk src").into_path();
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        let text = read(&path);
-        let text = text.split("#[cfg(test)]").next().unwrap_or_default();
-        let mut rest = 0;
-        while let Some(at) = text[rest..].find("code::") {
-            let start = rest + at;
-            rest = start + "code::".len();
-            let name: String = text[rest..]
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit())
-                .collect();
-            let Some(code) = by_const.get(&name) else {
-                continue;
-            };
-            if text[..start].trim_end().ends_with("==") {
-                continue;
-            }
-            let before = &text[..start];
-            let severity = [
-                ("Severity::Error", "error"),
-                ("error(", "error"),
-                // convert's pod site: a problem leaves the pod as it was.
-                (".problem(", "error"),
-                (".problem_at(", "error"),
-                (".warn(", "warning"),
-                ("Severity::Warning", "warning"),
-                ("warning(", "warning"),
-            ]
-            .into_iter()
-            .filter_map(|(word, severity)| before.rfind(word).map(|at| (at, severity)))
-            .max()
-            .map(|(_, severity)| severity)
-            .unwrap_or_else(|| panic!("{}: no severity before code::{name}", path.display()));
-            found.entry(code.clone()).or_default().insert(severity);
-        }
-    }
-    found
+    out.push_str(rest);
+    out
 }
 
 #[test]
 fn codes_page_matches_the_code() {
-    let page = read(&book_src().join("reference/codes.md"));
-    let mut rows = BTreeMap::new();
-    for line in page.lines().filter(|l| l.starts_with("| <a id=\"ss")) {
-        let cells: Vec<&str> = line.split(" | ").map(str::trim).collect();
-        let [first, severity, name, summary] = cells[..] else {
-            panic!("codes.md: a row of {} cells: {line}", cells.len());
-        };
-        let code = first
-            .split('`')
-            .nth(1)
-            .expect("code in backticks")
-            .to_string();
-        assert!(
-            first.starts_with(&format!("| <a id=\"{}\"></a>", code.to_ascii_lowercase())),
-            "codes.md: the anchor of {code} is not its lowercase code: {line}"
-        );
-        let severities: BTreeSet<&str> = ["error", "warning"]
-            .into_iter()
-            .filter(|s| severity.contains(s))
-            .collect();
-        let summary = summary.trim_end_matches('|').trim().to_string();
-        assert!(
-            rows.insert(code.clone(), (severities, name.to_string(), summary))
-                .is_none(),
-            "codes.md lists {code} twice"
+    let path = book_src().join("reference/codes.md");
+    let page = read(&path);
+    let generated = generated_codes_page(&page);
+    if page != generated {
+        if std::env::var_os("SECRETSTORE_BLESS").is_some() {
+            std::fs::write(&path, &generated).expect("write codes.md");
+        } else {
+            let first = page
+                .lines()
+                .zip(generated.lines())
+                .position(|(a, b)| a != b)
+                .map_or(0, |i| i + 1);
+            panic!(
+                "{}: the generated tables differ from src/diag/code.rs from line {first}; \
+                 run `SECRETSTORE_BLESS=1 cargo test --test docs` to rewrite them",
+                path.display()
+            );
+        }
+    }
+    for code in Code::ALL {
+        assert_eq!(
+            generated
+                .matches(&format!("<a id=\"{}\">", code.id().to_ascii_lowercase()))
+                .count(),
+            1,
+            "codes.md has one row for {}",
+            code.id()
         );
     }
+}
 
-    let in_source = severities_in_source();
-    let rules = secretstore::render::dialect::code::RULES;
-    for rule in rules {
-        let Some((severities, name, summary)) = rows.get(rule.code) else {
-            panic!("codes.md has no row for {} ({})", rule.code, rule.name);
-        };
-        assert_eq!(name, rule.name, "codes.md: the name of {}", rule.code);
-        assert_eq!(
-            summary, rule.summary,
-            "codes.md: the summary of {}",
-            rule.code
-        );
-        let used = in_source
-            .get(rule.code)
-            .unwrap_or_else(|| panic!("{} is in RULES but never reported", rule.code));
-        assert_eq!(
-            severities, used,
-            "codes.md: the severities of {} (the source reports it as {used:?})",
-            rule.code
-        );
+/// Every code is reported somewhere outside the tests, so the page lists no dead code.
+#[test]
+fn every_code_is_reported() {
+    let mut sources = String::new();
+    for entry in walkdir::WalkDir::new(repo_root().join("src")) {
+        let path = entry.expect("walk src").into_path();
+        if path.extension().is_some_and(|e| e == "rs") && !path.ends_with("diag/code.rs") {
+            let text = read(&path);
+            sources.push_str(text.split("#[cfg(test)]").next().unwrap_or_default());
+        }
     }
-    for code in rows.keys() {
+    for code in Code::ALL {
         assert!(
-            rules.iter().any(|r| r.code == code),
-            "codes.md lists {code}, which the code does not have"
-        );
-    }
-    for code in in_source.keys() {
-        assert!(
-            rules.iter().any(|r| r.code == code),
-            "{code} is reported but has no entry in dialect::code::RULES"
+            sources.contains(&format!("Code::{}", code.name())),
+            "{} ({}) is in src/diag/code.rs but nothing reports it",
+            code.id(),
+            code.name()
         );
     }
 }

@@ -726,7 +726,7 @@ fn check_lint(text: &str, rendered: bool) -> Result<(), TestCaseError> {
     let errors: Vec<&str> = diagnostics
         .iter()
         .filter(|d| d.severity == secretstore::diag::Severity::Error)
-        .map(|d| d.code)
+        .map(|d| d.code.id())
         .collect();
     if rendered {
         prop_assert!(

@@ -10,9 +10,10 @@
 //! pinned versions that were not found.
 
 use crate::analyze::scan::ScannedPod;
+use crate::diag::Code;
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
 use crate::pod::agent_spec::{is_env_name, FileFormat};
-use crate::render::dialect::{code, SecretRef, ROLE_KEY};
+use crate::render::dialect::{SecretRef, ROLE_KEY};
 use crate::vault::acl::{Acl, Capability, Policy};
 use crate::vault::client::{Fetch, SecretState, VaultApi, VersionState, Versions};
 use crate::vault::mounts::{self, Engine, MountTable, Target};
@@ -202,19 +203,15 @@ fn shown(reference: &SecretRef) -> String {
 }
 
 fn finding(
-    severity: Severity,
-    code: &'static str,
+    code: Code,
     location: &Location,
     object: &ObjectRef,
     field: &str,
     message: String,
     help: String,
 ) -> Diagnostic {
-    let d = match severity {
-        Severity::Error => Diagnostic::error(code, location.clone(), message),
-        Severity::Warning => Diagnostic::warning(code, location.clone(), message),
-    };
-    d.with_object(Some(object.clone()))
+    Diagnostic::new(code, location.clone(), message)
+        .with_object(Some(object.clone()))
         .with_field(field)
         .with_help(help)
 }
@@ -228,7 +225,6 @@ fn plan(
     let reference = &r.reference;
     let mut report = |code, message: String, help: String| {
         out.push(finding(
-            Severity::Error,
             code,
             &r.location,
             &pod.object,
@@ -240,7 +236,7 @@ fn plan(
     };
     let Some(mount) = table.find(&reference.path) else {
         return report(
-            code::MOUNT_NOT_FOUND,
+            Code::MountNotFound,
             format!(
                 "reference `{}`: no secrets engine is mounted at a prefix of `{}` (or the check token's policies grant nothing under it)",
                 shown(reference),
@@ -253,7 +249,7 @@ fn plan(
         Ok(t) => t,
         Err(message) => {
             return report(
-                code::SECRET_NOT_FOUND,
+                Code::SecretNotFound,
                 format!("reference `{}`: {message}", shown(reference)),
                 "name a secret inside the mount".into(),
             )
@@ -262,7 +258,7 @@ fn plan(
     match (&mount.engine, reference.version) {
         (Engine::Kv2, _) | (Engine::Kv1, None) => Plan::Kv(target),
         (engine, Some(v)) => report(
-            code::VERSION_NOT_SUPPORTED,
+            Code::VersionNotSupported,
             format!(
                 "reference `{}` pins version {v}, but `{}` is a {engine} mount, which has no versions",
                 shown(reference),
@@ -306,9 +302,8 @@ impl Lookups<'_> {
             return; // render's own SS102 says so.
         }
         let role_field = format!("{}metadata.annotations[{ROLE_KEY}]", pod.field);
-        let at_role = |severity, code, message: String, help: String| {
+        let at_role = |code, message: String, help: String| {
             finding(
-                severity,
                 code,
                 &pod.role_location,
                 &pod.object,
@@ -322,8 +317,7 @@ impl Lookups<'_> {
             Some(Fetch::Found(role)) => role,
             Some(Fetch::NotFound) => {
                 out.push(at_role(
-                    Severity::Error,
-                    code::ROLE_NOT_FOUND,
+                    Code::RoleNotFound,
                     format!(
                         "role `{}` does not exist on {auth_path}{}",
                         pod.role,
@@ -342,8 +336,7 @@ impl Lookups<'_> {
             }
             other => {
                 out.push(at_role(
-                    Severity::Error,
-                    code::CANNOT_CHECK,
+                    Code::CannotCheck,
                     format!(
                         "cannot read role `{}` on {auth_path}: {}",
                         pod.role,
@@ -369,11 +362,12 @@ impl Lookups<'_> {
         };
         let method = Method::detect(self.table.auth_type(auth_path), role);
         for issue in role::binding_issues(method, &pod.role, role, &who) {
-            let severity = match issue.severity {
-                role::Severity::Error => Severity::Error,
-                role::Severity::Warning => Severity::Warning,
-            };
-            out.push(at_role(severity, issue.code, issue.message, issue.help));
+            let finding = at_role(issue.code, issue.message, issue.help);
+            out.push(if issue.alternative_severity {
+                finding.at_alternative_severity()
+            } else {
+                finding
+            });
         }
 
         let acl = self.role_acl(role);
@@ -386,8 +380,7 @@ impl Lookups<'_> {
             } => (acl, names, missing, templated),
             RoleAcl::Unknown(why) => {
                 out.push(at_role(
-                    Severity::Error,
-                    code::CANNOT_CHECK,
+                    Code::CannotCheck,
                     format!(
                         "cannot decide what role `{}`'s policies grant: {why}",
                         pod.role
@@ -428,17 +421,16 @@ impl Lookups<'_> {
                 "add `path \"{}\" {{ capabilities = [\"read\"] }}` to one of the role's policies (`secretstore policy` writes them)",
                 target.api_path
             );
-            let (severity, code) = if templated
+            let code = if templated
                 .iter()
                 .any(|glob| role::glob_match(glob, &target.api_path))
             {
                 message.push_str(", unless an identity-templated path of them does (check cannot evaluate templates)");
-                (Severity::Warning, code::POLICY_NOT_CHECKABLE)
+                Code::PolicyNotCheckable
             } else {
-                (Severity::Error, code::POLICY_DENIES_READ)
+                Code::PolicyDeniesRead
             };
             out.push(finding(
-                severity,
                 code,
                 &r.location,
                 &pod.object,
@@ -459,8 +451,7 @@ impl Lookups<'_> {
                     continue;
                 }
                 out.push(finding(
-                    Severity::Error,
-                    code::POLICY_DENIES_LEASES,
+                    Code::PolicyDeniesLeases,
                     &r.location,
                     &pod.object,
                     &r.field,
@@ -526,9 +517,8 @@ impl Lookups<'_> {
         );
         let shown = shown(reference);
         let api = &target.api_path;
-        let mut push = |severity, code, message: String, help: &str| {
+        let mut push = |code, message: String, help: &str| {
             out.push(finding(
-                severity,
                 code,
                 &r.location,
                 &pod.object,
@@ -554,8 +544,7 @@ impl Lookups<'_> {
                     .collect();
                 if env_file && reference.key.is_none() && !not_names.is_empty() {
                     push(
-                        Severity::Error,
-                        code::ENV_FORMAT_KEYS,
+                        Code::EnvFormatKeys,
                         format!(
                             "format env writes KEY=value lines, but keys of `{api}` are not shell variable names: {}",
                             not_names.join(", ")
@@ -566,8 +555,7 @@ impl Lookups<'_> {
                 if let Some(k) = &reference.key {
                     if !keys.contains(k) {
                         push(
-                            Severity::Error,
-                            code::KEY_NOT_FOUND,
+                            Code::KeyNotFound,
                             format!(
                                 "secret `{api}` has no key `{k}` (its keys: {})",
                                 key_list(keys)
@@ -578,32 +566,27 @@ impl Lookups<'_> {
                 }
             }
             (Some(Fetch::Found(SecretState::Deleted(v))), Some(_)) => push(
-                Severity::Error,
-                code::VERSION_DELETED,
+                Code::VersionDeleted,
                 format!("version {v} of `{api}` is deleted"),
                 "undelete it (`vault kv undelete -versions=N`), or pin a live version",
             ),
             (Some(Fetch::Found(SecretState::Destroyed(v))), Some(_)) => push(
-                Severity::Error,
-                code::VERSION_DESTROYED,
+                Code::VersionDestroyed,
                 format!("version {v} of `{api}` is destroyed"),
                 "pin a live version (`vault kv metadata get` lists them)",
             ),
             (Some(Fetch::Found(SecretState::Deleted(v))), None) => push(
-                Severity::Error,
-                code::SECRET_NOT_FOUND,
+                Code::SecretNotFound,
                 format!("the latest version ({v}) of `{api}` is deleted, so there is nothing to read"),
                 "undelete it, or write a new version",
             ),
             (Some(Fetch::Found(SecretState::Destroyed(v))), None) => push(
-                Severity::Error,
-                code::SECRET_NOT_FOUND,
+                Code::SecretNotFound,
                 format!("the latest version ({v}) of `{api}` is destroyed, so there is nothing to read"),
                 "write a new version",
             ),
             (Some(Fetch::NotFound), None) => push(
-                Severity::Error,
-                code::SECRET_NOT_FOUND,
+                Code::SecretNotFound,
                 format!("no secret at `{api}`"),
                 kv_put,
             ),
@@ -614,27 +597,23 @@ impl Lookups<'_> {
                     .and_then(|(mount, path)| self.metadata.get(&(mount.clone(), path.clone())));
                 match metadata {
                     Some(Fetch::NotFound) => push(
-                        Severity::Error,
-                        code::SECRET_NOT_FOUND,
+                        Code::SecretNotFound,
                         format!("no secret at `{api}`"),
                         kv_put,
                     ),
                     Some(Fetch::Found(versions)) => match versions.versions.get(&v) {
                         Some(VersionState::Deleted) => push(
-                            Severity::Error,
-                            code::VERSION_DELETED,
+                            Code::VersionDeleted,
                             format!("version {v} of `{api}` is deleted"),
                             "undelete it (`vault kv undelete -versions=N`), or pin a live version",
                         ),
                         Some(VersionState::Destroyed) => push(
-                            Severity::Error,
-                            code::VERSION_DESTROYED,
+                            Code::VersionDestroyed,
                             format!("version {v} of `{api}` is destroyed"),
                             "pin a live version (`vault kv metadata get` lists them)",
                         ),
                         _ => push(
-                            Severity::Error,
-                            code::VERSION_NOT_FOUND,
+                            Code::VersionNotFound,
                             format!(
                                 "`{api}` has no version {v} (current version: {}; versions kept: {})",
                                 versions.current,
@@ -644,8 +623,7 @@ impl Lookups<'_> {
                         ),
                     },
                     other => push(
-                        Severity::Error,
-                        code::VERSION_NOT_FOUND,
+                        Code::VersionNotFound,
                         format!(
                             "version {v} of `{api}` was not found, and its metadata cannot tell why: {}",
                             why(other)
@@ -655,8 +633,7 @@ impl Lookups<'_> {
                 }
             }
             (other, _) => push(
-                Severity::Error,
-                code::CANNOT_CHECK,
+                Code::CannotCheck,
                 format!("cannot read `{api}` to check it: {}", why(other)),
                 "give the check token `read` on the secret's API path (KV v2: also its metadata/ path)",
             ),
@@ -719,8 +696,7 @@ fn version_list(versions: &Versions) -> String {
 /// made → 2; else 0. Warnings alone do not fail.
 pub fn exit_status(diagnostics: &[Diagnostic]) -> u8 {
     let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error);
-    let (unchecked, findings): (Vec<_>, Vec<_>) =
-        errors.partition(|d| d.code == code::CANNOT_CHECK);
+    let (unchecked, findings): (Vec<_>, Vec<_>) = errors.partition(|d| d.code == Code::CannotCheck);
     if !findings.is_empty() {
         crate::cli::exit::FINDINGS
     } else if !unchecked.is_empty() {

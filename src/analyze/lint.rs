@@ -6,8 +6,9 @@
 
 use crate::analyze::scan::{self, ScannedContainer, ScannedPod};
 use crate::config::Settings;
+use crate::diag::Code;
 use crate::diag::{Diagnostic, Location};
-use crate::render::dialect::{self, code};
+use crate::render::dialect;
 use crate::render::plan::AGENT_USER;
 use crate::render::stream;
 use crate::render::{self, Input, Options};
@@ -66,8 +67,8 @@ fn unparsable_unmarked_documents(input: &Input, out: &mut Vec<Diagnostic>) {
     }
 }
 
-fn warning(pod: &ScannedPod, code: &'static str, location: &Location, field: String) -> Diagnostic {
-    Diagnostic::warning(code, location.clone(), String::new())
+fn finding(pod: &ScannedPod, code: Code, location: &Location, field: String) -> Diagnostic {
+    Diagnostic::new(code, location.clone(), String::new())
         .with_object(Some(pod.object.clone()))
         .with_field(field)
 }
@@ -78,9 +79,9 @@ fn no_service_account(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
     if pod.service_account.is_some() {
         return;
     }
-    let mut d = warning(
+    let mut d = finding(
         pod,
-        code::NO_SERVICE_ACCOUNT,
+        Code::NoServiceAccount,
         &pod.spec_location,
         format!("{}spec.serviceAccountName", pod.field),
     );
@@ -118,9 +119,9 @@ fn unreadable_files(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
             Some(g) => format!("fsGroup {g}"),
             None => format!("group {AGENT_USER}, as the pod sets no fsGroup"),
         };
-        let mut d = warning(
+        let mut d = finding(
             pod,
-            code::FILE_UNREADABLE,
+            Code::FileSecretUnreadable,
             &file.location,
             file.field.clone(),
         );
@@ -184,9 +185,9 @@ fn istio_init_order(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnos
         return;
     }
     let in_labels = pod.labels.iter().any(|e| std::ptr::eq(e, inject));
-    let mut d = warning(
+    let mut d = finding(
         pod,
-        code::ISTIO_INIT_ORDER,
+        Code::IstioInitOrder,
         &inject.location,
         format!(
             "{}metadata.{}[{ISTIO_INJECT}]",
@@ -231,7 +232,7 @@ fn version_conflicts(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
         }
         let version =
             |v: Option<u64>| v.map_or("the latest version".into(), |v| format!("version {v}"));
-        let mut d = warning(pod, code::VERSION_CONFLICT, &r.location, r.field.clone());
+        let mut d = finding(pod, Code::VersionConflict, &r.location, r.field.clone());
         d.message = format!(
             "`{}` is read at {} here but at {} on line {}",
             r.reference.path,
@@ -268,9 +269,9 @@ fn live_mode(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnostic>) {
                 Some(e) => (&e.location, "the pod's refresh annotation"),
                 None => (&pod.location, "the configuration's agent.refresh"),
             };
-            let mut d = warning(
+            let mut d = finding(
                 pod,
-                code::REFRESH_TOO_SHORT,
+                Code::RefreshTooShort,
                 location,
                 field(dialect::REFRESH_KEY),
             );
@@ -305,7 +306,7 @@ fn live_mode(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnostic>) {
                 }
             }
             for (location, field) in settings_found {
-                let mut d = warning(pod, code::ON_CHANGE_NOT_LIVE, location, field);
+                let mut d = finding(pod, Code::OnChangeWithoutRefresh, location, field);
                 d.message = "a live-mode setting on a pod without live mode: its secrets are fetched once at start and never change".into();
                 d.help = Some(format!(
                     "add `{}: \"5m\"` (or the configuration's agent.refresh) to keep the secrets fresh, or remove the setting",
@@ -392,7 +393,7 @@ mod tests {
 
     /// Codes lint finds in a Pod with these annotations, pod securityContext and
     /// containers (YAML fragments, indented to fit).
-    fn codes(annotations: &str, security: &str, containers: &str) -> Vec<&'static str> {
+    fn codes(annotations: &str, security: &str, containers: &str) -> Vec<Code> {
         let text = format!(
             "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: r\n{annotations}spec:\n  serviceAccountName: p\n  securityContext: {security}\n  containers:\n{containers}"
         );
@@ -417,17 +418,17 @@ mod tests {
     #[test]
     fn file_access_follows_mode_user_and_fs_group() {
         let restricted = file(", \"mode\": \"0440\"");
-        assert_eq!(codes(&file(""), "{}", TWO_USERS), Vec::<&str>::new());
+        assert_eq!(codes(&file(""), "{}", TWO_USERS), Vec::<Code>::new());
         assert_eq!(
             codes(&restricted, "{}", TWO_USERS),
-            vec![code::FILE_UNREADABLE]
+            vec![Code::FileSecretUnreadable]
         );
         assert!(codes(&restricted, "{fsGroup: 3000}", TWO_USERS).is_empty());
         assert!(codes(&restricted, "{supplementalGroups: [65532]}", TWO_USERS).is_empty());
         let owner_only = file(", \"mode\": \"0400\"");
         assert_eq!(
             codes(&owner_only, "{fsGroup: 3000}", TWO_USERS),
-            vec![code::FILE_UNREADABLE]
+            vec![Code::FileSecretUnreadable]
         );
         assert!(codes(
             &owner_only,
@@ -440,11 +441,11 @@ mod tests {
             "    - {name: a, image: a, securityContext: {capabilities: {drop: [ALL]}}}\n";
         assert_eq!(
             codes(&owner_only, "{runAsUser: 0}", root_without_caps),
-            vec![code::FILE_UNREADABLE]
+            vec![Code::FileSecretUnreadable]
         );
         assert_eq!(
             codes(&restricted, "{}", "    - {name: a, image: a}\n"),
-            vec![code::FILE_UNREADABLE],
+            vec![Code::FileSecretUnreadable],
             "the image's user is unknown"
         );
     }
@@ -453,7 +454,7 @@ mod tests {
     fn istio_capture_exclusions_silence_the_warning() {
         let one = "    - {name: a, image: a}\n";
         let inject = "    sidecar.istio.io/inject: \"true\"\n";
-        assert_eq!(codes(inject, "{}", one), vec![code::ISTIO_INIT_ORDER]);
+        assert_eq!(codes(inject, "{}", one), vec![Code::IstioInitOrder]);
         assert!(codes("    sidecar.istio.io/inject: \"false\"\n", "{}", one).is_empty());
         for fix in [
             "    traffic.sidecar.istio.io/excludeOutboundPorts: \"15020, 8200\"\n",
@@ -468,7 +469,7 @@ mod tests {
         let other_port = "    traffic.sidecar.istio.io/excludeOutboundPorts: \"443\"\n";
         assert_eq!(
             codes(&format!("{inject}{other_port}"), "{}", one),
-            vec![code::ISTIO_INIT_ORDER]
+            vec![Code::IstioInitOrder]
         );
     }
 
@@ -481,12 +482,9 @@ mod tests {
         assert!(codes("", "{}", &env("", "")).is_empty());
         assert_eq!(
             codes("", "{}", &env("#3", "#4")),
-            vec![code::VERSION_CONFLICT]
+            vec![Code::VersionConflict]
         );
-        assert_eq!(
-            codes("", "{}", &env("", "#4")),
-            vec![code::VERSION_CONFLICT]
-        );
+        assert_eq!(codes("", "{}", &env("", "#4")), vec![Code::VersionConflict]);
     }
 
     #[test]
@@ -495,16 +493,19 @@ mod tests {
         let refresh = |v: &str| format!("    vault.secretstore.rafay.dev/refresh: \"{v}\"\n");
         assert_eq!(
             codes(&refresh("10s"), "{}", one),
-            vec![code::REFRESH_TOO_SHORT]
+            vec![Code::RefreshTooShort]
         );
-        assert_eq!(codes(&refresh("30s"), "{}", one), Vec::<&str>::new());
+        assert_eq!(codes(&refresh("30s"), "{}", one), Vec::<Code>::new());
         let on_change = "    vault.secretstore.rafay.dev/on-change: restart\n";
-        assert_eq!(codes(on_change, "{}", one), vec![code::ON_CHANGE_NOT_LIVE]);
+        assert_eq!(
+            codes(on_change, "{}", one),
+            vec![Code::OnChangeWithoutRefresh]
+        );
         let with_refresh = format!("{}{on_change}", refresh("1m"));
-        assert_eq!(codes(&with_refresh, "{}", one), Vec::<&str>::new());
+        assert_eq!(codes(&with_refresh, "{}", one), Vec::<Code>::new());
         assert_eq!(
             codes(&file(", \"onChange\": \"signal:HUP\""), "{}", one),
-            vec![code::ON_CHANGE_NOT_LIVE]
+            vec![Code::OnChangeWithoutRefresh]
         );
     }
 

@@ -6,8 +6,8 @@
 //! else from `--kv-version MOUNT=N`, else KV v2 mounted at the path's first segment.
 
 use crate::analyze::scan::ScannedPod;
+use crate::diag::Code;
 use crate::diag::Diagnostic;
-use crate::render::dialect::code;
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -139,8 +139,8 @@ pub fn generate(
                 acc.namespaces.insert(ns.clone());
             }
             None => problems.push(
-                Diagnostic::error(
-                    code::NAMESPACE_AT_DEPLOY_TIME,
+                Diagnostic::new(
+                    Code::NamespaceAtDeployTime,
                     pod.location.clone(),
                     format!(
                         "the manifest sets no namespace, so role `{}` cannot be bound to the pod's namespace",
@@ -149,15 +149,17 @@ pub fn generate(
                 )
                 .with_object(Some(pod.object.clone()))
                 .with_field("metadata.namespace")
-                .with_help("set metadata.namespace, or pass --namespace with the namespace it is deployed to (as `helm template -n` does)"),
+                .with_help("set metadata.namespace, or pass --namespace with the namespace it is deployed to (as `helm template -n` does)")
+                // policy must write the namespace into the binding: it cannot go on.
+                .at_alternative_severity(),
             ),
         }
         for r in &pod.references {
             let (mount, unknown_to_server) = mounts.mount_of(&r.reference.path);
             if unknown_to_server {
                 warnings.push(
-                    Diagnostic::warning(
-                        code::MOUNT_NOT_FOUND,
+                    Diagnostic::new(
+                        Code::MountNotFound,
                         r.location.clone(),
                         format!(
                             "Vault shows no mount at a prefix of `{}` (to this token); assuming {} at `{}`",
@@ -166,7 +168,9 @@ pub fn generate(
                     )
                     .with_object(Some(pod.object.clone()))
                     .with_field(r.field.clone())
-                    .with_help("fix the path, or pass --kv-version MOUNT=N for a mount the token cannot see"),
+                    .with_help("fix the path, or pass --kv-version MOUNT=N for a mount the token cannot see")
+                    // policy goes on, assuming a KV mount.
+                    .at_alternative_severity(),
                 );
             }
             if pod.live && matches!(mount.engine, Engine::Other(_)) {
@@ -184,7 +188,7 @@ pub fn generate(
                 Err(message) => message,
             };
             problems.push(
-                Diagnostic::error(code::BAD_REFERENCE, r.location.clone(), problem)
+                Diagnostic::new(Code::BadReference, r.location.clone(), problem)
                     .with_object(Some(pod.object.clone()))
                     .with_field(r.field.clone())
                     .with_help("name one secret by its exact path"),
@@ -552,7 +556,7 @@ spec:
             flags: MountTable::default(),
         };
         let problems = generate(&pods, &sources, &options()).unwrap_err();
-        assert_eq!(problems[0].code, code::NAMESPACE_AT_DEPLOY_TIME);
+        assert_eq!(problems[0].code, Code::NamespaceAtDeployTime);
         let with_flag = PolicyOptions {
             default_namespace: Some("prod".into()),
             ..options()

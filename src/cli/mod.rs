@@ -585,7 +585,7 @@ pub fn run_check(args: CheckArgs) -> ExitCode {
     };
     let mut diagnostics = scanned.diagnostics;
     diagnostics.extend(found);
-    diagnostics.sort_by(|a, b| a.location.cmp(&b.location).then(a.code.cmp(b.code)));
+    diagnostics.sort_by(|a, b| a.location.cmp(&b.location).then(a.code.cmp(&b.code)));
     let notes: Vec<Note> = if scanned.pods.is_empty() {
         sources
             .keys()

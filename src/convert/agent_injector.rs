@@ -7,8 +7,9 @@
 
 use super::rewrite::PodPlan;
 use super::template::{self, Recognised};
-use super::{code, logical_path, normalise_auth_path, Pod, Site};
+use super::{logical_path, normalise_auth_path, Pod, Site};
 use crate::config::Settings;
+use crate::diag::Code;
 use crate::pod::agent_spec::FileFormat;
 use crate::render::tree::NodeId;
 use serde_json::{json, Map, Value};
@@ -62,7 +63,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         let field = format!("{afield}[{PREFIX}{key}]");
         let Some(value) = tree.str(v) else {
             site.problem(
-                code::CONVERT_UNSUPPORTED_ANNOTATION,
+                Code::ConvertUnsupportedAnnotation,
                 v,
                 field,
                 format!("`{PREFIX}{key}` is not a string"),
@@ -87,7 +88,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
                 "role" => {
                     if value.trim().is_empty() {
                         site.problem(
-                            code::CONVERT_NO_ROLE,
+                            Code::ConvertNoRole,
                             v,
                             field,
                             "the injector's role is empty".into(),
@@ -102,7 +103,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
                 "namespace" => {
                     if settings.vault_namespace.as_deref() != Some(value.as_str()) {
                         site.problem(
-                            code::CONVERT_CONFIG_MISMATCH,
+                            Code::ConvertConfigurationMismatch,
                             v,
                             field,
                             format!(
@@ -119,7 +120,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
                 "auth-path" => {
                     if normalise_auth_path(&value) != settings.auth_path {
                         site.problem(
-                            code::CONVERT_CONFIG_MISMATCH,
+                            Code::ConvertConfigurationMismatch,
                             v,
                             field,
                             format!(
@@ -132,7 +133,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
                 }
                 _ => {
                     site.problem(
-                        code::CONVERT_UNSUPPORTED_ANNOTATION,
+                        Code::ConvertUnsupportedAnnotation,
                         k,
                         field,
                         format!("`{PREFIX}{key}` has no equivalent that convert writes"),
@@ -146,7 +147,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
     }
     if plan.role.is_none() && !entries.iter().any(|(key, _, _)| *key == "role") {
         site.problem(
-            code::CONVERT_NO_ROLE,
+            Code::ConvertNoRole,
             inject_node.unwrap_or(annotations),
             afield.clone(),
             "the pod is injected but names no role (`vault.hashicorp.com/role`)".into(),
@@ -164,7 +165,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         let file = secret.file.clone().unwrap_or_else(|| name.to_string());
         let Some((template, template_node)) = &secret.template else {
             site.problem(
-                code::CONVERT_TEMPLATE,
+                Code::ConvertTemplate,
                 *path_node,
                 field,
                 format!("secret `{name}` uses the injector's default template, which writes the response as Go map text (`data: map[...]`); no file secret format reproduces it"),
@@ -176,7 +177,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             Ok(r) => r,
             Err(reason) => {
                 site.problem(
-                    code::CONVERT_TEMPLATE,
+                    Code::ConvertTemplate,
                     *template_node,
                     format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
                     format!("secret `{name}`: {reason}"),
@@ -187,7 +188,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         };
         if recognised.extra_whitespace {
             site.warn(
-                code::CONVERT_BEHAVIOUR_CHANGE,
+                Code::ConvertBehaviourChange,
                 *template_node,
                 format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
                 format!("secret `{name}`: the template writes whitespace (such as a final newline) around the value; the converted file holds the value alone"),
@@ -198,7 +199,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         let (mount, file_name) = split_file(dir, &file);
         if !mount.starts_with('/') {
             site.problem(
-                code::CONVERT_UNSUPPORTED_ANNOTATION,
+                Code::ConvertUnsupportedAnnotation,
                 *path_node,
                 field,
                 format!("secret `{name}` is written under the relative directory `{mount}`"),
@@ -223,7 +224,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
                 }
                 _ => {
                     site.problem(
-                        code::CONVERT_UNSUPPORTED_ANNOTATION,
+                        Code::ConvertUnsupportedAnnotation,
                         *node,
                         format!("{afield}[{PREFIX}agent-inject-perms-{name}]"),
                         format!("`{perms}` is not an octal file mode"),
@@ -238,7 +239,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
     }
     if !pre_populate_only {
         site.warn(
-            code::CONVERT_BEHAVIOUR_CHANGE,
+            Code::ConvertBehaviourChange,
             inject_node.unwrap_or(annotations),
             format!("{afield}[{PREFIX}agent-inject]"),
             "the injector also ran a sidecar that re-rendered the secrets while the pod ran; the converted pod reads them once, at start".into(),

@@ -12,7 +12,8 @@
 //! `data/` segment is turned logical unless the object says KV v1.
 
 use super::rewrite::PodPlan;
-use super::{code, go_bool_or_false, logical_path, Pod, Site};
+use super::{go_bool_or_false, logical_path, Pod, Site};
+use crate::diag::Code;
 use crate::pod::agent_spec::REF_PREFIX;
 use crate::render::tree::{Kind, NodeId, Tree};
 use crate::render::workload::Object;
@@ -145,7 +146,7 @@ pub fn read(
                     "the placeholder is not a pod's env value: AVP puts the secret's value here (in the manifest and etcd), and no reference form replaces a value"
                 };
                 site.problem_at(
-                    code::CONVERT_PLACEHOLDER_ELSEWHERE,
+                    Code::ConvertPlaceholderElsewhere,
                     location,
                     field.clone(),
                     reason.into(),
@@ -155,7 +156,7 @@ pub fn read(
             };
             if p.key.contains('|') {
                 site.problem_at(
-                    code::CONVERT_REFERENCE,
+                    Code::ConvertReference,
                     location,
                     env_field.clone(),
                     format!("`{}` applies a modifier, which env references do not express", &value[p.start..p.end]),
@@ -175,7 +176,7 @@ pub fn read(
                 Some(Ok(n)) if n > 0 => Some(n),
                 Some(_) => {
                     site.problem_at(
-                        code::CONVERT_REFERENCE,
+                        Code::ConvertReference,
                         location,
                         env_field.clone(),
                         format!(
@@ -202,7 +203,7 @@ pub fn read(
         match role {
             Some(role) => plan.set_default_role(role.to_string()),
             None => site.problem_at(
-                code::CONVERT_NO_ROLE,
+                Code::ConvertNoRole,
                 site.location(object.node),
                 format!("{}metadata", object.field_prefix),
                 "argocd-vault-plugin read these secrets with Argo CD's own Vault login; the converted pod logs in itself and needs a role".into(),

@@ -12,8 +12,9 @@
 //! of a KV v2 path as the webhook did.
 
 use super::rewrite::PodPlan;
-use super::{code, logical_path, normalise_auth_path, Pod, Site};
+use super::{logical_path, normalise_auth_path, Pod, Site};
 use crate::config::Settings;
+use crate::diag::Code;
 use crate::pod::agent_spec::REF_PREFIX;
 use crate::render::dialect::SecretRef;
 
@@ -57,7 +58,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             let field = format!("{}spec.{}.env[{ei}].value", pod.field, c.field);
             if value.starts_with(">>") {
                 site.problem(
-                    code::CONVERT_REFERENCE,
+                    Code::ConvertReference,
                     value_node,
                     field,
                     "`>>vault:` asks the webhook for a fresh dynamic secret on each start, which env references do not express".into(),
@@ -68,7 +69,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             let reference = &plain[VALUE_PREFIX.len()..];
             if reference.contains("${") || reference.contains("{{") {
                 site.problem(
-                    code::CONVERT_REFERENCE,
+                    Code::ConvertReference,
                     value_node,
                     field,
                     "the value is a webhook template, which env references do not express".into(),
@@ -80,7 +81,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
                 Ok(r) if r.key.is_some() => r,
                 Ok(_) => {
                     site.problem(
-                        code::CONVERT_REFERENCE,
+                        Code::ConvertReference,
                         value_node,
                         field,
                         "the value names no key (`vault:<path>#<key>`)".into(),
@@ -90,7 +91,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
                 }
                 Err(message) => {
                     site.problem(
-                        code::CONVERT_REFERENCE,
+                        Code::ConvertReference,
                         value_node,
                         field,
                         message,
@@ -118,7 +119,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         for (prefix, key, k, _) in &annotations {
             if !matches!(*key, "vault-role" | "vault-path" | "vault-addr" | "mutate") {
                 site.problem(
-                    code::CONVERT_UNSUPPORTED_ANNOTATION,
+                    Code::ConvertUnsupportedAnnotation,
                     *k,
                     format!("{afield}[{prefix}{key}]"),
                     format!("`{prefix}{key}` has no equivalent that convert writes"),
@@ -138,7 +139,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             "vault-path" => {
                 if normalise_auth_path(value) != settings.auth_path {
                     site.problem(
-                        code::CONVERT_CONFIG_MISMATCH,
+                        Code::ConvertConfigurationMismatch,
                         *v,
                         field,
                         format!(
@@ -154,7 +155,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             "vault-addr" => {
                 if value.trim_end_matches('/') != settings.vault_address.trim_end_matches('/') {
                     site.problem(
-                        code::CONVERT_CONFIG_MISMATCH,
+                        Code::ConvertConfigurationMismatch,
                         *v,
                         field,
                         format!(
@@ -168,7 +169,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             }
             _ => {
                 site.problem(
-                    code::CONVERT_UNSUPPORTED_ANNOTATION,
+                    Code::ConvertUnsupportedAnnotation,
                     *k,
                     field,
                     format!("`{prefix}{key}` has no equivalent that convert writes"),
@@ -184,7 +185,7 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             plan.set_role(site, value, node, &field)
         }
         Some((_, node, field)) => site.problem(
-            code::CONVERT_NO_ROLE,
+            Code::ConvertNoRole,
             node,
             field,
             "the webhook's vault-role is empty".into(),

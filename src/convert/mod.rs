@@ -16,8 +16,9 @@ pub mod rewrite;
 pub mod template;
 
 use crate::config::Settings;
+use crate::diag::Code;
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
-use crate::render::dialect::{code, OPT_IN_KEY};
+use crate::render::dialect::OPT_IN_KEY;
 use crate::render::edit::Layout;
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
@@ -150,8 +151,8 @@ fn convert_document(
     };
     let Ok(text) = std::str::from_utf8(bytes) else {
         diagnostics.push(
-            Diagnostic::error(
-                code::YAML_SYNTAX,
+            Diagnostic::new(
+                Code::YamlSyntax,
                 at(1, 1),
                 "the document is not valid UTF-8",
             )
@@ -160,8 +161,8 @@ fn convert_document(
         return None;
     };
     if bytes.len() > render::MAX_DOCUMENT_BYTES {
-        diagnostics.push(Diagnostic::error(
-            code::LIMIT,
+        diagnostics.push(Diagnostic::new(
+            Code::InputLimit,
             at(1, 1),
             "the document is larger than the limit",
         ));
@@ -171,8 +172,8 @@ fn convert_document(
         Ok(t) => t,
         Err(e) => {
             diagnostics.push(
-                Diagnostic::error(
-                    code::YAML_SYNTAX,
+                Diagnostic::new(
+                    Code::YamlSyntax,
                     at(e.line, e.column),
                     format!("cannot parse the document: {}", e.message),
                 )
@@ -248,8 +249,8 @@ fn convert_document(
             Err(message) => {
                 let location = site.location(pod.template);
                 diagnostics.push(
-                    Diagnostic::error(
-                        code::CONVERT_CANNOT_EDIT,
+                    Diagnostic::new(
+                        Code::ConvertCannotEdit,
                         location,
                         format!("cannot rewrite the pod: {message}"),
                     )
@@ -266,8 +267,8 @@ fn convert_document(
     match rewrite::apply(text, &tree, replacements, &edits, &layout) {
         Ok(new) => Some((new, pods)),
         Err(message) => {
-            diagnostics.push(Diagnostic::error(
-                code::CONVERT_CANNOT_EDIT,
+            diagnostics.push(Diagnostic::new(
+                Code::ConvertCannotEdit,
                 at(1, 1),
                 format!("cannot rewrite the document: {message}"),
             ));
@@ -334,7 +335,7 @@ fn check_commands(pod: &Pod, plan: &PodPlan, settings: &Settings, site: &mut Sit
             .is_some_and(|i| settings.entrypoint(i).is_some());
         if !c.has_command && !configured {
             site.problem(
-                code::CONVERT_NO_COMMAND,
+                Code::ConvertNoCommand,
                 c.node,
                 format!("{}spec.{}", pod.field, c.field),
                 format!(
@@ -426,7 +427,7 @@ impl Site<'_> {
     /// Something that keeps the object from being converted.
     pub fn problem(
         &mut self,
-        code: &'static str,
+        code: Code,
         node: NodeId,
         field: String,
         message: String,
@@ -438,27 +439,20 @@ impl Site<'_> {
 
     pub fn problem_at(
         &mut self,
-        code: &'static str,
+        code: Code,
         location: Location,
         field: String,
         message: String,
         help: &str,
     ) {
-        let d = self.diagnostic(Diagnostic::error(code, location, message), field, help);
+        let d = self.diagnostic(Diagnostic::new(code, location, message), field, help);
         self.problems.push(d);
     }
 
     /// A conversion that changes behaviour, reported when the object is converted.
-    pub fn warn(
-        &mut self,
-        code: &'static str,
-        node: NodeId,
-        field: String,
-        message: String,
-        help: &str,
-    ) {
+    pub fn warn(&mut self, code: Code, node: NodeId, field: String, message: String, help: &str) {
         let d = self.diagnostic(
-            Diagnostic::warning(code, self.location(node), message),
+            Diagnostic::new(code, self.location(node), message),
             field,
             help,
         );
@@ -475,7 +469,7 @@ impl PodPlan {
     pub fn set_role(&mut self, site: &mut Site, role: String, node: NodeId, field: &str) {
         match &self.role {
             Some(existing) if self.role_explicit && *existing != role => site.problem(
-                code::CONVERT_NO_ROLE,
+                Code::ConvertNoRole,
                 node,
                 field.to_string(),
                 format!("the pod names two Vault roles, `{existing}` and `{role}`"),

@@ -1,6 +1,7 @@
 //! The Rafay secret-store dialect (SPEC section 1), parsed from a pod template into a typed
 //! request with source positions.
 
+use crate::diag::Code;
 use crate::diag::{Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::{FileFormat, OnChange, MAX_FILE_NAME, REF_PREFIX, RESERVED_DIR};
 use crate::render::tree::{NodeId, Tree};
@@ -23,385 +24,6 @@ pub const REVOKE_ON_STOP_KEY: &str = "vault.secretstore.rafay.dev/revoke-on-stop
 /// Text that every document the dialect can touch contains (in the opt-in annotation,
 /// the dialect's keys and every reference); documents without it are never parsed.
 pub const MARKER: &[u8] = b"secretstore";
-
-/// Diagnostic codes of the dialect, stable across releases.
-pub mod code {
-    pub const YAML_SYNTAX: &str = "SS001";
-    pub const LIMIT: &str = "SS002";
-    pub const EMPTY_INPUT: &str = "SS003";
-    pub const UNKNOWN_PROVIDER: &str = "SS101";
-    pub const MISSING_ROLE: &str = "SS102";
-    pub const UNKNOWN_KEY: &str = "SS103";
-    pub const BAD_FILE_SUFFIX: &str = "SS104";
-    pub const BAD_VALUE_TYPE: &str = "SS105";
-    pub const LIVE_BAD_VALUE: &str = "SS106";
-    pub const FILE_BAD_JSON: &str = "SS110";
-    pub const FILE_MISSING_FIELD: &str = "SS111";
-    pub const FILE_UNKNOWN_FIELD: &str = "SS112";
-    pub const FILE_BAD_NAME: &str = "SS113";
-    pub const FILE_RELATIVE_MOUNT: &str = "SS114";
-    pub const UNKNOWN_CONTAINER: &str = "SS115";
-    pub const FILE_PATH_CLASH: &str = "SS116";
-    pub const MOUNT_PATH_IN_USE: &str = "SS117";
-    pub const FILE_BAD_FORMAT: &str = "SS118";
-    pub const BAD_REFERENCE: &str = "SS120";
-    pub const REF_NOT_OPTED_IN: &str = "SS121";
-    pub const NO_COMMAND: &str = "SS122";
-    pub const CANNOT_EDIT: &str = "SS130";
-    pub const LIVE_NEEDS_KUBE_129: &str = "SS131";
-    pub const KEYS_ON_WORKLOAD: &str = "SS201";
-    pub const NO_SERVICE_ACCOUNT: &str = "SS202";
-    pub const FILE_UNREADABLE: &str = "SS203";
-    pub const ISTIO_INIT_ORDER: &str = "SS204";
-    pub const VERSION_CONFLICT: &str = "SS205";
-    pub const REFRESH_TOO_SHORT: &str = "SS206";
-    pub const ON_CHANGE_NOT_LIVE: &str = "SS207";
-
-    // `check`: the references against a live Vault (README.md has the table).
-    pub const MOUNT_NOT_FOUND: &str = "SS301";
-    pub const VERSION_NOT_SUPPORTED: &str = "SS302";
-    pub const SECRET_NOT_FOUND: &str = "SS303";
-    pub const KEY_NOT_FOUND: &str = "SS304";
-    pub const VERSION_NOT_FOUND: &str = "SS305";
-    pub const VERSION_DELETED: &str = "SS306";
-    pub const VERSION_DESTROYED: &str = "SS307";
-    pub const ENV_FORMAT_KEYS: &str = "SS308";
-    pub const ROLE_NOT_FOUND: &str = "SS310";
-    pub const SERVICE_ACCOUNT_NOT_BOUND: &str = "SS311";
-    pub const NAMESPACE_NOT_BOUND: &str = "SS312";
-    pub const JWT_SUBJECT_MISMATCH: &str = "SS313";
-    pub const JWT_CLAIM_MISMATCH: &str = "SS314";
-    pub const AUDIENCE_MISMATCH: &str = "SS315";
-    pub const NOT_A_JWT_ROLE: &str = "SS316";
-    pub const POLICY_DENIES_READ: &str = "SS320";
-    pub const POLICY_DENIES_LEASES: &str = "SS321";
-    pub const NAMESPACE_AT_DEPLOY_TIME: &str = "SS330";
-    pub const BINDING_NOT_CHECKABLE: &str = "SS331";
-    pub const POLICY_NOT_CHECKABLE: &str = "SS332";
-    pub const CANNOT_CHECK: &str = "SS390";
-
-    // `convert`: what could not be converted from another tool's dialect.
-    pub const CONVERT_UNSUPPORTED_ANNOTATION: &str = "SS601";
-    pub const CONVERT_TEMPLATE: &str = "SS602";
-    pub const CONVERT_REFERENCE: &str = "SS603";
-    pub const CONVERT_PLACEHOLDER_ELSEWHERE: &str = "SS604";
-    pub const CONVERT_CONFIG_MISMATCH: &str = "SS605";
-    pub const CONVERT_NO_ROLE: &str = "SS606";
-    pub const CONVERT_NO_COMMAND: &str = "SS607";
-    pub const CONVERT_CANNOT_EDIT: &str = "SS608";
-    pub const CONVERT_BEHAVIOUR_CHANGE: &str = "SS609";
-
-    use crate::diag::Rule;
-
-    /// Every code with a stable name and a one-line description (SARIF `rules`, docs).
-    pub const RULES: &[Rule] = &[
-        Rule::new(
-            YAML_SYNTAX,
-            "YamlSyntax",
-            "The document is not valid YAML/JSON or not UTF-8.",
-        ),
-        Rule::new(
-            LIMIT,
-            "InputLimit",
-            "A document exceeds a size, nesting or node limit.",
-        ),
-        Rule::new(
-            EMPTY_INPUT,
-            "EmptyInput",
-            "The input holds no Kubernetes objects (render only).",
-        ),
-        Rule::new(
-            UNKNOWN_PROVIDER,
-            "UnknownProvider",
-            "`rafay.dev/secretstore` names a provider other than `vault`.",
-        ),
-        Rule::new(
-            MISSING_ROLE,
-            "MissingRole",
-            "An opted-in pod has no (or an empty) Vault role annotation.",
-        ),
-        Rule::new(
-            UNKNOWN_KEY,
-            "UnknownAnnotation",
-            "An unknown key under `vault.secretstore.rafay.dev/`.",
-        ),
-        Rule::new(
-            BAD_FILE_SUFFIX,
-            "BadFileSecretSuffix",
-            "A `filesecret-config-<N>` suffix is not made of a-z, 0-9 and -.",
-        ),
-        Rule::new(
-            BAD_VALUE_TYPE,
-            "BadAnnotationType",
-            "A file secret annotation is not a string.",
-        ),
-        Rule::new(
-            LIVE_BAD_VALUE,
-            "LiveBadValue",
-            "A live-mode setting (refresh, on-change, onChange, revoke-on-stop) has an invalid value.",
-        ),
-        Rule::new(
-            FILE_BAD_JSON,
-            "FileSecretBadJson",
-            "A file secret configuration is not valid JSON.",
-        ),
-        Rule::new(
-            FILE_MISSING_FIELD,
-            "FileSecretMissingField",
-            "A file secret lacks vaultSecretRef, secretFileName or volumeMountPath.",
-        ),
-        Rule::new(
-            FILE_UNKNOWN_FIELD,
-            "FileSecretUnknownField",
-            "A file secret configuration has an unknown field.",
-        ),
-        Rule::new(
-            FILE_BAD_NAME,
-            "FileSecretBadName",
-            "secretFileName is not a plain file name.",
-        ),
-        Rule::new(
-            FILE_RELATIVE_MOUNT,
-            "FileSecretRelativeMount",
-            "volumeMountPath is not absolute.",
-        ),
-        Rule::new(
-            UNKNOWN_CONTAINER,
-            "UnknownContainer",
-            "A file secret names a container the pod does not have.",
-        ),
-        Rule::new(
-            FILE_PATH_CLASH,
-            "FileSecretPathClash",
-            "Two file secrets give one container the same path.",
-        ),
-        Rule::new(
-            MOUNT_PATH_IN_USE,
-            "MountPathInUse",
-            "A file secret's volumeMountPath is already mounted in the container.",
-        ),
-        Rule::new(
-            FILE_BAD_FORMAT,
-            "FileSecretBadFormat",
-            "A file secret's format or mode is invalid.",
-        ),
-        Rule::new(
-            BAD_REFERENCE,
-            "BadReference",
-            "A secret reference is not `<path>[#<key>[#<version>]]`.",
-        ),
-        Rule::new(
-            REF_NOT_OPTED_IN,
-            "ReferenceNotOptedIn",
-            "An env secret reference in a pod that is not opted in.",
-        ),
-        Rule::new(
-            NO_COMMAND,
-            "NoCommand",
-            "A container with env references has no command to wrap.",
-        ),
-        Rule::new(
-            CANNOT_EDIT,
-            "CannotEdit",
-            "Render cannot insert its wiring into this document.",
-        ),
-        Rule::new(
-            LIVE_NEEDS_KUBE_129,
-            "LiveNeedsKubernetes129",
-            "Live mode needs native sidecars (Kubernetes 1.29+), but the target version is older.",
-        ),
-        Rule::new(
-            KEYS_ON_WORKLOAD,
-            "KeysOnWorkloadMetadata",
-            "Dialect keys on a workload's own metadata have no effect.",
-        ),
-        Rule::new(
-            NO_SERVICE_ACCOUNT,
-            "NoServiceAccount",
-            "An opted-in pod has no serviceAccountName, so it logs in to Vault as `default`.",
-        ),
-        Rule::new(
-            FILE_UNREADABLE,
-            "FileSecretUnreadable",
-            "A container cannot read a file secret with its mode, user and fsGroup.",
-        ),
-        Rule::new(
-            ISTIO_INIT_ORDER,
-            "IstioInitOrder",
-            "An Istio-injected pod: the init container has no network before the proxy starts.",
-        ),
-        Rule::new(
-            VERSION_CONFLICT,
-            "VersionConflict",
-            "One secret path is read at different versions in one pod.",
-        ),
-        Rule::new(
-            REFRESH_TOO_SHORT,
-            "RefreshTooShort",
-            "A live-mode refresh interval under 30 seconds loads Vault with little gain.",
-        ),
-        Rule::new(
-            ON_CHANGE_NOT_LIVE,
-            "OnChangeWithoutRefresh",
-            "on-change, onChange or revoke-on-stop on a pod without live mode: nothing will change.",
-        ),
-        Rule::new(
-            MOUNT_NOT_FOUND,
-            "MountNotFound",
-            "No secrets engine is mounted at a prefix of the reference's path (check).",
-        ),
-        Rule::new(
-            VERSION_NOT_SUPPORTED,
-            "VersionNotSupported",
-            "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).",
-        ),
-        Rule::new(
-            SECRET_NOT_FOUND,
-            "SecretNotFound",
-            "No secret at the path, or its latest version is deleted or destroyed (check).",
-        ),
-        Rule::new(
-            KEY_NOT_FOUND,
-            "KeyNotFound",
-            "The secret has no such key (check).",
-        ),
-        Rule::new(
-            VERSION_NOT_FOUND,
-            "VersionNotFound",
-            "The pinned KV v2 version does not exist (check).",
-        ),
-        Rule::new(
-            VERSION_DELETED,
-            "VersionDeleted",
-            "The pinned KV v2 version is soft-deleted (check).",
-        ),
-        Rule::new(
-            VERSION_DESTROYED,
-            "VersionDestroyed",
-            "The pinned KV v2 version is destroyed (check).",
-        ),
-        Rule::new(
-            ENV_FORMAT_KEYS,
-            "EnvFormatKeys",
-            "A file secret in format env reads a secret whose keys are not all shell variable names (check).",
-        ),
-        Rule::new(
-            ROLE_NOT_FOUND,
-            "RoleNotFound",
-            "The pod's Vault role does not exist on the auth path (check).",
-        ),
-        Rule::new(
-            SERVICE_ACCOUNT_NOT_BOUND,
-            "ServiceAccountNotBound",
-            "The role is not bound to the pod's service account (check).",
-        ),
-        Rule::new(
-            NAMESPACE_NOT_BOUND,
-            "NamespaceNotBound",
-            "The role is not bound to the pod's namespace (check).",
-        ),
-        Rule::new(
-            JWT_SUBJECT_MISMATCH,
-            "JwtSubjectMismatch",
-            "A jwt role's bound_subject is not the pod's service-account subject (check).",
-        ),
-        Rule::new(
-            JWT_CLAIM_MISMATCH,
-            "JwtClaimMismatch",
-            "A jwt role's bound_claims do not match the pod's service-account token (check).",
-        ),
-        Rule::new(
-            AUDIENCE_MISMATCH,
-            "AudienceMismatch",
-            "The role's audience binding does not accept the pod's token audience (check).",
-        ),
-        Rule::new(
-            NOT_A_JWT_ROLE,
-            "NotAJwtRole",
-            "The role's role_type does not accept a JWT login (check).",
-        ),
-        Rule::new(
-            POLICY_DENIES_READ,
-            "PolicyDeniesRead",
-            "The role's policies do not grant `read` on a path the pod reads (check).",
-        ),
-        Rule::new(
-            POLICY_DENIES_LEASES,
-            "PolicyDeniesLeases",
-            "A live pod reads a leased secret, but the role's policies do not grant `update` on sys/leases/renew and sys/leases/revoke (check).",
-        ),
-        Rule::new(
-            NAMESPACE_AT_DEPLOY_TIME,
-            "NamespaceAtDeployTime",
-            "The manifest sets no namespace, so the role's namespace binding cannot be decided (check, policy).",
-        ),
-        Rule::new(
-            BINDING_NOT_CHECKABLE,
-            "BindingNotCheckable",
-            "Part of the role's binding depends on the cluster (namespace selector, claims) (check).",
-        ),
-        Rule::new(
-            POLICY_NOT_CHECKABLE,
-            "PolicyNotCheckable",
-            "The policies deny the path unless an identity-templated path allows it (check).",
-        ),
-        Rule::new(
-            CANNOT_CHECK,
-            "CannotCheck",
-            "A lookup was refused or failed, so an item could not be checked (check).",
-        ),
-        Rule::new(
-            CONVERT_UNSUPPORTED_ANNOTATION,
-            "ConvertUnsupportedAnnotation",
-            "A source tool's annotation has no equivalent that convert writes (convert).",
-        ),
-        Rule::new(
-            CONVERT_TEMPLATE,
-            "ConvertTemplate",
-            "A Vault Agent template is not one key or the whole secret in a file format (convert).",
-        ),
-        Rule::new(
-            CONVERT_REFERENCE,
-            "ConvertReference",
-            "A source reference uses a form env references do not express (convert).",
-        ),
-        Rule::new(
-            CONVERT_PLACEHOLDER_ELSEWHERE,
-            "ConvertPlaceholderElsewhere",
-            "An argocd-vault-plugin placeholder is not a pod's whole env value (convert).",
-        ),
-        Rule::new(
-            CONVERT_CONFIG_MISMATCH,
-            "ConvertConfigurationMismatch",
-            "The pod's Vault address, auth path or namespace differs from the configuration (convert).",
-        ),
-        Rule::new(
-            CONVERT_NO_ROLE,
-            "ConvertNoRole",
-            "No single Vault role for the converted pod (convert).",
-        ),
-        Rule::new(
-            CONVERT_NO_COMMAND,
-            "ConvertNoCommand",
-            "A container that gets env references has no command to wrap (convert).",
-        ),
-        Rule::new(
-            CONVERT_CANNOT_EDIT,
-            "ConvertCannotEdit",
-            "Convert cannot rewrite the pod in this layout (convert).",
-        ),
-        Rule::new(
-            CONVERT_BEHAVIOUR_CHANGE,
-            "ConvertBehaviourChange",
-            "Converted, but the pod behaves differently from the source tool in a stated way (convert).",
-        ),
-    ];
-
-    /// The rule of a code, if it is one of [`RULES`].
-    pub fn rule(code: &str) -> Option<&'static Rule> {
-        RULES.iter().find(|r| r.code == code)
-    }
-}
 
 /// A parsed `<path>[#<key>[#<version>]]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -579,30 +201,9 @@ impl Ctx<'_> {
         node_location(self.source, self.first_line, self.tree, node)
     }
 
-    pub fn error(
-        &mut self,
-        code: &'static str,
-        node: NodeId,
-        field: String,
-        message: String,
-        help: &str,
-    ) {
-        let d = Diagnostic::error(code, self.location(node), message)
-            .with_object(Some(self.object.clone()))
-            .with_field(field)
-            .with_help(help);
-        self.diagnostics.push(d);
-    }
-
-    pub fn warning(
-        &mut self,
-        code: &'static str,
-        node: NodeId,
-        field: String,
-        message: String,
-        help: &str,
-    ) {
-        let d = Diagnostic::warning(code, self.location(node), message)
+    /// Reports a finding about `node`, at its code's severity.
+    pub fn report(&mut self, code: Code, node: NodeId, field: String, message: String, help: &str) {
+        let d = Diagnostic::new(code, self.location(node), message)
             .with_object(Some(self.object.clone()))
             .with_field(field)
             .with_help(help);
@@ -635,8 +236,8 @@ pub fn check_workload_metadata(ctx: &mut Ctx, object: NodeId, field_prefix: &str
     for (k, _) in tree.entries(annotations) {
         let Some(key) = tree.str(*k) else { continue };
         if key == OPT_IN_KEY || key.starts_with(PREFIX) {
-            ctx.warning(
-                code::KEYS_ON_WORKLOAD,
+            ctx.report(
+                Code::KeysOnWorkloadMetadata,
                 *k,
                 format!("{field_prefix}metadata.annotations[{key}]"),
                 format!("`{key}` is on the workload's own metadata, where it has no effect"),
@@ -688,8 +289,8 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
     let Some(opt_in) = opt_in else {
         for r in &env_refs {
             let c = &containers[r.container];
-            ctx.error(
-                code::REF_NOT_OPTED_IN,
+            ctx.report(
+                Code::ReferenceNotOptedIn,
                 r.node,
                 format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
                 format!(
@@ -708,8 +309,8 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
     let afield = format!("{field}metadata.annotations");
     if tree.str(opt_in) != Some(OPT_IN_VALUE) {
         let shown = tree.str(opt_in).unwrap_or("<not a string>").to_string();
-        ctx.error(
-            code::UNKNOWN_PROVIDER,
+        ctx.report(
+            Code::UnknownProvider,
             opt_in,
             format!("{afield}[{OPT_IN_KEY}]"),
             format!("unknown secret-store provider `{shown}`"),
@@ -731,16 +332,16 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         let kfield = format!("{afield}[{key}]");
         if key == ROLE_KEY {
             match tree.str(*v) {
-                Some(r) if r.chars().any(char::is_control) => ctx.error(
-                    code::MISSING_ROLE,
+                Some(r) if r.chars().any(char::is_control) => ctx.report(
+                    Code::MissingRole,
                     *v,
                     kfield,
                     format!("the Vault role {r:?} holds a line break or another control character"),
                     "write the role name on one line",
                 ),
                 Some(r) if !r.trim().is_empty() => role = Some(r.to_string()),
-                _ => ctx.error(
-                    code::MISSING_ROLE,
+                _ => ctx.report(
+                    Code::MissingRole,
                     *v,
                     kfield,
                     "the Vault role is empty".into(),
@@ -755,8 +356,8 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
             {
-                ctx.error(
-                    code::BAD_FILE_SUFFIX,
+                ctx.report(
+                    Code::BadFileSecretSuffix,
                     *k,
                     kfield,
                     format!("`{key}` has an invalid suffix `{suffix}`"),
@@ -767,8 +368,8 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
             }
         } else if !KNOWN_KEYS.contains(&key) {
             let suggestion = suggest(key);
-            ctx.error(
-                code::UNKNOWN_KEY,
+            ctx.report(
+                Code::UnknownAnnotation,
                 *k,
                 kfield,
                 format!("unknown secret-store annotation `{key}`"),
@@ -783,8 +384,8 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         Some(r) => r,
         None => {
             if tree.get(annotations, ROLE_KEY).is_none() {
-                ctx.error(
-                    code::MISSING_ROLE,
+                ctx.report(
+                    Code::MissingRole,
                     opt_in,
                     afield.clone(),
                     format!("the pod is opted in but has no `{ROLE_KEY}` annotation"),
@@ -823,8 +424,8 @@ fn read_live_annotation(
     live: &mut LiveAnnotations,
 ) {
     let Some(text) = ctx.tree.str(node).map(str::trim) else {
-        ctx.error(
-            code::LIVE_BAD_VALUE,
+        ctx.report(
+            Code::LiveBadValue,
             node,
             field,
             format!("`{key}` is not a string"),
@@ -852,7 +453,7 @@ fn read_live_annotation(
         } else {
             "write \"true\" (the default) or \"false\""
         };
-        ctx.error(code::LIVE_BAD_VALUE, node, field, message, help);
+        ctx.report(Code::LiveBadValue, node, field, message, help);
     }
 }
 
@@ -907,8 +508,8 @@ fn collect_env_refs(ctx: &mut Ctx, containers: &[Container], field: &str) -> Vec
                         node: value_node,
                     });
                 }
-                Err(message) => ctx.error(
-                    code::BAD_REFERENCE,
+                Err(message) => ctx.report(
+                    Code::BadReference,
                     value_node,
                     format!("{field}spec.{}.env[{ei}].value", c.field()),
                     message,
@@ -951,8 +552,8 @@ fn parse_file_secret(
 ) -> Option<FileSecret> {
     let tree = ctx.tree;
     let Some(text) = tree.str(node) else {
-        ctx.error(
-            code::BAD_VALUE_TYPE,
+        ctx.report(
+            Code::BadAnnotationType,
             node,
             field.into(),
             "the file secret configuration is not a string".into(),
@@ -972,16 +573,16 @@ fn parse_file_secret(
                     Some(s) => format!("did you mean `{s}`? fields: {}", FILE_FIELDS.join(", ")),
                     None => format!("fields: {}", FILE_FIELDS.join(", ")),
                 };
-                ctx.error(
-                    code::FILE_UNKNOWN_FIELD,
+                ctx.report(
+                    Code::FileSecretUnknownField,
                     node,
                     field.into(),
                     format!("unknown field `{name}` in the file secret configuration"),
                     &help,
                 );
             } else {
-                ctx.error(
-                    code::FILE_BAD_JSON,
+                ctx.report(
+                    Code::FileSecretBadJson,
                     node,
                     field.into(),
                     format!("the file secret configuration is not valid JSON: {message}"),
@@ -994,8 +595,8 @@ fn parse_file_secret(
     let mut ok = true;
     let mut missing = |present: bool, name: &str, ctx: &mut Ctx| {
         if !present {
-            ctx.error(
-                code::FILE_MISSING_FIELD,
+            ctx.report(
+                Code::FileSecretMissingField,
                 node,
                 field.into(),
                 format!("the file secret configuration has no `{name}`"),
@@ -1017,8 +618,8 @@ fn parse_file_secret(
     let reference = match SecretRef::parse(&reference_text) {
         Ok(r) => Some(r),
         Err(message) => {
-            ctx.error(
-                code::BAD_REFERENCE,
+            ctx.report(
+                Code::BadReference,
                 node,
                 format!("{field}.vaultSecretRef"),
                 message,
@@ -1028,8 +629,8 @@ fn parse_file_secret(
         }
     };
     if file_name.is_empty() || file_name.contains('/') || file_name == "." || file_name == ".." {
-        ctx.error(
-            code::FILE_BAD_NAME,
+        ctx.report(
+            Code::FileSecretBadName,
             node,
             format!("{field}.secretFileName"),
             format!("`{file_name}` is not a file name"),
@@ -1037,8 +638,8 @@ fn parse_file_secret(
         );
         ok = false;
     } else if file_name.chars().any(char::is_control) {
-        ctx.error(
-            code::FILE_BAD_NAME,
+        ctx.report(
+            Code::FileSecretBadName,
             node,
             format!("{field}.secretFileName"),
             format!("{file_name:?} holds a NUL, a line break or another control character"),
@@ -1046,8 +647,8 @@ fn parse_file_secret(
         );
         ok = false;
     } else if file_name.len() > MAX_FILE_NAME {
-        ctx.error(
-            code::FILE_BAD_NAME,
+        ctx.report(
+            Code::FileSecretBadName,
             node,
             format!("{field}.secretFileName"),
             format!(
@@ -1059,8 +660,8 @@ fn parse_file_secret(
         ok = false;
     }
     if !mount_path.starts_with('/') {
-        ctx.error(
-            code::FILE_RELATIVE_MOUNT,
+        ctx.report(
+            Code::FileSecretRelativeMount,
             node,
             format!("{field}.volumeMountPath"),
             format!("volumeMountPath `{mount_path}` is not absolute"),
@@ -1074,8 +675,8 @@ fn parse_file_secret(
             .skip(1)
             .any(|s| s.is_empty() || s == "." || s == "..")
     {
-        ctx.error(
-            code::FILE_RELATIVE_MOUNT,
+        ctx.report(
+            Code::FileSecretRelativeMount,
             node,
             format!("{field}.volumeMountPath"),
             format!("volumeMountPath {mount_path:?} is not a plain directory path"),
@@ -1083,8 +684,8 @@ fn parse_file_secret(
         );
         ok = false;
     } else if is_reserved_mount_path(&mount_path) {
-        ctx.error(
-            code::MOUNT_PATH_IN_USE,
+        ctx.report(
+            Code::MountPathInUse,
             node,
             format!("{field}.volumeMountPath"),
             format!("volumeMountPath `{mount_path}` is inside {RESERVED_DIR}, where secretstore mounts its own volumes"),
@@ -1098,8 +699,8 @@ fn parse_file_secret(
         None => FileFormat::Raw,
         Some(name) => match FileFormat::parse(name) {
             Some(FileFormat::Raw) if whole => {
-                ctx.error(
-                    code::FILE_BAD_FORMAT,
+                ctx.report(
+                    Code::FileSecretBadFormat,
                     node,
                     format!("{field}.format"),
                     "format `raw` needs a `#key` in vaultSecretRef".into(),
@@ -1109,8 +710,8 @@ fn parse_file_secret(
                 FileFormat::Raw
             }
             Some(f) if !whole && f != FileFormat::Raw => {
-                ctx.error(
-                    code::FILE_BAD_FORMAT,
+                ctx.report(
+                    Code::FileSecretBadFormat,
                     node,
                     format!("{field}.format"),
                     format!("format `{name}` applies to a whole secret, but the reference selects one key"),
@@ -1121,8 +722,8 @@ fn parse_file_secret(
             }
             Some(f) => f,
             None => {
-                ctx.error(
-                    code::FILE_BAD_FORMAT,
+                ctx.report(
+                    Code::FileSecretBadFormat,
                     node,
                     format!("{field}.format"),
                     format!("unknown format `{name}`"),
@@ -1138,8 +739,8 @@ fn parse_file_secret(
         Some(m) => match u32::from_str_radix(m.trim_start_matches("0o"), 8) {
             Ok(v) if v <= 0o777 && !m.is_empty() => v,
             _ => {
-                ctx.error(
-                    code::FILE_BAD_FORMAT,
+                ctx.report(
+                    Code::FileSecretBadFormat,
                     node,
                     format!("{field}.mode"),
                     format!("mode `{m}` is not an octal permission"),
@@ -1165,8 +766,8 @@ fn parse_file_secret(
                     Some(_) => {}
                     None => {
                         let known: Vec<&str> = containers.iter().map(|c| c.name.as_str()).collect();
-                        ctx.error(
-                            code::UNKNOWN_CONTAINER,
+                        ctx.report(
+                            Code::UnknownContainer,
                             node,
                             format!("{field}.containers"),
                             format!("no container or init container is named `{name}`"),
@@ -1183,8 +784,8 @@ fn parse_file_secret(
         None => None,
         Some(Ok(action)) => Some(action),
         Some(Err(message)) => {
-            ctx.error(
-                code::LIVE_BAD_VALUE,
+            ctx.report(
+                Code::LiveBadValue,
                 node,
                 format!("{field}.onChange"),
                 message,
@@ -1232,8 +833,8 @@ fn check_file_clashes(
                 &f.mount_path
             };
             if !injected && container.mount_paths.iter().any(|p| p == &f.mount_path) {
-                ctx.error(
-                    code::MOUNT_PATH_IN_USE,
+                ctx.report(
+                    Code::MountPathInUse,
                     f.node,
                     format!("{field}.volumeMountPath"),
                     format!(
@@ -1247,8 +848,8 @@ fn check_file_clashes(
                 .iter()
                 .find(|(sc, m, n, _)| *sc == c && *m == f.mount_path && *n == f.file_name)
             {
-                ctx.error(
-                    code::FILE_PATH_CLASH,
+                ctx.report(
+                    Code::FileSecretPathClash,
                     f.node,
                     field.clone(),
                     format!(

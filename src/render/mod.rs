@@ -12,11 +12,12 @@ pub mod stream;
 pub mod tree;
 pub mod workload;
 
-use self::dialect::{code, Ctx, Gate};
+use self::dialect::{Ctx, Gate};
 use self::edit::{Edit, Insertion, Layout};
 use self::stream::Document;
 use self::tree::{Kind, NodeId, Tree, TreeErrorKind};
 use crate::config::{ConfigFile, Settings};
+use crate::diag::Code;
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -137,8 +138,8 @@ pub fn render<'a>(
             .map(|i| i.name.clone())
             .unwrap_or_else(|| "<stdin>".into());
         return Err(RenderError {
-            diagnostics: vec![Diagnostic::error(
-                code::EMPTY_INPUT,
+            diagnostics: vec![Diagnostic::new(
+                Code::EmptyInput,
                 Location { source, line: 1, column: 1 },
                 "the input holds no Kubernetes objects",
             )
@@ -330,8 +331,8 @@ pub fn parse_document<'a>(
     };
     if bytes.len() > MAX_DOCUMENT_BYTES {
         return Err(Box::new(
-            Diagnostic::error(
-                code::LIMIT,
+            Diagnostic::new(
+                Code::InputLimit,
                 at(1, 1),
                 format!(
                     "document is {} bytes, more than the {} MiB limit",
@@ -347,8 +348,8 @@ pub fn parse_document<'a>(
         let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
         let column = valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
         Box::new(
-            Diagnostic::error(
-                code::YAML_SYNTAX,
+            Diagnostic::new(
+                Code::YamlSyntax,
                 at(line, column),
                 "the document is not valid UTF-8",
             )
@@ -358,13 +359,13 @@ pub fn parse_document<'a>(
     let tree = Tree::parse(text).map_err(|e| {
         let (code, help) = match e.kind {
             TreeErrorKind::Limit => (
-                code::LIMIT,
+                Code::InputLimit,
                 "flatten or split the document: the limits guard against hostile input",
             ),
-            TreeErrorKind::Syntax => (code::YAML_SYNTAX, "fix the YAML syntax at that position"),
+            TreeErrorKind::Syntax => (Code::YamlSyntax, "fix the YAML syntax at that position"),
         };
         Box::new(
-            Diagnostic::error(
+            Diagnostic::new(
                 code,
                 at(e.line, e.column),
                 format!("cannot parse the document: {}", e.message),
@@ -422,7 +423,7 @@ fn plan_tree(
                 Ok(s) => doc_settings = s,
                 Err(message) => {
                     out.diagnostics.push(
-                        Diagnostic::error(code::YAML_SYNTAX, at(1, 1), message)
+                        Diagnostic::new(Code::YamlSyntax, at(1, 1), message)
                             .with_field("functionConfig"),
                     );
                     return;
@@ -452,8 +453,8 @@ fn plan_tree(
                     .map_or(0, |p| p + 1)
                 + 1;
             out.diagnostics.push(
-                Diagnostic::error(
-                    code::CANNOT_EDIT,
+                Diagnostic::new(
+                    Code::CannotEdit,
                     at(line, column),
                     "the document has a carriage return without a line feed (an old Mac line end), which secretstore cannot edit around",
                 )
@@ -557,8 +558,8 @@ fn plan_document(
             let root = tree.root.unwrap_or(0);
             let n = tree.node(root);
             diagnostics.push(
-                Diagnostic::error(
-                    code::CANNOT_EDIT,
+                Diagnostic::new(
+                    Code::CannotEdit,
                     Location {
                         source: input.name.clone(),
                         line: first_line + n.line - 1,

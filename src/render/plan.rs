@@ -3,12 +3,13 @@
 
 use crate::config::KubeVersion;
 use crate::config::Settings;
+use crate::diag::Code;
 use crate::pod::agent_spec::{
     AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange, SecretRead,
     VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME,
     LIVE_ENV, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
 };
-use crate::render::dialect::{code, Ctx, PodRequest, STATUS_INJECTED, STATUS_KEY};
+use crate::render::dialect::{Ctx, PodRequest, STATUS_INJECTED, STATUS_KEY};
 use crate::render::edit::Edit;
 use crate::render::tree::{NodeId, Tree};
 use serde_json::{json, Value};
@@ -45,8 +46,8 @@ pub fn plan(
 ) -> Option<(AgentSpec, Vec<Edit>)> {
     let tree: &Tree = ctx.tree;
     let Some(spec_node) = tree.get(template, "spec").filter(|s| tree.is_map(*s)) else {
-        ctx.error(
-            code::CANNOT_EDIT,
+        ctx.report(
+            Code::CannotEdit,
             template,
             format!("{field}spec"),
             "the opted-in pod template has no spec".into(),
@@ -77,8 +78,8 @@ pub fn plan(
                 Some(ns) => format!("{} {ns}/{}", object.kind, object.name),
                 None => format!("{} {}", object.kind, object.name),
             };
-            ctx.error(
-                code::LIVE_NEEDS_KUBE_129,
+            ctx.report(
+                Code::LiveNeedsKubernetes129,
                 node,
                 format!("{field}metadata.annotations"),
                 format!(
@@ -219,8 +220,8 @@ pub fn plan(
             if (env_refs || reserved == BIN_DIR)
                 && container.mount_paths.iter().any(|p| p == reserved)
             {
-                ctx.error(
-                    code::MOUNT_PATH_IN_USE,
+                ctx.report(
+                    Code::MountPathInUse,
                     container.node,
                     format!("{cfield}.volumeMounts"),
                     format!(
@@ -250,8 +251,8 @@ pub fn plan(
                         value: Value::Array(command),
                     });
                 }
-                _ => ctx.error(
-                    code::NO_COMMAND,
+                _ => ctx.report(
+                    Code::NoCommand,
                     container.node,
                     format!("{cfield}.command"),
                     format!(
@@ -446,8 +447,8 @@ fn append_or_fill(tree: &Tree, seq: NodeId, items: Vec<Value>) -> Edit {
 }
 
 fn cannot_edit<T>(ctx: &mut Ctx, node: NodeId, field: String) -> Option<T> {
-    ctx.error(
-        code::CANNOT_EDIT,
+    ctx.report(
+        Code::CannotEdit,
         node,
         field,
         "this field is not a list, so secretstore cannot add to it".into(),

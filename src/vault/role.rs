@@ -8,7 +8,7 @@
 //! (exactly, or as globs with `bound_claims_type: glob`), and its `aud` against
 //! `bound_audiences`, which must not be empty since projected tokens always carry one.
 
-use crate::render::dialect::code;
+use crate::diag::Code;
 use serde_json::Value;
 
 /// The identity a pod's projected service-account token carries.
@@ -21,37 +21,30 @@ pub struct Identity<'a> {
     pub audience: Option<&'a str>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
 /// One reason the login may fail (or may not be checkable).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Issue {
-    pub code: &'static str,
-    pub severity: Severity,
+    pub code: Code,
+    /// At the code's other severity ([`Code::alternative`]).
+    pub alternative_severity: bool,
     pub message: String,
     pub help: String,
 }
 
 impl Issue {
-    fn error(code: &'static str, message: String, help: String) -> Issue {
+    fn new(code: Code, message: String, help: String) -> Issue {
         Issue {
             code,
-            severity: Severity::Error,
+            alternative_severity: false,
             message,
             help,
         }
     }
 
-    fn warning(code: &'static str, message: String, help: String) -> Issue {
+    fn at_alternative_severity(self) -> Issue {
         Issue {
-            code,
-            severity: Severity::Warning,
-            message,
-            help,
+            alternative_severity: true,
+            ..self
         }
     }
 }
@@ -111,8 +104,8 @@ pub fn binding_issues(method: Method, name: &str, role: &Value, who: &Identity) 
     match method {
         Method::Kubernetes => kubernetes(name, role, who),
         Method::Jwt => jwt(name, role, who),
-        Method::Other => vec![Issue::warning(
-            code::BINDING_NOT_CHECKABLE,
+        Method::Other => vec![Issue::new(
+            Code::BindingNotCheckable,
             format!("role `{name}` belongs to an auth method that is neither `kubernetes` nor `jwt`, so its binding is not checked"),
             "the pods log in with `{role, jwt}`: mount the kubernetes or jwt auth method at the configured auth path".into(),
         )],
@@ -124,8 +117,8 @@ fn kubernetes(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
     let names = strings(role.get("bound_service_account_names"));
     let any_name = names.len() == 1 && names[0] == "*";
     if !any_name && !glob_list_contains(&names, who.service_account) {
-        issues.push(Issue::error(
-            code::SERVICE_ACCOUNT_NOT_BOUND,
+        issues.push(Issue::new(
+            Code::ServiceAccountNotBound,
             format!(
                 "role `{name}` is not bound to service account `{}` (bound_service_account_names: {})",
                 who.service_account,
@@ -147,16 +140,16 @@ fn kubernetes(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
         _ if any_namespace => {}
         None => issues.push(deploy_time_namespace(name, &namespaces, selector)),
         Some(ns) if glob_list_contains(&namespaces, ns) => {}
-        Some(ns) if !selector.is_empty() => issues.push(Issue::warning(
-            code::BINDING_NOT_CHECKABLE,
+        Some(ns) if !selector.is_empty() => issues.push(Issue::new(
+            Code::BindingNotCheckable,
             format!(
                 "role `{name}` does not list namespace `{ns}` (bound_service_account_namespaces: {}); whether its namespace selector `{selector}` matches depends on the namespace's labels in the cluster",
                 list(&namespaces)
             ),
             "check the namespace's labels against the selector, or list the namespace on the role".into(),
         )),
-        Some(ns) => issues.push(Issue::error(
-            code::NAMESPACE_NOT_BOUND,
+        Some(ns) => issues.push(Issue::new(
+            Code::NamespaceNotBound,
             format!(
                 "role `{name}` is not bound to namespace `{ns}` (bound_service_account_namespaces: {})",
                 list(&namespaces)
@@ -171,16 +164,19 @@ fn kubernetes(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
     if !audience.is_empty() {
         match who.audience {
             Some(a) if a == audience => {}
-            Some(a) => issues.push(Issue::error(
-                code::AUDIENCE_MISMATCH,
+            Some(a) => issues.push(Issue::new(
+                Code::AudienceMismatch,
                 format!("role `{name}` requires token audience `{audience}`, but the pod's token is issued for `{a}`"),
                 format!("set the configuration's vault.audience to `{audience}`, or the role's audience to `{a}`"),
             )),
-            None => issues.push(Issue::warning(
-                code::AUDIENCE_MISMATCH,
-                format!("role `{name}` requires token audience `{audience}`, but no audience is configured, so the pod's token carries the cluster's default audience"),
-                format!("set the configuration's vault.audience to `{audience}`"),
-            )),
+            None => issues.push(
+                Issue::new(
+                    Code::AudienceMismatch,
+                    format!("role `{name}` requires token audience `{audience}`, but no audience is configured, so the pod's token carries the cluster's default audience"),
+                    format!("set the configuration's vault.audience to `{audience}`"),
+                )
+                .at_alternative_severity(),
+            ),
         }
     }
     issues
@@ -192,8 +188,8 @@ fn deploy_time_namespace(name: &str, namespaces: &[String], selector: &str) -> I
     } else {
         format!(" or namespace selector `{selector}`")
     };
-    Issue::warning(
-        code::NAMESPACE_AT_DEPLOY_TIME,
+    Issue::new(
+        Code::NamespaceAtDeployTime,
         format!(
             "the manifest sets no namespace, so whether role `{name}` (bound_service_account_namespaces: {}{selector}) admits the pod depends on the namespace it is deployed to",
             list(namespaces)
@@ -209,8 +205,8 @@ fn jwt(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
         .and_then(Value::as_str)
         .unwrap_or("jwt");
     if role_type != "jwt" {
-        return vec![Issue::error(
-            code::NOT_A_JWT_ROLE,
+        return vec![Issue::new(
+            Code::NotAJwtRole,
             format!("role `{name}` has role_type `{role_type}`, which does not accept a JWT login"),
             "set the role's role_type to `jwt`".into(),
         )];
@@ -235,8 +231,8 @@ fn jwt(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
             }
         };
         if !matches {
-            issues.push(Issue::error(
-                code::JWT_SUBJECT_MISMATCH,
+            issues.push(Issue::new(
+                Code::JwtSubjectMismatch,
                 format!(
                     "role `{name}` has bound_subject `{bound_subject}`, but the pod's token subject is `{}`",
                     subject.clone().unwrap_or_else(|| format!("system:serviceaccount:<namespace>:{sa}"))
@@ -255,8 +251,8 @@ fn jwt(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
                 "/kubernetes.io/serviceaccount/name" => Some(vec![sa.to_string()]),
                 "aud" => who.audience.map(|a| vec![a.to_string()]),
                 _ => {
-                    issues.push(Issue::warning(
-                        code::BINDING_NOT_CHECKABLE,
+                    issues.push(Issue::new(
+                        Code::BindingNotCheckable,
                         format!("role `{name}` binds claim `{claim}`, which the manifest does not determine"),
                         "check that the pod's service-account token carries a matching value".into(),
                     ));
@@ -265,8 +261,8 @@ fn jwt(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
             };
             let Some(actual) = actual else {
                 if claim == "aud" {
-                    issues.push(Issue::warning(
-                        code::BINDING_NOT_CHECKABLE,
+                    issues.push(Issue::new(
+                        Code::BindingNotCheckable,
                         format!("role `{name}` binds claim `aud`, but no audience is configured, so the token carries the cluster's default audience"),
                         "set the configuration's vault.audience".into(),
                     ));
@@ -282,8 +278,8 @@ fn jwt(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
                     .any(|a| if glob { glob_match(e, a) } else { e == a })
             });
             if !matched {
-                issues.push(Issue::error(
-                    code::JWT_CLAIM_MISMATCH,
+                issues.push(Issue::new(
+                    Code::JwtClaimMismatch,
                     format!(
                         "role `{name}` requires claim `{claim}` to be {}{}, but the pod's token has `{}`",
                         if glob { "a match of " } else { "" },
@@ -298,15 +294,15 @@ fn jwt(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
 
     let audiences = strings(role.get("bound_audiences"));
     if audiences.is_empty() {
-        issues.push(Issue::error(
-            code::AUDIENCE_MISMATCH,
+        issues.push(Issue::new(
+            Code::AudienceMismatch,
             format!("role `{name}` has no bound_audiences, and the jwt method refuses a token with an `aud` claim (projected service-account tokens always have one) unless the role binds it"),
             "set the role's bound_audiences to the audience of the pods' tokens (the configuration's vault.audience)".into(),
         ));
     } else if let Some(a) = who.audience {
         if !audiences.iter().any(|b| b == a) {
-            issues.push(Issue::error(
-                code::AUDIENCE_MISMATCH,
+            issues.push(Issue::new(
+                Code::AudienceMismatch,
                 format!(
                     "role `{name}` binds audiences {}, but the pod's token is issued for `{a}`",
                     list(&audiences)
@@ -316,8 +312,8 @@ fn jwt(name: &str, role: &Value, who: &Identity) -> Vec<Issue> {
         }
     }
     if namespace_needed && who.namespace.is_none() {
-        issues.push(Issue::warning(
-            code::NAMESPACE_AT_DEPLOY_TIME,
+        issues.push(Issue::new(
+            Code::NamespaceAtDeployTime,
             format!("the manifest sets no namespace, so whether role `{name}`'s bound subject or claims admit the pod depends on the namespace it is deployed to"),
             "set metadata.namespace, or pass --namespace with the namespace it is deployed to (as `helm template -n` does)".into(),
         ));
@@ -404,7 +400,7 @@ mod tests {
         }
     }
 
-    fn codes(issues: &[Issue]) -> Vec<&'static str> {
+    fn codes(issues: &[Issue]) -> Vec<Code> {
         issues.iter().map(|i| i.code).collect()
     }
 
@@ -435,14 +431,14 @@ mod tests {
         assert!(k("worker-1", Some("eu-staging")).is_empty());
         assert_eq!(
             codes(&k("web", Some("shop"))),
-            [code::SERVICE_ACCOUNT_NOT_BOUND]
+            [Code::ServiceAccountNotBound]
         );
-        assert_eq!(codes(&k("api", Some("prod"))), [code::NAMESPACE_NOT_BOUND]);
-        assert_eq!(codes(&k("api", None)), [code::NAMESPACE_AT_DEPLOY_TIME]);
+        assert_eq!(codes(&k("api", Some("prod"))), [Code::NamespaceNotBound]);
+        assert_eq!(codes(&k("api", None)), [Code::NamespaceAtDeployTime]);
         let mut selector = role.clone();
         selector["bound_service_account_namespace_selector"] = json!("{\"matchLabels\":{}}");
         let issues = binding_issues(Method::Kubernetes, "r", &selector, &who("api", Some("x")));
-        assert_eq!(codes(&issues), [code::BINDING_NOT_CHECKABLE]);
+        assert_eq!(codes(&issues), [Code::BindingNotCheckable]);
         let any = json!({"bound_service_account_names": ["*"], "bound_service_account_namespaces": ["*"]});
         assert!(binding_issues(Method::Kubernetes, "r", &any, &who("x", None)).is_empty());
     }
@@ -460,9 +456,9 @@ mod tests {
         assert!(j("api", Some("shop")).is_empty());
         assert_eq!(
             codes(&j("api", Some("prod"))),
-            [code::JWT_SUBJECT_MISMATCH, code::JWT_CLAIM_MISMATCH]
+            [Code::JwtSubjectMismatch, Code::JwtClaimMismatch]
         );
-        assert_eq!(codes(&j("api", None)), [code::NAMESPACE_AT_DEPLOY_TIME]);
+        assert_eq!(codes(&j("api", None)), [Code::NamespaceAtDeployTime]);
         let mut no_aud = role.clone();
         no_aud["bound_audiences"] = json!([]);
         assert_eq!(
@@ -472,7 +468,7 @@ mod tests {
                 &no_aud,
                 &who("api", Some("shop"))
             )),
-            [code::AUDIENCE_MISMATCH]
+            [Code::AudienceMismatch]
         );
         let mut oidc = role.clone();
         oidc["role_type"] = json!("oidc");
@@ -483,7 +479,7 @@ mod tests {
                 &oidc,
                 &who("api", Some("shop"))
             )),
-            [code::NOT_A_JWT_ROLE]
+            [Code::NotAJwtRole]
         );
     }
 

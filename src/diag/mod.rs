@@ -1,7 +1,12 @@
 //! Diagnostics: one type for render errors, lint findings and check findings.
 //!
 //! Each diagnostic has a stable code, a severity, where it is (source, line, column), the
-//! object it concerns, the field, what is wrong and what to do.
+//! object it concerns, the field, what is wrong and what to do. The severity comes with
+//! the [`Code`].
+
+pub mod code;
+
+pub use code::Code;
 
 use serde::Serialize;
 use std::fmt;
@@ -59,29 +64,10 @@ impl fmt::Display for ObjectRef {
     }
 }
 
-/// A diagnostic code's stable name and one-line description.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    pub code: &'static str,
-    /// PascalCase name, e.g. `UnknownProvider` (SARIF `rule.name`).
-    pub name: &'static str,
-    pub summary: &'static str,
-}
-
-impl Rule {
-    pub const fn new(code: &'static str, name: &'static str, summary: &'static str) -> Self {
-        Rule {
-            code,
-            name,
-            summary,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Diagnostic {
-    /// Stable code, e.g. `SS101`.
-    pub code: &'static str,
+    /// Stable code, written as its id, e.g. `SS101`.
+    pub code: Code,
     pub severity: Severity,
     pub location: Location,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,10 +82,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, location: Location, message: impl Into<String>) -> Self {
+    /// A finding at the code's severity.
+    pub fn new(code: Code, location: Location, message: impl Into<String>) -> Self {
         Diagnostic {
             code,
-            severity: Severity::Error,
+            severity: code.severity(),
             location,
             object: None,
             field: None,
@@ -108,11 +95,13 @@ impl Diagnostic {
         }
     }
 
-    pub fn warning(code: &'static str, location: Location, message: impl Into<String>) -> Self {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, location, message)
+    /// The finding at its code's documented other severity ([`Code::alternative`]); a
+    /// code without one keeps its severity.
+    pub fn at_alternative_severity(mut self) -> Self {
+        if let Some((severity, _)) = self.code.alternative() {
+            self.severity = severity;
         }
+        self
     }
 
     pub fn with_object(mut self, object: Option<ObjectRef>) -> Self {
