@@ -164,11 +164,19 @@ fn advise_huge_pages(_buffer: &mut [MaybeUninit<u8>]) {}
 /// How many slices one `writev` takes at most (IOV_MAX on Linux and the BSDs).
 const WRITE_BATCH: usize = 1024;
 
+/// Keeps `value` until the process exits. This and [`write_stdout`] are one contract:
+/// render's inputs and output are kept this way, never changed or freed, so that
+/// `write_stdout` may hand their pages to a pipe by reference (`vmsplice`) instead of
+/// copying them, and the reader still reads them after this process has exited.
+pub fn keep_until_exit<T>(value: T) -> &'static T {
+    Box::leak(Box::new(value))
+}
+
 /// Writes `pieces`, `total` bytes in all, to stdout straight to the descriptor, in
 /// batches. Into a pipe (enlarged first) the pages themselves are handed over with
 /// `vmsplice`, which saves copying the whole output into the pipe; that is sound only
-/// because the pieces are `'static`: nothing can change or free them before the reader
-/// has read them, even after this process has exited. Anything else gets vectored writes.
+/// because the pieces are `'static` ([`keep_until_exit`]): nothing can change or free
+/// them before the reader has read them. Anything else gets vectored writes.
 pub fn write_stdout(pieces: impl Iterator<Item = &'static [u8]>, total: usize) -> io::Result<()> {
     let stdout = io::stdout();
     let mut out = match stdout.as_fd().try_clone_to_owned() {

@@ -11,7 +11,7 @@
 
 use crate::analyze::scan::ScannedPod;
 use crate::diag::Code;
-use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
+use crate::diag::{Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::{is_env_name, FileFormat};
 use crate::render::dialect::{SecretRef, ROLE_KEY};
 use crate::vault::acl::{Acl, Capability, Policy};
@@ -689,20 +689,6 @@ fn version_list(versions: &Versions) -> String {
         "none".into()
     } else {
         live.join(", ")
-    }
-}
-
-/// Exit status of a check: findings with errors → 1; else lookups that could not be
-/// made → 2; else 0. Warnings alone do not fail.
-pub fn exit_status(diagnostics: &[Diagnostic]) -> u8 {
-    let errors = diagnostics.iter().filter(|d| d.severity == Severity::Error);
-    let (unchecked, findings): (Vec<_>, Vec<_>) = errors.partition(|d| d.code == Code::CannotCheck);
-    if !findings.is_empty() {
-        crate::cli::exit::FINDINGS
-    } else if !unchecked.is_empty() {
-        crate::cli::exit::USAGE
-    } else {
-        crate::cli::exit::OK
     }
 }
 
