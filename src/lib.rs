@@ -10,6 +10,8 @@
 //! - [`vault`]: the one Vault HTTP layer and the Vault logic `check` and the agent share;
 //! - [`convert`]: other tools' dialects into this one;
 //! - [`diag`] and [`report`]: findings, their codes, and the formats they are written in;
+//! - [`sysio`] and [`parallel`]: reading input and writing output fast, and sharing work
+//!   among threads;
 //! - [`cli`]: arguments, one module per command, exit statuses.
 
 #![cfg_attr(
@@ -22,6 +24,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod diag;
+pub mod parallel;
 pub mod pod;
 pub mod render;
 pub mod report;

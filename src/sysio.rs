@@ -53,25 +53,18 @@ fn read_all(mut file: File, seeked: bool) -> io::Result<Vec<u8>> {
 /// cache and the faults on the fresh buffer are half of render's serial time otherwise.
 const PARALLEL_READ_MIN_BYTES: usize = 8 << 20;
 
-/// Reads `buffer.len()` bytes of `file` from `offset` into `buffer`, its second half on
-/// another thread; returns how many bytes from the start of `buffer` are now read (fewer
-/// when the file ended early, e.g. shrank meanwhile, or no thread could be started).
+/// Reads `buffer.len()` bytes of `file` from `offset` into `buffer`, its two halves at
+/// once; returns how many bytes from the start of `buffer` are now read (fewer when the
+/// file ended early, e.g. shrank meanwhile).
 fn read_halves(file: &File, offset: u64, buffer: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
     let half = buffer.len() / 2;
     let (first, second) = buffer.split_at_mut(half);
-    let (first_read, second_read) = std::thread::scope(|scope| {
-        let other = std::thread::Builder::new()
-            .spawn_scoped(scope, || read_at_fully(file, offset + half as u64, second));
-        let first_read = read_at_fully(file, offset, first);
-        let second_read = match other {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-            // No thread to spare: the caller reads on from the first half's end.
-            Err(_) => Ok(0),
-        };
-        (first_read, second_read)
-    });
+    let halves = vec![(offset, first), (offset + half as u64, second)];
+    let mut reads =
+        crate::parallel::map(halves, 2, |(at, part)| read_at_fully(file, at, part)).into_iter();
+    let (Some(first_read), Some(second_read)) = (reads.next(), reads.next()) else {
+        return Ok(0);
+    };
     let first_read = first_read?;
     if first_read < half {
         return Ok(first_read);

@@ -9,6 +9,7 @@ use crate::config::Settings;
 use crate::diag::Code;
 use crate::diag::{Diagnostic, Location};
 use crate::render::dialect;
+use crate::render::frontend;
 use crate::render::plan::AGENT_USER;
 use crate::render::stream;
 use crate::render::{self, Input, Options};
@@ -61,7 +62,7 @@ fn unparsable_unmarked_documents(input: &Input, out: &mut Vec<Diagnostic>) {
         .map(|d| d.start)
         .collect();
     for doc in docs.iter().filter(|d| !marked.contains(&d.start)) {
-        if let Err(diagnostic) = render::parse_document(&input.name, body, doc) {
+        if let Err(diagnostic) = frontend::parse_document(&input.name, body, doc) {
             out.push(*diagnostic);
         }
     }

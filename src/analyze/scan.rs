@@ -4,11 +4,11 @@
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::FileFormat;
-use crate::render::dialect::{self, Ctx, Gate, SecretRef};
+use crate::render::dialect::{self, Ctx, SecretRef};
+use crate::render::frontend::{self, OptedInPod};
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
-use crate::render::workload;
-use crate::render::{self, Input};
+use crate::render::Input;
 
 /// Where a reference is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +123,7 @@ pub fn scan(input: &Input, settings: &Settings) -> Scan {
     let body = &input.bytes[stream::bom_len(&input.bytes)..];
     let docs = stream::split(body);
     for doc in stream::containing(body, &docs, crate::render::dialect::MARKER) {
-        let tree = match render::parse_document(&input.name, body, &doc) {
+        let tree = match frontend::parse_document(&input.name, body, &doc) {
             Ok((_, tree)) => tree,
             Err(diagnostic) => {
                 out.diagnostics.push(*diagnostic);
@@ -149,149 +149,151 @@ fn scan_document(
         object: ObjectRef::default(),
         diagnostics: Vec::new(),
     };
-    for object in workload::objects(tree) {
-        ctx.object = object.reference.clone();
-        let Some((template, field)) = workload::pod_template(tree, &object, settings) else {
-            continue;
-        };
-        if field != object.field_prefix {
-            dialect::check_workload_metadata(&mut ctx, object.node, &object.field_prefix);
-        }
-        let Gate::OptedIn(request) = dialect::read_pod(&mut ctx, template, &field) else {
-            continue;
-        };
-        let spec = tree.get(template, "spec");
-        let service_account = spec.and_then(|s| {
-            tree.str_at(s, &["serviceAccountName"])
-                .or_else(|| tree.str_at(s, &["serviceAccount"]))
-                .map(str::to_string)
-        });
-        let opt_in: NodeId = tree
-            .path(template, &["metadata", "annotations", dialect::OPT_IN_KEY])
-            .unwrap_or(template);
-        let role_node = tree
-            .path(template, &["metadata", "annotations", dialect::ROLE_KEY])
-            .unwrap_or(opt_in);
-        let mut references = Vec::new();
-        // Per file secret: the names of its containers and its annotation's field.
-        let file_sites: Vec<(Vec<String>, String)> = request
-            .files
-            .iter()
-            .map(|f| {
-                let names = f
-                    .containers
-                    .iter()
-                    .map(|c| request.containers[*c].name.clone())
-                    .collect();
-                let annotation = format!(
-                    "{field}metadata.annotations[{}{}]",
-                    dialect::FILE_KEY_PREFIX,
-                    f.suffix
-                );
-                (names, annotation)
-            })
-            .collect();
-        for (f, (names, annotation)) in request.files.iter().zip(&file_sites) {
-            references.push(ScannedRef {
-                reference: f.reference.clone(),
-                text: f.reference_text.clone(),
-                usage: Usage::File {
-                    suffix: f.suffix.clone(),
-                    file_name: f.file_name.clone(),
-                    containers: names.clone(),
-                    format: f.format,
-                },
-                location: ctx.location(f.node),
-                field: annotation.clone(),
-            });
-        }
-        for r in &request.env_refs {
-            let c = &request.containers[r.container];
-            references.push(ScannedRef {
-                reference: r.reference.clone(),
-                text: r.text.clone(),
-                usage: Usage::Env {
-                    container: c.name.clone(),
-                    env_name: r.env_name.clone(),
-                },
-                location: ctx.location(r.node),
-                field: format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
-            });
-        }
-        let files = request
-            .files
-            .iter()
-            .zip(file_sites)
-            .map(|(f, (containers, annotation))| ScannedFile {
+    frontend::for_each_opted_in_pod(&mut ctx, settings, |ctx, pod| {
+        out.pods.push(scanned_pod(ctx, settings, pod));
+    });
+    out.diagnostics.append(&mut ctx.diagnostics);
+}
+
+/// The owned record of an opted-in pod.
+fn scanned_pod(ctx: &Ctx, settings: &Settings, pod: OptedInPod) -> ScannedPod {
+    let OptedInPod {
+        template,
+        field,
+        request,
+        ..
+    } = pod;
+    let tree = ctx.tree;
+    let spec = tree.get(template, "spec");
+    let service_account = spec.and_then(|s| {
+        tree.str_at(s, &["serviceAccountName"])
+            .or_else(|| tree.str_at(s, &["serviceAccount"]))
+            .map(str::to_string)
+    });
+    let opt_in: NodeId = tree
+        .path(template, &["metadata", "annotations", dialect::OPT_IN_KEY])
+        .unwrap_or(template);
+    let role_node = tree
+        .path(template, &["metadata", "annotations", dialect::ROLE_KEY])
+        .unwrap_or(opt_in);
+    let mut references = Vec::new();
+    // Per file secret: the names of its containers and its annotation's field.
+    let file_sites: Vec<(Vec<String>, String)> = request
+        .files
+        .iter()
+        .map(|f| {
+            let names = f
+                .containers
+                .iter()
+                .map(|c| request.containers[*c].name.clone())
+                .collect();
+            let annotation = format!(
+                "{field}metadata.annotations[{}{}]",
+                dialect::FILE_KEY_PREFIX,
+                f.suffix
+            );
+            (names, annotation)
+        })
+        .collect();
+    for (f, (names, annotation)) in request.files.iter().zip(&file_sites) {
+        references.push(ScannedRef {
+            reference: f.reference.clone(),
+            text: f.reference_text.clone(),
+            usage: Usage::File {
                 suffix: f.suffix.clone(),
                 file_name: f.file_name.clone(),
-                mount_path: f.mount_path.clone(),
-                mode: f.mode,
-                containers,
-                location: ctx.location(f.node),
-                field: annotation,
-            })
-            .collect();
-        let containers = request
-            .containers
-            .iter()
-            .map(|c| ScannedContainer {
-                name: c.name.clone(),
-                init: c.init,
-                run_as_user: int_at(tree, c.node, &["securityContext", "runAsUser"]),
-                run_as_group: int_at(tree, c.node, &["securityContext", "runAsGroup"]),
-                capabilities_drop: tree
-                    .path(c.node, &["securityContext", "capabilities", "drop"])
-                    .map(|d| {
-                        tree.items(d)
-                            .iter()
-                            .filter_map(|i| tree.str(*i))
-                            .map(str::to_string)
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-            .collect();
-        let security = spec
-            .map(|s| PodSecurity {
-                run_as_user: int_at(tree, s, &["securityContext", "runAsUser"]),
-                run_as_group: int_at(tree, s, &["securityContext", "runAsGroup"]),
-                fs_group: int_at(tree, s, &["securityContext", "fsGroup"]),
-                supplemental_groups: tree
-                    .path(s, &["securityContext", "supplementalGroups"])
-                    .map(|g| {
-                        tree.items(g)
-                            .iter()
-                            .filter_map(|i| tree.str(*i)?.parse().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            })
-            .unwrap_or_default();
-        let spec_location = ctx.location(tree.key_node(template, "spec").unwrap_or(opt_in));
-        out.pods.push(ScannedPod {
-            object: object.reference.clone(),
-            location: ctx.location(opt_in),
-            field,
-            role: request.role.clone(),
-            role_location: ctx.location(role_node),
-            service_account,
-            namespace: object.reference.namespace.clone(),
-            references,
-            injected: request.injected,
-            spec_location,
-            annotations: meta_entries(&ctx, template, "annotations"),
-            labels: meta_entries(&ctx, template, "labels"),
-            security,
-            containers,
-            files,
-            live: request
-                .live
-                .refresh_seconds(settings.refresh_seconds)
-                .is_some(),
+                containers: names.clone(),
+                format: f.format,
+            },
+            location: ctx.location(f.node),
+            field: annotation.clone(),
         });
     }
-    out.diagnostics.append(&mut ctx.diagnostics);
+    for r in &request.env_refs {
+        let c = &request.containers[r.container];
+        references.push(ScannedRef {
+            reference: r.reference.clone(),
+            text: r.text.clone(),
+            usage: Usage::Env {
+                container: c.name.clone(),
+                env_name: r.env_name.clone(),
+            },
+            location: ctx.location(r.node),
+            field: format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
+        });
+    }
+    let files = request
+        .files
+        .iter()
+        .zip(file_sites)
+        .map(|(f, (containers, annotation))| ScannedFile {
+            suffix: f.suffix.clone(),
+            file_name: f.file_name.clone(),
+            mount_path: f.mount_path.clone(),
+            mode: f.mode,
+            containers,
+            location: ctx.location(f.node),
+            field: annotation,
+        })
+        .collect();
+    let containers = request
+        .containers
+        .iter()
+        .map(|c| ScannedContainer {
+            name: c.name.clone(),
+            init: c.init,
+            run_as_user: int_at(tree, c.node, &["securityContext", "runAsUser"]),
+            run_as_group: int_at(tree, c.node, &["securityContext", "runAsGroup"]),
+            capabilities_drop: tree
+                .path(c.node, &["securityContext", "capabilities", "drop"])
+                .map(|d| {
+                    tree.items(d)
+                        .iter()
+                        .filter_map(|i| tree.str(*i))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    let security = spec
+        .map(|s| PodSecurity {
+            run_as_user: int_at(tree, s, &["securityContext", "runAsUser"]),
+            run_as_group: int_at(tree, s, &["securityContext", "runAsGroup"]),
+            fs_group: int_at(tree, s, &["securityContext", "fsGroup"]),
+            supplemental_groups: tree
+                .path(s, &["securityContext", "supplementalGroups"])
+                .map(|g| {
+                    tree.items(g)
+                        .iter()
+                        .filter_map(|i| tree.str(*i)?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .unwrap_or_default();
+    let spec_location = ctx.location(tree.key_node(template, "spec").unwrap_or(opt_in));
+    ScannedPod {
+        object: ctx.object.clone(),
+        location: ctx.location(opt_in),
+        field,
+        role: request.role.clone(),
+        role_location: ctx.location(role_node),
+        service_account,
+        namespace: ctx.object.namespace.clone(),
+        references,
+        injected: request.injected,
+        spec_location,
+        annotations: meta_entries(ctx, template, "annotations"),
+        labels: meta_entries(ctx, template, "labels"),
+        security,
+        containers,
+        files,
+        live: request
+            .live
+            .refresh_seconds(settings.refresh_seconds)
+            .is_some(),
+    }
 }
 
 /// An integer field (Kubernetes writes user and group ids as integers).

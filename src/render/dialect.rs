@@ -211,9 +211,14 @@ impl Ctx<'_> {
     }
 
     pub fn has_errors(&self) -> bool {
+        self.error_count() > 0
+    }
+
+    pub fn error_count(&self) -> usize {
         self.diagnostics
             .iter()
-            .any(|d| d.severity == crate::diag::Severity::Error)
+            .filter(|d| d.severity == crate::diag::Severity::Error)
+            .count()
     }
 }
 

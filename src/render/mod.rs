@@ -7,20 +7,20 @@
 
 pub mod dialect;
 pub mod edit;
+pub mod frontend;
 pub mod plan;
 pub mod stream;
 pub mod tree;
 pub mod workload;
 
-use self::dialect::{Ctx, Gate};
+use self::dialect::Ctx;
 use self::edit::{Edit, Insertion, Layout};
 use self::stream::Document;
-use self::tree::{Kind, NodeId, Tree, TreeErrorKind};
+use self::tree::{Kind, NodeId, Tree};
 use crate::config::{ConfigFile, Settings};
 use crate::diag::Code;
 use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Largest single document that is parsed (untouched documents are only scanned).
 pub const MAX_DOCUMENT_BYTES: usize = 32 * 1024 * 1024;
@@ -272,108 +272,16 @@ where
         .filter(|d| small(d))
         .map(|d| d.end - d.start)
         .sum();
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_WORKERS);
+    let workers = crate::parallel::workers(MAX_WORKERS);
     if workers < 2 || shared_bytes < PARALLEL_MIN_BYTES {
         return docs.iter().map(plan_doc).collect();
     }
-    let next = AtomicUsize::new(0);
-    let work = || {
-        let mut done = Vec::new();
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            let Some(doc) = docs.get(i) else {
-                return done;
-            };
-            if small(doc) {
-                done.push((i, plan_doc(doc)));
-            }
-        }
-    };
-    let mut results: Vec<(usize, DocPlan<'a>)> = std::thread::scope(|scope| {
-        // A thread that cannot be started leaves its share to the others.
-        let helpers: Vec<_> = (1..workers)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(scope, work).ok())
-            .collect();
-        let mut all = work();
-        for helper in helpers {
-            match helper.join() {
-                Ok(done) => all.extend(done),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        all
-    });
-    results.extend(
-        docs.iter()
-            .enumerate()
-            .filter(|(_, doc)| !small(doc))
-            .map(|(i, doc)| (i, plan_doc(doc))),
-    );
+    let (shared, large): (Vec<_>, Vec<_>) = docs.iter().enumerate().partition(|(_, d)| small(d));
+    let mut results: Vec<(usize, DocPlan<'a>)> =
+        crate::parallel::map(shared, workers, |(i, doc)| (i, plan_doc(doc)));
+    results.extend(large.into_iter().map(|(i, doc)| (i, plan_doc(doc))));
     results.sort_by_key(|(i, _)| *i);
     results.into_iter().map(|(_, plan)| plan).collect()
-}
-
-/// The one way every command reads a document that may hold the dialect: its text and
-/// positioned tree, or the diagnostic (with the same code everywhere: SS002 for a bound on
-/// hostile input, SS001 for anything else the document is not).
-pub fn parse_document<'a>(
-    source: &str,
-    body: &'a [u8],
-    doc: &Document,
-) -> Result<(&'a str, Tree<'a>), Box<Diagnostic>> {
-    let bytes = &body[doc.start..doc.end];
-    let at = |line: usize, column: usize| Location {
-        source: source.to_owned(),
-        line: doc.first_line + line - 1,
-        column,
-    };
-    if bytes.len() > MAX_DOCUMENT_BYTES {
-        return Err(Box::new(
-            Diagnostic::new(
-                Code::InputLimit,
-                at(1, 1),
-                format!(
-                    "document is {} bytes, more than the {} MiB limit",
-                    bytes.len(),
-                    MAX_DOCUMENT_BYTES / (1024 * 1024)
-                ),
-            )
-            .with_help("split the document"),
-        ));
-    }
-    let text = std::str::from_utf8(bytes).map_err(|e| {
-        let valid = &bytes[..e.valid_up_to()];
-        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-        let column = valid.len() - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
-        Box::new(
-            Diagnostic::new(
-                Code::YamlSyntax,
-                at(line, column),
-                "the document is not valid UTF-8",
-            )
-            .with_help("save the file as UTF-8"),
-        )
-    })?;
-    let tree = Tree::parse(text).map_err(|e| {
-        let (code, help) = match e.kind {
-            TreeErrorKind::Limit => (
-                Code::InputLimit,
-                "flatten or split the document: the limits guard against hostile input",
-            ),
-            TreeErrorKind::Syntax => (Code::YamlSyntax, "fix the YAML syntax at that position"),
-        };
-        Box::new(
-            Diagnostic::new(
-                code,
-                at(e.line, e.column),
-                format!("cannot parse the document: {}", e.message),
-            )
-            .with_help(help),
-        )
-    })?;
-    Ok((text, tree))
 }
 
 /// Plans one document that holds the dialect marker.
@@ -384,7 +292,7 @@ fn plan_marked<'a>(
     settings: &Settings,
 ) -> DocPlan<'a> {
     let mut out = DocPlan::default();
-    let (text, tree) = match parse_document(&input.name, body, doc) {
+    let (text, tree) = match frontend::parse_document(&input.name, body, doc) {
         Ok(parsed) => parsed,
         Err(diagnostic) => {
             out.diagnostics.push(*diagnostic);
@@ -516,35 +424,25 @@ fn plan_document(
     let mut edits: Vec<Edit> = Vec::new();
     let mut pods = 0;
     let mut sample_seq = None;
-    for object in workload::objects(tree) {
-        ctx.object = object.reference.clone();
-        let Some((template, field)) = workload::pod_template(tree, &object, settings) else {
-            continue;
-        };
-        if !field.is_empty() && field != object.field_prefix {
-            dialect::check_workload_metadata(&mut ctx, object.node, &object.field_prefix);
-        }
-        let errors_before = error_count(&ctx);
-        let Gate::OptedIn(request) = dialect::read_pod(&mut ctx, template, &field) else {
-            continue;
-        };
+    frontend::for_each_opted_in_pod(&mut ctx, settings, |ctx, pod| {
         if sample_seq.is_none() {
-            sample_seq = tree.get(template, "spec").and_then(|spec| {
+            sample_seq = tree.get(pod.template, "spec").and_then(|spec| {
                 Some((
                     tree.key_node(spec, "containers")?,
                     tree.get(spec, "containers")?,
                 ))
             });
         }
-        if request.injected || error_count(&ctx) > errors_before {
-            continue;
+        if pod.request.injected || !pod.valid {
+            return;
         }
-        if let Some((_spec, pod_edits)) = plan::plan(&mut ctx, settings, &request, template, &field)
+        if let Some((_spec, pod_edits)) =
+            plan::plan(ctx, settings, &pod.request, pod.template, &pod.field)
         {
             edits.extend(pod_edits);
             pods += 1;
         }
-    }
+    });
     let has_errors = ctx.has_errors();
     let object = ctx.object.clone();
     diagnostics.append(&mut ctx.diagnostics);
@@ -572,13 +470,6 @@ fn plan_document(
             None
         }
     }
-}
-
-fn error_count(ctx: &Ctx) -> usize {
-    ctx.diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count()
 }
 
 /// The ResourceList's `functionConfig` entry as a YAML text of its own. Deserialising the

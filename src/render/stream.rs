@@ -104,9 +104,7 @@ where
     T: Send,
     F: Fn(usize, usize) -> T + Sync,
 {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_SCAN_THREADS);
+    let threads = crate::parallel::workers(MAX_SCAN_THREADS);
     if threads < 2 || input.len() < PARALLEL_SCAN_MIN_BYTES {
         return vec![scan(0, input.len())];
     }
@@ -114,29 +112,7 @@ where
     let bounds: Vec<(usize, usize)> = (0..threads)
         .map(|i| (i * size, ((i + 1) * size).min(input.len())))
         .collect();
-    std::thread::scope(|scope| {
-        let scan = &scan;
-        // The first chunk runs here; a thread that cannot be started runs here too.
-        let others: Vec<_> = bounds[1..]
-            .iter()
-            .map(|&(start, end)| {
-                std::thread::Builder::new()
-                    .spawn_scoped(scope, move || scan(start, end))
-                    .map_err(|_| (start, end))
-            })
-            .collect();
-        let mut results = vec![scan(bounds[0].0, bounds[0].1)];
-        for other in others {
-            results.push(match other {
-                Ok(handle) => match handle.join() {
-                    Ok(result) => result,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                },
-                Err((start, end)) => scan(start, end),
-            });
-        }
-        results
-    })
+    crate::parallel::map(bounds, threads, |(start, end)| scan(start, end))
 }
 
 /// A line that starts with `---` or `...`.
