@@ -1,5 +1,7 @@
 //! Planning the expansion of one opted-in pod template (SPEC section 2): the agent spec and
-//! the edits that wire it into the pod.
+//! the edits that wire it into the pod. [`plan`] runs the steps in order: the volumes'
+//! names, the file secrets, the env references, wrapping the commands of the containers
+//! that need `exec`, the agent spec and its container, the pod's volumes, and the edits.
 
 use crate::config::KubeVersion;
 use crate::config::Settings;
@@ -57,163 +59,280 @@ pub fn plan(
     };
     let spec_node = tree.resolve(spec_node);
     let volumes_node = tree.get(spec_node, "volumes");
-    let volume_names: Vec<String> = volumes_node
-        .map(|v| {
-            tree.items(v)
-                .iter()
-                .filter_map(|vol| tree.str_at(*vol, &["name"]).map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let container_names: Vec<String> = request.containers.iter().map(|c| c.name.clone()).collect();
     let refresh = request.live.refresh_seconds(settings.refresh_seconds);
-    if let (Some(seconds), Some(version)) = (refresh, settings.kube_version) {
-        if version < KubeVersion::NATIVE_SIDECARS {
-            let node = request
-                .live
-                .refresh
-                .map_or(request.annotations, |(_, node)| node);
-            let object = &ctx.object;
-            let pod = match &object.namespace {
-                Some(ns) => format!("{} {ns}/{}", object.kind, object.name),
-                None => format!("{} {}", object.kind, object.name),
-            };
-            ctx.report(
-                Code::LiveNeedsKubernetes129,
-                node,
-                format!("{field}metadata.annotations"),
-                format!(
-                    "{pod} asks for live mode (refresh every {seconds}s), which needs native sidecars (Kubernetes {} or later), but the target cluster is Kubernetes {version}",
-                    KubeVersion::NATIVE_SIDECARS
-                ),
-                "upgrade the cluster, set the right --kube-version, or turn live mode off for this pod (vault.secretstore.rafay.dev/refresh: \"off\")",
-            );
-            return None;
+    if let Some(seconds) = refresh {
+        live_mode_supported(ctx, settings, request, field, seconds)?;
+    }
+    let names = VolumeNames::new(tree, volumes_node);
+    let mut wiring = Wiring::default();
+    wiring.add_files(request, &names, refresh);
+    wiring.add_env_refs(request, refresh);
+    let mut edits = Vec::new();
+    let needs_bin = wrap_commands(
+        ctx,
+        settings,
+        request,
+        field,
+        &names,
+        &mut wiring,
+        &mut edits,
+    )?;
+    if ctx.has_errors() {
+        return None;
+    }
+    let Wiring {
+        reads,
+        files,
+        env_files,
+        mounts,
+        ..
+    } = wiring;
+    let agent_spec = AgentSpec {
+        v: AgentSpec::VERSION,
+        vault: vault_connection(settings, request),
+        timeout_seconds: settings.timeout_seconds,
+        secrets: reads,
+        files,
+        env_files,
+        copy_binary_to: needs_bin.then(exec_binary),
+        live: refresh.map(|refresh_seconds| LiveSpec {
+            refresh_seconds,
+            revoke_on_stop: request.live.revoke_on_stop.is_none_or(|(b, _)| b),
+        }),
+        secrets_root: AGENT_SECRETS_DIR.to_owned(),
+        bin_root: BIN_DIR.to_owned(),
+    };
+    let init = agent_container(settings, request, &agent_spec, &names, needs_bin);
+    let volumes = pod_volumes(settings, &names, needs_bin);
+    let pod_spec = PodSpecNodes {
+        spec: spec_node,
+        volumes: volumes_node,
+    };
+    edits.extend(add_to_pod(
+        ctx, request, pod_spec, field, init, volumes, mounts,
+    )?);
+    Some((agent_spec, edits))
+}
+
+/// Live mode needs native sidecars; reports SS131 when the target cluster is older.
+fn live_mode_supported(
+    ctx: &mut Ctx,
+    settings: &Settings,
+    request: &PodRequest,
+    field: &str,
+    seconds: u64,
+) -> Option<()> {
+    let Some(version) = settings.kube_version else {
+        return Some(());
+    };
+    if version >= KubeVersion::NATIVE_SIDECARS {
+        return Some(());
+    }
+    let node = request
+        .live
+        .refresh
+        .map_or(request.annotations, |(_, node)| node);
+    let object = &ctx.object;
+    let pod = match &object.namespace {
+        Some(ns) => format!("{} {ns}/{}", object.kind, object.name),
+        None => format!("{} {}", object.kind, object.name),
+    };
+    ctx.report(
+        Code::LiveNeedsKubernetes129,
+        node,
+        format!("{field}metadata.annotations"),
+        format!(
+            "{pod} asks for live mode (refresh every {seconds}s), which needs native sidecars (Kubernetes {} or later), but the target cluster is Kubernetes {version}",
+            KubeVersion::NATIVE_SIDECARS
+        ),
+        "upgrade the cluster, set the right --kube-version, or turn live mode off for this pod (vault.secretstore.rafay.dev/refresh: \"off\")",
+    );
+    None
+}
+
+/// The names of the volumes render adds, each one the pod does not use yet.
+struct VolumeNames {
+    secrets: String,
+    bin: String,
+    token: String,
+    ca: String,
+}
+
+impl VolumeNames {
+    fn new(tree: &Tree, volumes_node: Option<NodeId>) -> Self {
+        let taken: Vec<String> = volumes_node
+            .map(|v| {
+                tree.items(v)
+                    .iter()
+                    .filter_map(|vol| tree.str_at(*vol, &["name"]).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        VolumeNames {
+            secrets: unique_name("secretstore-secrets", &taken),
+            bin: unique_name("secretstore-bin", &taken),
+            token: unique_name("secretstore-token", &taken),
+            ca: unique_name("secretstore-ca", &taken),
         }
     }
-    let pod_on_change = request
-        .live
-        .on_change
-        .as_ref()
-        .map_or(OnChange::None, |(a, _)| a.clone());
-    // Per container: the files `exec` watches and what it does when they change.
-    let mut watches: BTreeMap<usize, Vec<WatchedFile>> = BTreeMap::new();
+}
 
-    // Secrets read once each, in order of first use.
-    let mut reads: Vec<SecretRead> = Vec::new();
-    let mut read_index = |path: &str, version: Option<u64>| -> usize {
+/// What the pod's plan gathers from its file secrets and env references.
+#[derive(Default)]
+struct Wiring {
+    /// Secrets read once each, in order of first use.
+    reads: Vec<SecretRead>,
+    files: Vec<FileOutput>,
+    env_files: Vec<EnvFileOutput>,
+    /// Per container: the mounts to add.
+    mounts: BTreeMap<usize, Vec<Value>>,
+    /// Per container: the files `exec` watches and what it does when they change.
+    watches: BTreeMap<usize, Vec<WatchedFile>>,
+    /// The containers with env references, whose commands `exec` wraps.
+    wrapped: Vec<usize>,
+}
+
+impl Wiring {
+    /// The index of a secret in `reads`, added on first use.
+    fn read_index(&mut self, path: &str, version: Option<u64>) -> usize {
         let read = SecretRead {
             path: path.to_string(),
             version,
         };
-        match reads.iter().position(|r| *r == read) {
+        match self.reads.iter().position(|r| *r == read) {
             Some(i) => i,
             None => {
-                reads.push(read);
-                reads.len() - 1
+                self.reads.push(read);
+                self.reads.len() - 1
             }
         }
-    };
+    }
 
-    let secrets_volume = unique_name("secretstore-secrets", &volume_names);
-    let bin_volume = unique_name("secretstore-bin", &volume_names);
-    let token_volume = unique_name("secretstore-token", &volume_names);
-    let ca_volume = unique_name("secretstore-ca", &volume_names);
+    /// Each file secret: one output per container, and one sub-directory mount of the
+    /// secrets volume per container and mount path.
+    fn add_files(&mut self, request: &PodRequest, names: &VolumeNames, refresh: Option<u64>) {
+        let pod_on_change = pod_on_change(request);
+        // Per container: mount path → sub-directory number.
+        let mut dirs: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for f in &request.files {
+            let secret = self.read_index(&f.reference.path, f.reference.version);
+            let on_change = refresh
+                .map(|_| f.on_change.clone().unwrap_or_else(|| pod_on_change.clone()))
+                .filter(|a| *a != OnChange::None);
+            for &c in &f.containers {
+                let cname = &request.containers[c].name;
+                let container_dirs = dirs.entry(c).or_default();
+                let k = match container_dirs.iter().position(|p| *p == f.mount_path) {
+                    Some(k) => k,
+                    None => {
+                        container_dirs.push(f.mount_path.clone());
+                        self.mounts.entry(c).or_default().push(json!({
+                            "name": names.secrets,
+                            "mountPath": if f.mount_path.is_empty() { "/" } else { &f.mount_path },
+                            "subPath": format!("files/{cname}/{}", container_dirs.len() - 1),
+                            "readOnly": true,
+                        }));
+                        container_dirs.len() - 1
+                    }
+                };
+                self.files.push(FileOutput {
+                    secret,
+                    key: f.reference.key.clone(),
+                    format: f.format,
+                    mode: f.mode,
+                    path: format!("{AGENT_SECRETS_DIR}/files/{cname}/{k}/{}", f.file_name),
+                    reference: f.reference_text.clone(),
+                    on_change: on_change.clone(),
+                });
+                if let Some(action) = &on_change {
+                    self.watches.entry(c).or_default().push(WatchedFile {
+                        path: format!("{}/{}", f.mount_path, f.file_name),
+                        on_change: action.clone(),
+                    });
+                }
+            }
+        }
+    }
 
-    let mut files = Vec::new();
-    let mut mounts: BTreeMap<usize, Vec<Value>> = BTreeMap::new();
-    // Per container: mount path → sub-directory number.
-    let mut dirs: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    for f in &request.files {
-        let secret = read_index(&f.reference.path, f.reference.version);
-        let on_change = refresh
-            .map(|_| f.on_change.clone().unwrap_or_else(|| pod_on_change.clone()))
-            .filter(|a| *a != OnChange::None);
-        for &c in &f.containers {
-            let cname = &request.containers[c].name;
-            let container_dirs = dirs.entry(c).or_default();
-            let k = match container_dirs.iter().position(|p| *p == f.mount_path) {
-                Some(k) => k,
+    /// The env references: one env file per container, each reference once.
+    fn add_env_refs(&mut self, request: &PodRequest, refresh: Option<u64>) {
+        for r in &request.env_refs {
+            let secret = self.read_index(&r.reference.path, r.reference.version);
+            let cname = &request.containers[r.container].name;
+            let entry = match self.env_files.iter().position(|e| &e.container == cname) {
+                Some(i) => &mut self.env_files[i],
                 None => {
-                    container_dirs.push(f.mount_path.clone());
-                    mounts.entry(c).or_default().push(json!({
-                        "name": secrets_volume,
-                        "mountPath": if f.mount_path.is_empty() { "/" } else { &f.mount_path },
-                        "subPath": format!("files/{cname}/{}", container_dirs.len() - 1),
-                        "readOnly": true,
-                    }));
-                    container_dirs.len() - 1
+                    self.wrapped.push(r.container);
+                    self.env_files.push(EnvFileOutput {
+                        container: cname.clone(),
+                        path: format!("{AGENT_SECRETS_DIR}/env/{cname}/{ENV_FILE_NAME}"),
+                        refs: Vec::new(),
+                    });
+                    let last = self.env_files.len() - 1;
+                    &mut self.env_files[last]
                 }
             };
-            files.push(FileOutput {
-                secret,
-                key: f.reference.key.clone(),
-                format: f.format,
-                mode: f.mode,
-                path: format!("{AGENT_SECRETS_DIR}/files/{cname}/{k}/{}", f.file_name),
-                reference: f.reference_text.clone(),
-                on_change: on_change.clone(),
-            });
-            if let Some(action) = &on_change {
-                watches.entry(c).or_default().push(WatchedFile {
-                    path: format!("{}/{}", f.mount_path, f.file_name),
-                    on_change: action.clone(),
+            if !entry.refs.iter().any(|e| e.reference == r.text) {
+                entry.refs.push(EnvRef {
+                    reference: r.text.clone(),
+                    secret,
+                    key: r
+                        .reference
+                        .key
+                        .clone()
+                        .unwrap_or_else(|| r.env_name.clone()),
+                });
+            }
+        }
+        // Env values change only when the app starts again.
+        if refresh.is_some() && pod_on_change(request) == OnChange::Restart {
+            for &c in &self.wrapped {
+                self.watches.entry(c).or_default().push(WatchedFile {
+                    path: format!("{ENV_DIR}/{ENV_FILE_NAME}"),
+                    on_change: OnChange::Restart,
                 });
             }
         }
     }
+}
 
-    let mut env_files: Vec<EnvFileOutput> = Vec::new();
-    let mut wrapped: Vec<usize> = Vec::new();
-    for r in &request.env_refs {
-        let secret = read_index(&r.reference.path, r.reference.version);
-        let cname = &request.containers[r.container].name;
-        let entry = match env_files.iter_mut().position(|e| &e.container == cname) {
-            Some(i) => &mut env_files[i],
-            None => {
-                wrapped.push(r.container);
-                env_files.push(EnvFileOutput {
-                    container: cname.clone(),
-                    path: format!("{AGENT_SECRETS_DIR}/env/{cname}/{ENV_FILE_NAME}"),
-                    refs: Vec::new(),
-                });
-                let last = env_files.len() - 1;
-                &mut env_files[last]
-            }
-        };
-        if !entry.refs.iter().any(|e| e.reference == r.text) {
-            entry.refs.push(EnvRef {
-                reference: r.text.clone(),
-                secret,
-                key: r
-                    .reference
-                    .key
-                    .clone()
-                    .unwrap_or_else(|| r.env_name.clone()),
-            });
-        }
-    }
+/// The pod's own on-change action (a file secret may set its own).
+fn pod_on_change(request: &PodRequest) -> OnChange {
+    request
+        .live
+        .on_change
+        .as_ref()
+        .map_or(OnChange::None, |(a, _)| a.clone())
+}
 
-    // Env values change only when the app starts again.
-    if refresh.is_some() && pod_on_change == OnChange::Restart {
-        for &c in &wrapped {
-            watches.entry(c).or_default().push(WatchedFile {
-                path: format!("{ENV_DIR}/{ENV_FILE_NAME}"),
-                on_change: OnChange::Restart,
-            });
-        }
-    }
+/// Where the agent copies the binary for `exec`.
+fn exec_binary() -> String {
+    format!("{BIN_DIR}/secretstore")
+}
+
+/// Wraps the command of every container that has env references or files to watch in
+/// `exec`, and adds its mounts and watch list; returns whether any container needs the
+/// binary, or `None` when a field cannot be edited.
+fn wrap_commands(
+    ctx: &mut Ctx,
+    settings: &Settings,
+    request: &PodRequest,
+    field: &str,
+    names: &VolumeNames,
+    wiring: &mut Wiring,
+    edits: &mut Vec<Edit>,
+) -> Option<bool> {
+    let tree = ctx.tree;
     // Containers `exec` wraps only to tell the app about changed files.
-    let watch_only: Vec<usize> = watches
+    let watch_only: Vec<usize> = wiring
+        .watches
         .keys()
         .copied()
-        .filter(|c| !wrapped.contains(c))
+        .filter(|c| !wiring.wrapped.contains(c))
         .collect();
-
-    let mut edits = Vec::new();
-    let exec_binary = format!("{BIN_DIR}/secretstore");
-    for &c in wrapped.iter().chain(&watch_only) {
-        let env_refs = wrapped.contains(&c);
+    let exec_binary = exec_binary();
+    for &c in wiring.wrapped.iter().chain(&watch_only) {
+        let env_refs = wiring.wrapped.contains(&c);
         let container = &request.containers[c];
         let cfield = format!("{field}spec.{}", container.field());
         for reserved in [ENV_DIR, BIN_DIR] {
@@ -267,17 +386,17 @@ pub fn plan(
                 ),
             },
         }
-        let list = mounts.entry(c).or_default();
+        let list = wiring.mounts.entry(c).or_default();
         if env_refs {
             list.push(json!({
-                "name": secrets_volume,
+                "name": names.secrets,
                 "mountPath": ENV_DIR,
                 "subPath": format!("env/{}", container.name),
                 "readOnly": true,
             }));
         }
-        list.push(json!({"name": bin_volume, "mountPath": BIN_DIR, "readOnly": true}));
-        if let Some(files) = watches.remove(&c) {
+        list.push(json!({"name": names.bin, "mountPath": BIN_DIR, "readOnly": true}));
+        if let Some(files) = wiring.watches.remove(&c) {
             let watch = ExecWatch { files };
             let var = json!({"name": LIVE_ENV, "value": serde_json::to_string(&watch).unwrap_or_default()});
             match tree.get(container.node, "env") {
@@ -293,46 +412,43 @@ pub fn plan(
             }
         }
     }
-    let needs_bin = !wrapped.is_empty() || !watch_only.is_empty();
-    if ctx.has_errors() {
-        return None;
-    }
+    Some(!wiring.wrapped.is_empty() || !watch_only.is_empty())
+}
 
+/// How the agent reaches Vault and logs in.
+fn vault_connection(settings: &Settings, request: &PodRequest) -> VaultConnection {
     let ca_file = settings.ca_cert.as_ref().map(|ca| {
         let key = ca.key.clone().unwrap_or_else(|| "ca.crt".into());
         format!("{CA_DIR}/{key}")
     });
-    let agent_spec = AgentSpec {
-        v: AgentSpec::VERSION,
-        vault: VaultConnection {
-            address: settings.vault_address.clone(),
-            auth_path: settings.auth_path.clone(),
-            role: request.role.clone(),
-            namespace: settings.vault_namespace.clone(),
-            ca_cert_file: ca_file,
-            tls_server_name: settings.tls_server_name.clone(),
-            token_file: format!("{TOKEN_DIR}/{TOKEN_FILE_NAME}"),
-        },
-        timeout_seconds: settings.timeout_seconds,
-        secrets: reads,
-        files,
-        env_files,
-        copy_binary_to: needs_bin.then(|| exec_binary.clone()),
-        live: refresh.map(|refresh_seconds| LiveSpec {
-            refresh_seconds,
-            revoke_on_stop: request.live.revoke_on_stop.is_none_or(|(b, _)| b),
-        }),
-        secrets_root: AGENT_SECRETS_DIR.to_owned(),
-        bin_root: BIN_DIR.to_owned(),
-    };
-
-    let mut agent_mounts = vec![json!({"name": secrets_volume, "mountPath": AGENT_SECRETS_DIR})];
-    if needs_bin {
-        agent_mounts.push(json!({"name": bin_volume, "mountPath": BIN_DIR}));
+    VaultConnection {
+        address: settings.vault_address.clone(),
+        auth_path: settings.auth_path.clone(),
+        role: request.role.clone(),
+        namespace: settings.vault_namespace.clone(),
+        ca_cert_file: ca_file,
+        tls_server_name: settings.tls_server_name.clone(),
+        token_file: format!("{TOKEN_DIR}/{TOKEN_FILE_NAME}"),
     }
-    agent_mounts.push(json!({"name": token_volume, "mountPath": TOKEN_DIR, "readOnly": true}));
+}
+
+/// The agent's init container (a native sidecar in live mode), restricted by the Pod
+/// Security Standard.
+fn agent_container(
+    settings: &Settings,
+    request: &PodRequest,
+    agent_spec: &AgentSpec,
+    names: &VolumeNames,
+    needs_bin: bool,
+) -> Value {
+    let container_names: Vec<String> = request.containers.iter().map(|c| c.name.clone()).collect();
+    let mut agent_mounts = vec![json!({"name": names.secrets, "mountPath": AGENT_SECRETS_DIR})];
+    if needs_bin {
+        agent_mounts.push(json!({"name": names.bin, "mountPath": BIN_DIR}));
+    }
+    agent_mounts.push(json!({"name": names.token, "mountPath": TOKEN_DIR, "readOnly": true}));
     if settings.ca_cert.is_some() {
-        agent_mounts.push(json!({"name": ca_volume, "mountPath": CA_DIR, "readOnly": true}));
+        agent_mounts.push(json!({"name": names.ca, "mountPath": CA_DIR, "readOnly": true}));
     }
     let mut init = json!({
         "name": unique_name(AGENT_CONTAINER, &container_names),
@@ -352,7 +468,7 @@ pub fn plan(
         },
         "volumeMounts": agent_mounts,
     });
-    if refresh.is_some() {
+    if agent_spec.live.is_some() {
         // A native sidecar: started before the app containers, which wait for its startup
         // probe (the first complete fetch), and stopped after them.
         init["restartPolicy"] = Value::from("Always");
@@ -362,10 +478,14 @@ pub fn plan(
             "failureThreshold": settings.timeout_seconds + STARTUP_PROBE_SLACK,
         });
     }
+    init
+}
 
-    let mut volumes = vec![json!({"name": secrets_volume, "emptyDir": {"medium": "Memory"}})];
+/// The volumes render adds: secrets in memory, the binary, the projected token and the CA.
+fn pod_volumes(settings: &Settings, names: &VolumeNames, needs_bin: bool) -> Vec<Value> {
+    let mut volumes = vec![json!({"name": names.secrets, "emptyDir": {"medium": "Memory"}})];
     if needs_bin {
-        volumes.push(json!({"name": bin_volume, "emptyDir": {}}));
+        volumes.push(json!({"name": names.bin, "emptyDir": {}}));
     }
     let mut token = serde_json::Map::new();
     if let Some(aud) = &settings.audience {
@@ -377,20 +497,42 @@ pub fn plan(
     );
     token.insert("path".into(), Value::from(TOKEN_FILE_NAME));
     volumes.push(
-        json!({"name": token_volume, "projected": {"sources": [{"serviceAccountToken": token}]}}),
+        json!({"name": names.token, "projected": {"sources": [{"serviceAccountToken": token}]}}),
     );
     if let Some(ca) = &settings.ca_cert {
         let key = ca.key.clone().unwrap_or_else(|| "ca.crt".into());
         let items = json!([{"key": key, "path": key}]);
         volumes.push(match (&ca.config_map, &ca.secret) {
-            (Some(cm), _) => json!({"name": ca_volume, "configMap": {"name": cm, "items": items}}),
+            (Some(cm), _) => json!({"name": names.ca, "configMap": {"name": cm, "items": items}}),
             (None, Some(secret)) => {
-                json!({"name": ca_volume, "secret": {"secretName": secret, "items": items}})
+                json!({"name": names.ca, "secret": {"secretName": secret, "items": items}})
             }
             (None, None) => Value::Null,
         });
     }
+    volumes
+}
 
+/// The pod spec's node and its `volumes` list, if any.
+struct PodSpecNodes {
+    spec: NodeId,
+    volumes: Option<NodeId>,
+}
+
+/// The edits that add the agent container, the volumes, the containers' mounts and the
+/// status annotation; `None` when a field cannot be edited.
+fn add_to_pod(
+    ctx: &mut Ctx,
+    request: &PodRequest,
+    pod_spec: PodSpecNodes,
+    field: &str,
+    init: Value,
+    volumes: Vec<Value>,
+    mounts: BTreeMap<usize, Vec<Value>>,
+) -> Option<Vec<Edit>> {
+    let tree = ctx.tree;
+    let (spec_node, volumes_node) = (pod_spec.spec, pod_spec.volumes);
+    let mut edits = Vec::new();
     match tree.get(spec_node, "initContainers") {
         Some(seq) if tree.is_seq(seq) => edits.push(Edit::Prepend {
             seq,
@@ -435,7 +577,7 @@ pub fn plan(
         key: STATUS_KEY.into(),
         value: Value::from(STATUS_INJECTED),
     });
-    Some((agent_spec, edits))
+    Some(edits)
 }
 
 fn append_or_fill(tree: &Tree, seq: NodeId, items: Vec<Value>) -> Edit {
