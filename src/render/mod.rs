@@ -436,7 +436,7 @@ fn plan_document(
         if pod.request.injected || !pod.valid {
             return;
         }
-        if let Some((_spec, pod_edits)) =
+        if let Some((_agent_spec, pod_edits)) =
             plan::plan(ctx, settings, &pod.request, pod.template, &pod.field)
         {
             edits.extend(pod_edits);
