@@ -10,8 +10,7 @@
 //! pinned versions that were not found.
 
 use crate::analyze::scan::ScannedPod;
-use crate::diag::Code;
-use crate::diag::{Diagnostic, Location, ObjectRef};
+use crate::diag::{Code, Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::{is_env_name, FileFormat};
 use crate::render::dialect::{SecretRef, ROLE_KEY};
 use crate::vault::acl::{Acl, Capability, Policy};

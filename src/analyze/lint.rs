@@ -6,8 +6,7 @@
 
 use crate::analyze::scan::{self, ScannedContainer, ScannedPod};
 use crate::config::Settings;
-use crate::diag::Code;
-use crate::diag::{Diagnostic, Location};
+use crate::diag::{Code, Diagnostic, Location};
 use crate::render::dialect;
 use crate::render::frontend;
 use crate::render::plan::AGENT_USER;

@@ -6,8 +6,7 @@
 //! else from `--kv-version MOUNT=N`, else KV v2 mounted at the path's first segment.
 
 use crate::analyze::scan::ScannedPod;
-use crate::diag::Code;
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};

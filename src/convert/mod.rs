@@ -16,8 +16,7 @@ pub mod rewrite;
 pub mod template;
 
 use crate::config::Settings;
-use crate::diag::Code;
-use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
+use crate::diag::{Code, Diagnostic, Location, ObjectRef, Severity};
 use crate::render::dialect::OPT_IN_KEY;
 use crate::render::edit::Layout;
 use crate::render::stream;

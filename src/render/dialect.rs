@@ -1,8 +1,7 @@
 //! The Rafay secret-store dialect (SPEC section 1), parsed from a pod template into a typed
 //! request with source positions.
 
-use crate::diag::Code;
-use crate::diag::{Diagnostic, Location, ObjectRef};
+use crate::diag::{Code, Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::{FileFormat, OnChange, MAX_FILE_NAME, REF_PREFIX, RESERVED_DIR};
 use crate::render::tree::{NodeId, Tree};
 use serde::Deserialize;

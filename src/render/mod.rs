@@ -1,5 +1,7 @@
-//! The render pipeline: read → split into documents → find opted-in pod templates → parse
-//! the dialect → plan the expansion → apply it as edits → write.
+//! The render pipeline: read → split into documents ([`stream`]) → parse ([`frontend`],
+//! [`tree`]) → find opted-in pod templates ([`workload`]) → read the dialect ([`dialect`])
+//! → plan the expansion ([`plan`]) → turn it into insertions ([`edit`]) → write. A KRM
+//! `ResourceList` brings its own settings and gets its errors back (`krm`).
 //!
 //! Planning runs over every input before anything is written, so an error anywhere leaves
 //! stdout untouched. The result refers to the input's bytes and holds only the inserted
@@ -8,6 +10,7 @@
 pub mod dialect;
 pub mod edit;
 pub mod frontend;
+mod krm;
 pub mod plan;
 pub mod stream;
 pub mod tree;
@@ -16,10 +19,9 @@ pub mod workload;
 use self::dialect::Ctx;
 use self::edit::{Edit, Insertion, Layout};
 use self::stream::Document;
-use self::tree::{Kind, NodeId, Tree};
-use crate::config::{ConfigFile, Settings};
-use crate::diag::Code;
-use crate::diag::{Diagnostic, Location, ObjectRef, Severity};
+use self::tree::Tree;
+use crate::config::Settings;
+use crate::diag::{Code, Diagnostic, Location, ObjectRef, Severity};
 use std::io::{self, Write};
 
 /// Largest single document that is parsed (untouched documents are only scanned).
@@ -108,7 +110,7 @@ pub fn render<'a>(
     let mut diagnostics = Vec::new();
     let mut plans = Vec::new();
     let mut expanded = 0;
-    let mut krm: Option<KrmDoc<'a>> = None;
+    let mut krm: Option<krm::KrmDoc<'a>> = None;
     for (i, input) in inputs.iter().enumerate() {
         let plan = plan_input(
             input,
@@ -124,7 +126,7 @@ pub fn render<'a>(
         .into_iter()
         .partition(|d| d.severity == Severity::Error);
     if !errors.is_empty() {
-        let krm_output = krm.map(|k| krm_results(&inputs[k.input], k, &errors));
+        let krm_output = krm.map(|k| krm::with_results(&inputs[k.input], k, &errors));
         let mut all = errors;
         all.extend(warnings);
         return Err(RenderError {
@@ -199,7 +201,7 @@ fn plan_input<'a>(
     settings: &Settings,
     diagnostics: &mut Vec<Diagnostic>,
     expanded: &mut usize,
-    krm: &mut Option<KrmDoc<'a>>,
+    krm: &mut Option<krm::KrmDoc<'a>>,
     index: usize,
 ) -> InputPlan {
     let bom = stream::bom_len(&input.bytes);
@@ -216,7 +218,7 @@ fn plan_input<'a>(
     for (doc, doc_plan) in marked.iter().zip(doc_plans) {
         diagnostics.extend(doc_plan.diagnostics);
         if let Some(tree) = doc_plan.resource_list {
-            *krm = Some(KrmDoc {
+            *krm = Some(krm::KrmDoc {
                 input: index,
                 start: bom + doc.start,
                 end: bom + doc.end,
@@ -240,16 +242,6 @@ struct DocPlan<'a> {
     pods: usize,
     /// The tree of a KRM ResourceList, kept for the error output's `results`.
     resource_list: Option<Tree<'a>>,
-}
-
-/// A KRM ResourceList document of the input, kept from planning: on an error, its
-/// `results` are added to it without parsing it again (which doubled the peak memory).
-struct KrmDoc<'a> {
-    input: usize,
-    /// Byte range of the document in the input.
-    start: usize,
-    end: usize,
-    tree: Tree<'a>,
 }
 
 /// Below this many bytes of documents to parse, threads cost more than they save.
@@ -327,7 +319,7 @@ fn plan_tree(
     let mut doc_settings = None;
     if let Some(root) = tree.root {
         if tree.str_at(root, &["kind"]) == Some("ResourceList") {
-            match krm_settings(text, tree, root, settings) {
+            match krm::settings(text, tree, root, settings) {
                 Ok(s) => doc_settings = s,
                 Err(message) => {
                     out.diagnostics.push(
@@ -373,36 +365,6 @@ fn plan_tree(
         out.insertions = insertions;
         out.pods = pods;
     }
-}
-
-/// Settings from a ResourceList's `functionConfig` (its `spec`, or a ConfigMap's `data.config`).
-fn krm_settings(
-    text: &str,
-    tree: &Tree,
-    root: NodeId,
-    base: &Settings,
-) -> Result<Option<Settings>, String> {
-    let Some(entry) = function_config_entry(text, tree, root) else {
-        return Ok(None);
-    };
-    let value: serde_json::Value = yaml_serde::from_str(&entry)
-        .map_err(|e| format!("cannot read the ResourceList's functionConfig: {e}"))?;
-    let Some(fc) = value.get("functionConfig") else {
-        return Ok(None);
-    };
-    let config = if let Some(spec) = fc.get("spec") {
-        serde_json::from_value::<ConfigFile>(spec.clone())
-            .map_err(|e| format!("functionConfig.spec is not a secretstore configuration: {e}"))?
-    } else if let Some(text) = fc.pointer("/data/config").and_then(|c| c.as_str()) {
-        ConfigFile::parse(text).map_err(|e| format!("functionConfig data.config: {e}"))?
-    } else {
-        return Ok(None);
-    };
-    let mut settings = Settings::from_file(&config, None)?;
-    if config.vault.address.is_none() {
-        settings.vault_address = base.vault_address.clone();
-    }
-    Ok(Some(settings))
 }
 
 /// Plans one parsed document; returns its insertions and how many pods they expand.
@@ -470,81 +432,4 @@ fn plan_document(
             None
         }
     }
-}
-
-/// The ResourceList's `functionConfig` entry as a YAML text of its own. Deserialising the
-/// whole list instead took ~20 times its size in memory (a 26 MB list: 500 MB) and
-/// expanded the aliases of the items, which render otherwise leaves alone.
-fn function_config_entry(text: &str, tree: &Tree, root: NodeId) -> Option<String> {
-    let entries = tree.entries(root);
-    let index = entries
-        .iter()
-        .position(|(k, _)| tree.str(*k) == Some("functionConfig"))?;
-    let (key, _) = entries.get(index)?;
-    let flow = matches!(tree.node(root).kind, Kind::Map { flow: true, .. });
-    let end = match entries.get(index + 1) {
-        Some((next, _)) => tree.node(*next).start,
-        // Before the closing `}`.
-        None if flow => tree.node(root).end.saturating_sub(1),
-        None => text.len(),
-    };
-    let entry = text.get(tree.node(*key).start..end)?;
-    // A flow entry keeps its trailing comma, which YAML allows before `}`.
-    Some(if flow {
-        format!("{{{entry}}}")
-    } else {
-        entry.to_string()
-    })
-}
-
-/// The input ResourceList with `results` added, for KRM runners.
-fn krm_results(input: &Input, krm: KrmDoc<'_>, errors: &[Diagnostic]) -> Vec<u8> {
-    let Some(text) = input
-        .bytes
-        .get(krm.start..krm.end)
-        .and_then(|b| std::str::from_utf8(b).ok())
-    else {
-        return input.bytes.clone();
-    };
-    let results: Vec<serde_json::Value> = errors
-        .iter()
-        .map(|d| {
-            let mut r = serde_json::json!({
-                "message": d.help.as_ref().map_or(d.message.clone(), |h| format!("{} ({h})", d.message)),
-                "severity": "error",
-                "tags": {"code": d.code},
-            });
-            if let Some(o) = &d.object {
-                r["resourceRef"] = serde_json::json!({"kind": o.kind, "name": o.name});
-                if let Some(ns) = &o.namespace {
-                    r["resourceRef"]["namespace"] = serde_json::Value::from(ns.as_str());
-                }
-            }
-            if let Some(f) = &d.field {
-                r["field"] = serde_json::json!({"path": f});
-            }
-            r
-        })
-        .collect();
-    let tree = &krm.tree;
-    let Some(root) = tree.root else {
-        return input.bytes.clone();
-    };
-    let edits = [Edit::AddKey {
-        map: root,
-        key: "results".into(),
-        value: serde_json::Value::Array(results),
-    }];
-    let layout = Layout::detect(text, tree, None);
-    let Ok(ins) = edit::insertions(text, tree, &edits, &layout) else {
-        return input.bytes.clone();
-    };
-    // The tree is as large as the rest together: gone before the output is built.
-    drop(krm.tree);
-    let added: usize = ins.iter().map(|i| i.text.len()).sum();
-    let mut out = Vec::with_capacity(input.bytes.len() + added);
-    out.extend_from_slice(&input.bytes[..krm.start]);
-    edit::splice(text, &ins, &mut out);
-    out.extend_from_slice(&input.bytes[krm.end..]);
-    out
 }
