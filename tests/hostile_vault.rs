@@ -8,6 +8,7 @@
 mod support;
 
 use serde_json::{json, Value};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use support::agent_run::{
     assert_exit, huge_secret, login_answer, mount_answer, run_agent, run_agent_prepared,
@@ -514,4 +515,106 @@ fn check_never_sends_its_token_through_a_redirect_to_another_host() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("redirect"), "{stderr}");
     assert!(elsewhere.requests().is_empty());
+}
+
+/// The `error[SS101]: FILE:LINE:COL: ...` lines of render's stderr, as (code, line, column).
+fn render_errors(stderr: &str, file: &str) -> BTreeSet<(String, u64, u64)> {
+    stderr
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("error[")?;
+            let (code, rest) = rest.split_once("]: ")?;
+            let mut position = rest.strip_prefix(file)?.strip_prefix(':')?.split(':');
+            let line = position.next()?.parse().ok()?;
+            let column = position.next()?.parse().ok()?;
+            Some((code.to_string(), line, column))
+        })
+        .collect()
+}
+
+/// A JSON report's errors with render's codes (SS0xx, SS1xx), as (code, line, column).
+fn report_render_errors(stdout: &[u8]) -> BTreeSet<(String, u64, u64)> {
+    let report: serde_json::Value = serde_json::from_slice(stdout).expect("a JSON report");
+    report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+                f["column"].as_u64().unwrap(),
+            )
+        })
+        .filter(|(code, _, _)| code.starts_with("SS0") || code.starts_with("SS1"))
+        .collect()
+}
+
+/// Every input of `testdata/render` gives the same render errors, at the same positions,
+/// in render, lint and check (planning's too: a container without a command is SS122 in
+/// all three), and policy refuses every input render refuses.
+#[test]
+fn every_command_reports_what_render_refuses() {
+    let vault = FakeVault::start(|req, _| match req.path() {
+        "/v1/sys/internal/ui/mounts" => Reply::json(200, r#"{"data":{"secret":{},"auth":{}}}"#),
+        _ => Reply::json(403, r#"{"errors":["permission denied"]}"#),
+    });
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/render");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut refused = 0;
+    let mut codes = BTreeSet::new();
+    for file in &files {
+        let name = file.display().to_string();
+        let run = |args: &[&str]| {
+            support::secretstore()
+                .args(args)
+                .arg(file)
+                .env("VAULT_ADDR", vault.address())
+                .env("VAULT_TOKEN", TOKEN)
+                .output()
+                .unwrap()
+        };
+        let render = run(&["render", "--allow-empty"]);
+        let expected = render_errors(&String::from_utf8_lossy(&render.stderr), &name);
+        assert_eq!(
+            render.status.code() == Some(1),
+            !expected.is_empty(),
+            "{name}: render's status and its errors"
+        );
+        for command in ["lint", "check"] {
+            let out = run(&[command, "--format", "json"]);
+            assert_eq!(
+                report_render_errors(&out.stdout),
+                expected,
+                "{name}: {command}'s render errors"
+            );
+        }
+        codes.extend(expected.iter().map(|(code, _, _)| code.clone()));
+        if !expected.is_empty() {
+            refused += 1;
+            let policy = run(&["policy"]);
+            assert_eq!(
+                policy.status.code(),
+                Some(1),
+                "{name}: policy accepts what render refuses"
+            );
+        }
+    }
+    assert!(
+        refused >= 15,
+        "only {refused} inputs of testdata/render are refused"
+    );
+    // Planning's findings, which scan once missed, are among them.
+    for code in ["SS117", "SS122"] {
+        assert!(
+            codes.contains(code),
+            "no input of testdata/render gives {code}: {codes:?}"
+        );
+    }
 }

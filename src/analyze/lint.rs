@@ -11,7 +11,7 @@ use crate::render::dialect;
 use crate::render::frontend;
 use crate::render::plan::AGENT_USER;
 use crate::render::stream;
-use crate::render::{self, Input, Options};
+use crate::render::Input;
 use crate::report::Note;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,13 +27,10 @@ const ISTIO_EXCLUDE_RANGES: &str = "traffic.sidecar.istio.io/excludeOutboundIPRa
 /// Lints one input: every diagnostic render gives for it, then the lint rules, in
 /// source order. An input with no objects is fine.
 pub fn lint_input(input: &Input, settings: &Settings) -> Vec<Diagnostic> {
-    let options = Options { allow_empty: true };
-    let mut out = match render::render(std::slice::from_ref(input), settings, &options) {
-        Ok(rendered) => rendered.warnings,
-        Err(err) => err.diagnostics,
-    };
+    let scan = scan::scan(input, settings);
+    let mut out = scan.diagnostics;
     unparsable_unmarked_documents(input, &mut out);
-    for pod in scan::scan(input, settings).pods {
+    for pod in scan.pods {
         no_service_account(&pod, &mut out);
         unreadable_files(&pod, &mut out);
         istio_init_order(&pod, settings, &mut out);

@@ -8,7 +8,7 @@ use crate::render::dialect::{self, Ctx, SecretRef};
 use crate::render::frontend::{self, OptedInPod};
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
-use crate::render::Input;
+use crate::render::{self, Input, Options};
 
 /// Where a reference is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,24 +113,30 @@ pub struct ScannedFile {
 #[derive(Debug, Default)]
 pub struct Scan {
     pub pods: Vec<ScannedPod>,
-    /// Everything render would report (errors and warnings).
+    /// Everything render reports for the input (errors and warnings).
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Scans one input. Documents without the dialect marker are skipped unparsed, as render does.
+/// Scans one input. Its diagnostics are render's own for the input (planning's included),
+/// so every command reports the same findings for it; the pods are read through the same
+/// front-end. Documents without the dialect marker are skipped unparsed, as render does.
 pub fn scan(input: &Input, settings: &Settings) -> Scan {
-    let mut out = Scan::default();
+    let options = Options { allow_empty: true };
+    let diagnostics = match render::render(std::slice::from_ref(input), settings, &options) {
+        Ok(rendered) => rendered.warnings,
+        Err(refused) => refused.diagnostics,
+    };
+    let mut out = Scan {
+        pods: Vec::new(),
+        diagnostics,
+    };
     let body = &input.bytes[stream::bom_len(&input.bytes)..];
     let docs = stream::split(body);
     for doc in stream::containing(body, &docs, crate::render::dialect::MARKER) {
-        let tree = match frontend::parse_document(&input.name, body, &doc) {
-            Ok((_, tree)) => tree,
-            Err(diagnostic) => {
-                out.diagnostics.push(*diagnostic);
-                continue;
-            }
-        };
-        scan_document(input, &tree, doc.first_line, settings, &mut out);
+        // A document that does not parse is among render's diagnostics already.
+        if let Ok((_, tree)) = frontend::parse_document(&input.name, body, &doc) {
+            scan_document(input, &tree, doc.first_line, settings, &mut out);
+        }
     }
     out
 }
@@ -149,10 +155,10 @@ fn scan_document(
         object: ObjectRef::default(),
         diagnostics: Vec::new(),
     };
+    // The walker's findings are render's, which `scan` took from render itself.
     frontend::for_each_opted_in_pod(&mut ctx, settings, |ctx, pod| {
         out.pods.push(scanned_pod(ctx, settings, pod));
     });
-    out.diagnostics.append(&mut ctx.diagnostics);
 }
 
 /// The owned record of an opted-in pod.
