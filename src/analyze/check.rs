@@ -201,6 +201,120 @@ fn shown(reference: &SecretRef) -> String {
     text
 }
 
+/// A finding about the pod's role annotation.
+fn at_role(pod: &ScannedPod, code: Code, message: String, help: String) -> Diagnostic {
+    finding(
+        code,
+        &pod.role_location,
+        &pod.object,
+        &format!("{}metadata.annotations[{ROLE_KEY}]", pod.field),
+        message,
+        help,
+    )
+}
+
+/// Every reference whose path the role's policies do not grant `read` on.
+fn report_read_grants(
+    pod: &ScannedPod,
+    plans: &[Plan],
+    grants: &RoleGrants,
+    out: &mut Vec<Diagnostic>,
+) {
+    let RoleGrants {
+        acl,
+        names,
+        missing,
+        templated,
+    } = grants;
+    for (r, plan) in pod.references.iter().zip(plans) {
+        let target = match plan {
+            Plan::Kv(t) | Plan::PolicyOnly(t) => t,
+            Plan::Done => continue,
+        };
+        if acl.capabilities(&target.api_path).allows(Capability::Read) {
+            continue;
+        }
+        let mut message = format!(
+            "reference `{}`: the policies of role `{}` ({}) do not grant `read` on `{}`",
+            shown(&r.reference),
+            pod.role,
+            names.join(", "),
+            target.api_path
+        );
+        if !missing.is_empty() {
+            message.push_str(&format!(
+                "; polic{} {} do{} not exist",
+                if missing.len() == 1 { "y" } else { "ies" },
+                missing
+                    .iter()
+                    .map(|m| format!("`{m}`"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if missing.len() == 1 { "es" } else { "" }
+            ));
+        }
+        let help = format!(
+            "add `path \"{}\" {{ capabilities = [\"read\"] }}` to one of the role's policies (`secretstore policy` writes them)",
+            target.api_path
+        );
+        let code = if templated
+            .iter()
+            .any(|glob| role::glob_match(glob, &target.api_path))
+        {
+            message.push_str(", unless an identity-templated path of them does (check cannot evaluate templates)");
+            Code::PolicyNotCheckable
+        } else {
+            Code::PolicyDeniesRead
+        };
+        out.push(finding(
+            code,
+            &r.location,
+            &pod.object,
+            &r.field,
+            message,
+            help,
+        ));
+    }
+}
+
+/// A live pod with a leased secret: its sidecar renews the lease and revokes it on stop.
+fn report_lease_grants(
+    pod: &ScannedPod,
+    plans: &[Plan],
+    grants: &RoleGrants,
+    out: &mut Vec<Diagnostic>,
+) {
+    let leased = pod
+        .references
+        .iter()
+        .zip(plans)
+        .find(|(_, plan)| matches!(plan, Plan::PolicyOnly(_)));
+    let (true, Some((r, _))) = (pod.live, leased) else {
+        return;
+    };
+    for path in crate::analyze::policy::LEASE_PATHS {
+        if grants.acl.capabilities(path).allows(Capability::Update) {
+            continue;
+        }
+        out.push(finding(
+            Code::PolicyDeniesLeases,
+            &r.location,
+            &pod.object,
+            &r.field,
+            format!(
+                "reference `{}` is a leased secret of a live pod, but the policies of role `{}` ({}) do not grant `update` on `{path}`, so the sidecar cannot {} its lease",
+                shown(&r.reference),
+                pod.role,
+                grants.names.join(", "),
+                if path.ends_with("renew") { "renew" } else { "revoke" }
+            ),
+            format!(
+                "add `path \"{path}\" {{ capabilities = [\"update\"] }}` to one of the role's policies (`secretstore policy` writes it)"
+            ),
+        ));
+    }
+}
+
 fn finding(
     code: Code,
     location: &Location,
@@ -278,16 +392,15 @@ struct Lookups<'a> {
     options: &'a CheckOptions,
 }
 
-/// A role's policies compiled, or why they cannot be.
-enum RoleAcl {
-    Ready {
-        acl: Acl,
-        names: Vec<String>,
-        missing: Vec<String>,
-        /// Identity-templated rules that grant `read`, as globs (see [`template_glob`]).
-        templated: Vec<String>,
-    },
-    Unknown(String),
+/// What a role's policies grant, compiled.
+struct RoleGrants {
+    acl: Acl,
+    /// The role's policy names.
+    names: Vec<String>,
+    /// Those that do not exist (Vault ignores them).
+    missing: Vec<String>,
+    /// Identity-templated rules that grant `read`, as globs (see [`template_glob`]).
+    templated: Vec<String>,
 }
 
 impl Lookups<'_> {
@@ -300,22 +413,36 @@ impl Lookups<'_> {
         if pod.role.is_empty() {
             return; // render's own SS102 says so.
         }
-        let role_field = format!("{}metadata.annotations[{ROLE_KEY}]", pod.field);
-        let at_role = |code, message: String, help: String| {
-            finding(
-                code,
-                &pod.role_location,
-                &pod.object,
-                &role_field,
-                message,
-                help,
-            )
+        let Some(role) = self.pod_role(pod, out) else {
+            return;
         };
+        self.report_binding(pod, role, out);
+        match self.role_grants(role) {
+            Ok(grants) => {
+                report_read_grants(pod, plans, &grants, out);
+                report_lease_grants(pod, plans, &grants, out);
+            }
+            Err(why) => out.push(at_role(
+                pod,
+                Code::CannotCheck,
+                format!(
+                    "cannot decide what role `{}`'s policies grant: {why}",
+                    pod.role
+                ),
+                "give the check token `read` on sys/policies/acl/<name> for the role's policies"
+                    .into(),
+            )),
+        }
+    }
+
+    /// The pod's role, or the finding that says why there is none to check.
+    fn pod_role(&self, pod: &ScannedPod, out: &mut Vec<Diagnostic>) -> Option<&serde_json::Value> {
         let auth_path = &self.options.auth_path;
-        let role = match self.roles.get(&pod.role) {
-            Some(Fetch::Found(role)) => role,
+        match self.roles.get(&pod.role) {
+            Some(Fetch::Found(role)) => Some(role),
             Some(Fetch::NotFound) => {
                 out.push(at_role(
+                    pod,
                     Code::RoleNotFound,
                     format!(
                         "role `{}` does not exist on {auth_path}{}",
@@ -331,10 +458,11 @@ impl Lookups<'_> {
                         pod.role
                     ),
                 ));
-                return;
+                None
             }
             other => {
                 out.push(at_role(
+                    pod,
                     Code::CannotCheck,
                     format!(
                         "cannot read role `{}` on {auth_path}: {}",
@@ -346,9 +474,18 @@ impl Lookups<'_> {
                         pod.role
                     ),
                 ));
-                return;
+                None
             }
-        };
+        }
+    }
+
+    /// Whether the role admits the pod's service account, namespace and token.
+    fn report_binding(
+        &self,
+        pod: &ScannedPod,
+        role: &serde_json::Value,
+        out: &mut Vec<Diagnostic>,
+    ) {
         let service_account = pod.service_account.as_deref().unwrap_or("default");
         let namespace = pod
             .namespace
@@ -359,117 +496,18 @@ impl Lookups<'_> {
             namespace,
             audience: self.options.audience.as_deref(),
         };
-        let method = Method::detect(self.table.auth_type(auth_path), role);
+        let method = Method::detect(self.table.auth_type(&self.options.auth_path), role);
         for issue in role::binding_issues(method, &pod.role, role, &who) {
-            let finding = at_role(issue.code, issue.message, issue.help);
+            let finding = at_role(pod, issue.code, issue.message, issue.help);
             out.push(if issue.alternative_severity {
                 finding.at_alternative_severity()
             } else {
                 finding
             });
         }
-
-        let acl = self.role_acl(role);
-        let (acl, names, missing, templated) = match &acl {
-            RoleAcl::Ready {
-                acl,
-                names,
-                missing,
-                templated,
-            } => (acl, names, missing, templated),
-            RoleAcl::Unknown(why) => {
-                out.push(at_role(
-                    Code::CannotCheck,
-                    format!(
-                        "cannot decide what role `{}`'s policies grant: {why}",
-                        pod.role
-                    ),
-                    "give the check token `read` on sys/policies/acl/<name> for the role's policies".into(),
-                ));
-                return;
-            }
-        };
-        for (r, plan) in pod.references.iter().zip(plans) {
-            let target = match plan {
-                Plan::Kv(t) | Plan::PolicyOnly(t) => t,
-                Plan::Done => continue,
-            };
-            if acl.capabilities(&target.api_path).allows(Capability::Read) {
-                continue;
-            }
-            let mut message = format!(
-                "reference `{}`: the policies of role `{}` ({}) do not grant `read` on `{}`",
-                shown(&r.reference),
-                pod.role,
-                names.join(", "),
-                target.api_path
-            );
-            if !missing.is_empty() {
-                message.push_str(&format!(
-                    "; polic{} {} do{} not exist",
-                    if missing.len() == 1 { "y" } else { "ies" },
-                    missing
-                        .iter()
-                        .map(|m| format!("`{m}`"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    if missing.len() == 1 { "es" } else { "" }
-                ));
-            }
-            let help = format!(
-                "add `path \"{}\" {{ capabilities = [\"read\"] }}` to one of the role's policies (`secretstore policy` writes them)",
-                target.api_path
-            );
-            let code = if templated
-                .iter()
-                .any(|glob| role::glob_match(glob, &target.api_path))
-            {
-                message.push_str(", unless an identity-templated path of them does (check cannot evaluate templates)");
-                Code::PolicyNotCheckable
-            } else {
-                Code::PolicyDeniesRead
-            };
-            out.push(finding(
-                code,
-                &r.location,
-                &pod.object,
-                &r.field,
-                message,
-                help,
-            ));
-        }
-        // A live sidecar renews its leases and revokes them on stop.
-        let leased = pod
-            .references
-            .iter()
-            .zip(plans)
-            .find(|(_, plan)| matches!(plan, Plan::PolicyOnly(_)));
-        if let (true, Some((r, _))) = (pod.live, leased) {
-            for path in crate::analyze::policy::LEASE_PATHS {
-                if acl.capabilities(path).allows(Capability::Update) {
-                    continue;
-                }
-                out.push(finding(
-                    Code::PolicyDeniesLeases,
-                    &r.location,
-                    &pod.object,
-                    &r.field,
-                    format!(
-                        "reference `{}` is a leased secret of a live pod, but the policies of role `{}` ({}) do not grant `update` on `{path}`, so the sidecar cannot {} its lease",
-                        shown(&r.reference),
-                        pod.role,
-                        names.join(", "),
-                        if path.ends_with("renew") { "renew" } else { "revoke" }
-                    ),
-                    format!(
-                        "add `path \"{path}\" {{ capabilities = [\"update\"] }}` to one of the role's policies (`secretstore policy` writes it)"
-                    ),
-                ));
-            }
-        }
     }
 
-    fn role_acl(&self, role: &serde_json::Value) -> RoleAcl {
+    fn role_grants(&self, role: &serde_json::Value) -> Result<RoleGrants, String> {
         let names = role::policies(role);
         let mut parsed = Vec::new();
         let mut missing = Vec::new();
@@ -481,14 +519,14 @@ impl Lookups<'_> {
             match self.policies.get(name) {
                 Some(Fetch::Found(text)) => match Policy::parse(name, text) {
                     Ok(p) => parsed.push(p),
-                    Err(e) => return RoleAcl::Unknown(format!("policy `{name}`: {e}")),
+                    Err(e) => return Err(format!("policy `{name}`: {e}")),
                 },
                 // Vault ignores a policy name that does not exist; so does the login.
                 Some(Fetch::NotFound) => missing.push(name.clone()),
-                other => return RoleAcl::Unknown(format!("policy `{name}`: {}", why(other))),
+                other => return Err(format!("policy `{name}`: {}", why(other))),
             }
         }
-        RoleAcl::Ready {
+        Ok(RoleGrants {
             templated: parsed
                 .iter()
                 .flat_map(Policy::rules)
@@ -498,7 +536,7 @@ impl Lookups<'_> {
             acl: Acl::new(&parsed),
             names,
             missing,
-        }
+        })
     }
 
     fn report_secret(

@@ -4,7 +4,7 @@
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::FileFormat;
-use crate::render::dialect::{self, Ctx, SecretRef};
+use crate::render::dialect::{self, Ctx, PodRequest, SecretRef};
 use crate::render::frontend::{self, OptedInPod};
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
@@ -182,6 +182,39 @@ fn scanned_pod(ctx: &Ctx, settings: &Settings, pod: OptedInPod) -> ScannedPod {
     let role_node = tree
         .path(template, &["metadata", "annotations", dialect::ROLE_KEY])
         .unwrap_or(opt_in);
+    let (references, files) = references_and_files(ctx, &request, &field);
+    let containers = scanned_containers(tree, &request);
+    let security = pod_security(tree, spec);
+    let spec_location = ctx.location(tree.key_node(template, "spec").unwrap_or(opt_in));
+    ScannedPod {
+        object: ctx.object.clone(),
+        location: ctx.location(opt_in),
+        field,
+        role: request.role.clone(),
+        role_location: ctx.location(role_node),
+        service_account,
+        namespace: ctx.object.namespace.clone(),
+        references,
+        injected: request.injected,
+        spec_location,
+        annotations: meta_entries(ctx, template, "annotations"),
+        labels: meta_entries(ctx, template, "labels"),
+        security,
+        containers,
+        files,
+        live: request
+            .live
+            .refresh_seconds(settings.refresh_seconds)
+            .is_some(),
+    }
+}
+
+/// The pod's references, file secrets first, and its file secrets as the agent writes them.
+fn references_and_files(
+    ctx: &Ctx,
+    request: &PodRequest,
+    field: &str,
+) -> (Vec<ScannedRef>, Vec<ScannedFile>) {
     let mut references = Vec::new();
     // Per file secret: the names of its containers and its annotation's field.
     let file_sites: Vec<(Vec<String>, String)> = request
@@ -242,7 +275,12 @@ fn scanned_pod(ctx: &Ctx, settings: &Settings, pod: OptedInPod) -> ScannedPod {
             field: annotation,
         })
         .collect();
-    let containers = request
+    (references, files)
+}
+
+/// Init containers first, then app containers, with what decides their file access.
+fn scanned_containers(tree: &Tree, request: &PodRequest) -> Vec<ScannedContainer> {
+    request
         .containers
         .iter()
         .map(|c| ScannedContainer {
@@ -261,45 +299,26 @@ fn scanned_pod(ctx: &Ctx, settings: &Settings, pod: OptedInPod) -> ScannedPod {
                 })
                 .unwrap_or_default(),
         })
-        .collect();
-    let security = spec
-        .map(|s| PodSecurity {
-            run_as_user: int_at(tree, s, &["securityContext", "runAsUser"]),
-            run_as_group: int_at(tree, s, &["securityContext", "runAsGroup"]),
-            fs_group: int_at(tree, s, &["securityContext", "fsGroup"]),
-            supplemental_groups: tree
-                .path(s, &["securityContext", "supplementalGroups"])
-                .map(|g| {
-                    tree.items(g)
-                        .iter()
-                        .filter_map(|i| tree.str(*i)?.parse().ok())
-                        .collect()
-                })
-                .unwrap_or_default(),
-        })
-        .unwrap_or_default();
-    let spec_location = ctx.location(tree.key_node(template, "spec").unwrap_or(opt_in));
-    ScannedPod {
-        object: ctx.object.clone(),
-        location: ctx.location(opt_in),
-        field,
-        role: request.role.clone(),
-        role_location: ctx.location(role_node),
-        service_account,
-        namespace: ctx.object.namespace.clone(),
-        references,
-        injected: request.injected,
-        spec_location,
-        annotations: meta_entries(ctx, template, "annotations"),
-        labels: meta_entries(ctx, template, "labels"),
-        security,
-        containers,
-        files,
-        live: request
-            .live
-            .refresh_seconds(settings.refresh_seconds)
-            .is_some(),
-    }
+        .collect()
+}
+
+/// The pod-level `securityContext` fields that decide file access.
+fn pod_security(tree: &Tree, spec: Option<NodeId>) -> PodSecurity {
+    spec.map(|s| PodSecurity {
+        run_as_user: int_at(tree, s, &["securityContext", "runAsUser"]),
+        run_as_group: int_at(tree, s, &["securityContext", "runAsGroup"]),
+        fs_group: int_at(tree, s, &["securityContext", "fsGroup"]),
+        supplemental_groups: tree
+            .path(s, &["securityContext", "supplementalGroups"])
+            .map(|g| {
+                tree.items(g)
+                    .iter()
+                    .filter_map(|i| tree.str(*i)?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+    .unwrap_or_default()
 }
 
 /// An integer field (Kubernetes writes user and group ids as integers).
