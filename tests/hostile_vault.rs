@@ -13,7 +13,7 @@ use support::agent_run::{
     assert_exit, huge_secret, login_answer, mount_answer, run_agent, run_agent_prepared,
     secret_answer, spec_for, vault_with_reads, AgentRun, MARKER, TOKEN,
 };
-use support::fake_vault::{FakeVault, Reply};
+use support::fake_vault::{run_against, FakeVault, Reply};
 
 use secretstore::pod::agent_spec::{AGENT_MEMORY_LIMIT_MIB, MAX_ANSWER_BYTES};
 
@@ -374,24 +374,6 @@ fn exec_messages_never_hold_a_value() {
     );
     assert_eq!(code, Some(125), "{text}");
     assert!(text.contains("NUL") && text.contains("env PW"), "{text}");
-}
-
-/// Runs `secretstore <args> <file>` with `VAULT_ADDR` at `vault`: exit status, stdout
-/// and stderr together.
-fn run_against(vault: &FakeVault, args: &[&str], file: &std::path::Path) -> (Option<i32>, String) {
-    let out = support::secretstore()
-        .args(args)
-        .arg(file)
-        .env("VAULT_ADDR", vault.address())
-        .env("VAULT_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 const CHECKED_MANIFEST: &str = r#"apiVersion: apps/v1

@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use support::agent_run::TOKEN;
-use support::fake_vault::{FakeVault, Reply};
+use support::fake_vault::{run_against, FakeVault, Reply};
 
 /// A Vault with one KV mount that refuses every other lookup.
 fn refusing_vault() -> FakeVault {
@@ -14,23 +14,6 @@ fn refusing_vault() -> FakeVault {
         "/v1/sys/internal/ui/mounts" => Reply::json(200, r#"{"data":{"secret":{},"auth":{}}}"#),
         _ => Reply::json(403, r#"{"errors":["permission denied"]}"#),
     })
-}
-
-/// Runs a command on `file` against `vault`; its status, and stdout and stderr together.
-fn run_against(vault: &FakeVault, args: &[&str], file: &std::path::Path) -> (Option<i32>, String) {
-    let out = support::secretstore()
-        .args(args)
-        .arg(file)
-        .env("VAULT_ADDR", vault.address())
-        .env("VAULT_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 const NESTED_OPTED_IN: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: deep\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: app\nspec:\n  containers: []\n  deep: @NEST@\n";

@@ -9,8 +9,8 @@
 //! in three rounds: secrets and roles, then the roles' policies and the metadata of
 //! pinned versions that were not found.
 
-use crate::analyze::scan::ScannedPod;
-use crate::diag::{Code, Diagnostic, Location, ObjectRef};
+use crate::analyze::scan::{ScannedPod, ScannedRef};
+use crate::diag::{Code, Diagnostic};
 use crate::pod::agent_spec::{is_env_name, FileFormat};
 use crate::render::dialect::{SecretRef, ROLE_KEY};
 use crate::vault::acl::{Acl, Capability, Policy};
@@ -203,14 +203,24 @@ fn shown(reference: &SecretRef) -> String {
 
 /// A finding about the pod's role annotation.
 fn at_role(pod: &ScannedPod, code: Code, message: String, help: String) -> Diagnostic {
-    finding(
-        code,
-        &pod.role_location,
-        &pod.object,
-        &format!("{}metadata.annotations[{ROLE_KEY}]", pod.field),
-        message,
-        help,
-    )
+    Diagnostic::new(code, pod.role_location.clone(), message)
+        .with_object(Some(pod.object.clone()))
+        .with_field(format!("{}metadata.annotations[{ROLE_KEY}]", pod.field))
+        .with_help(help)
+}
+
+/// A finding about one reference of the pod.
+fn at_reference(
+    pod: &ScannedPod,
+    r: &ScannedRef,
+    code: Code,
+    message: String,
+    help: String,
+) -> Diagnostic {
+    Diagnostic::new(code, r.location.clone(), message)
+        .with_object(Some(pod.object.clone()))
+        .with_field(r.field.clone())
+        .with_help(help)
 }
 
 /// Every reference whose path the role's policies do not grant `read` on.
@@ -266,14 +276,7 @@ fn report_read_grants(
         } else {
             Code::PolicyDeniesRead
         };
-        out.push(finding(
-            code,
-            &r.location,
-            &pod.object,
-            &r.field,
-            message,
-            help,
-        ));
+        out.push(at_reference(pod, r, code, message, help));
     }
 }
 
@@ -296,11 +299,10 @@ fn report_lease_grants(
         if grants.acl.capabilities(path).allows(Capability::Update) {
             continue;
         }
-        out.push(finding(
+        out.push(at_reference(
+            pod,
+            r,
             Code::PolicyDeniesLeases,
-            &r.location,
-            &pod.object,
-            &r.field,
             format!(
                 "reference `{}` is a leased secret of a live pod, but the policies of role `{}` ({}) do not grant `update` on `{path}`, so the sidecar cannot {} its lease",
                 shown(&r.reference),
@@ -315,36 +317,10 @@ fn report_lease_grants(
     }
 }
 
-fn finding(
-    code: Code,
-    location: &Location,
-    object: &ObjectRef,
-    field: &str,
-    message: String,
-    help: String,
-) -> Diagnostic {
-    Diagnostic::new(code, location.clone(), message)
-        .with_object(Some(object.clone()))
-        .with_field(field)
-        .with_help(help)
-}
-
-fn plan(
-    table: &MountTable,
-    pod: &ScannedPod,
-    r: &crate::analyze::scan::ScannedRef,
-    out: &mut Vec<Diagnostic>,
-) -> Plan {
+fn plan(table: &MountTable, pod: &ScannedPod, r: &ScannedRef, out: &mut Vec<Diagnostic>) -> Plan {
     let reference = &r.reference;
     let mut report = |code, message: String, help: String| {
-        out.push(finding(
-            code,
-            &r.location,
-            &pod.object,
-            &r.field,
-            message,
-            help,
-        ));
+        out.push(at_reference(pod, r, code, message, help));
         Plan::Done
     };
     let Some(mount) = table.find(&reference.path) else {
@@ -542,7 +518,7 @@ impl Lookups<'_> {
     fn report_secret(
         &self,
         pod: &ScannedPod,
-        r: &crate::analyze::scan::ScannedRef,
+        r: &ScannedRef,
         target: &Target,
         out: &mut Vec<Diagnostic>,
     ) {
@@ -555,11 +531,10 @@ impl Lookups<'_> {
         let shown = shown(reference);
         let api = &target.api_path;
         let mut push = |code, message: String, help: &str| {
-            out.push(finding(
+            out.push(at_reference(
+                pod,
+                r,
                 code,
-                &r.location,
-                &pod.object,
-                &r.field,
                 format!("reference `{shown}`: {message}"),
                 help.to_string(),
             ));

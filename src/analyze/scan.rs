@@ -148,13 +148,7 @@ fn scan_document(
     settings: &Settings,
     out: &mut Scan,
 ) {
-    let mut ctx = Ctx {
-        source: &input.name,
-        first_line,
-        tree,
-        object: ObjectRef::default(),
-        diagnostics: Vec::new(),
-    };
+    let mut ctx = Ctx::new(&input.name, first_line, tree);
     // The walker's findings are render's, which `scan` took from render itself.
     frontend::for_each_opted_in_pod(&mut ctx, settings, |ctx, pod| {
         out.pods.push(scanned_pod(ctx, settings, pod));

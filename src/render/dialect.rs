@@ -195,7 +195,18 @@ pub fn node_location(source: &str, first_line: usize, tree: &Tree, node: NodeId)
     }
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context for one document of `source` that starts at `first_line`.
+    pub fn new(source: &'a str, first_line: usize, tree: &'a Tree<'a>) -> Self {
+        Ctx {
+            source,
+            first_line,
+            tree,
+            object: ObjectRef::default(),
+            diagnostics: Vec::new(),
+        }
+    }
+
     pub fn location(&self, node: NodeId) -> Location {
         node_location(self.source, self.first_line, self.tree, node)
     }

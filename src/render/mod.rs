@@ -21,7 +21,7 @@ use self::edit::{Edit, Insertion, Layout};
 use self::stream::Document;
 use self::tree::Tree;
 use crate::config::Settings;
-use crate::diag::{Code, Diagnostic, Location, ObjectRef, Severity};
+use crate::diag::{Code, Diagnostic, Location, Severity};
 use std::io::{self, Write};
 
 /// Largest single document that is parsed (untouched documents are only scanned).
@@ -376,13 +376,7 @@ fn plan_document(
     settings: &Settings,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<(Vec<Insertion>, usize)> {
-    let mut ctx = Ctx {
-        source: &input.name,
-        first_line,
-        tree,
-        object: ObjectRef::default(),
-        diagnostics: Vec::new(),
-    };
+    let mut ctx = Ctx::new(&input.name, first_line, tree);
     let mut edits: Vec<Edit> = Vec::new();
     let mut pods = 0;
     let mut sample_seq = None;

@@ -265,3 +265,25 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+/// Runs the binary with `args` and then `file`, against `vault` with the agent tests'
+/// token; its exit status, and stdout and stderr together.
+pub fn run_against(
+    vault: &FakeVault,
+    args: &[&str],
+    file: &std::path::Path,
+) -> (Option<i32>, String) {
+    let out = super::secretstore()
+        .args(args)
+        .arg(file)
+        .env("VAULT_ADDR", vault.address())
+        .env("VAULT_TOKEN", super::agent_run::TOKEN)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
