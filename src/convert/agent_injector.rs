@@ -55,11 +55,60 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         return false;
     }
     let afield = format!("{}metadata.annotations", pod.field);
+    let read = read_annotations(pod, &entries, site, settings, plan);
+    if plan.role.is_none() && !entries.iter().any(|(key, _, _)| *key == "role") {
+        site.problem(
+            Code::ConvertNoRole,
+            read.inject_node.unwrap_or(annotations),
+            afield.clone(),
+            "the pod is injected but names no role (`vault.hashicorp.com/role`)".into(),
+            "add the Vault role bound to this pod's service account",
+        );
+    }
+    let mut suffixes: Vec<String> = Vec::new();
+    for (name, secret) in &read.secrets {
+        if let Some(config) = file_secret(name, secret, &read.volume_path, &afield, site) {
+            let suffix = unique_suffix(name, &mut suffixes);
+            plan.files.push((suffix, Value::Object(config)));
+        }
+    }
+    if !read.pre_populate_only {
+        site.warn(
+            Code::ConvertBehaviourChange,
+            read.inject_node.unwrap_or(annotations),
+            format!("{afield}[{PREFIX}agent-inject]"),
+            "the injector also ran a sidecar that re-rendered the secrets while the pod ran; the converted pod reads them once, at start".into(),
+            "restart the pod to pick up changed secrets (as with agent-pre-populate-only: \"true\")",
+        );
+    }
+    true
+}
+
+/// What the injector's annotations of one pod say.
+struct InjectorAnnotations<'e> {
+    secrets: BTreeMap<&'e str, Secret>,
+    volume_path: String,
+    pre_populate_only: bool,
+    inject_node: Option<NodeId>,
+}
+
+/// Reads each annotation: the secrets' own into `secrets`, the role into `plan`, the
+/// connection settings against the configuration; the annotations convert drops go to
+/// `plan.dropped`, the others are problems.
+fn read_annotations<'e>(
+    pod: &Pod,
+    entries: &[(&'e str, NodeId, NodeId)],
+    site: &mut Site,
+    settings: &Settings,
+    plan: &mut PodPlan,
+) -> InjectorAnnotations<'e> {
+    let tree = pod.tree;
+    let afield = format!("{}metadata.annotations", pod.field);
     let mut secrets: BTreeMap<&str, Secret> = BTreeMap::new();
     let mut volume_path = DEFAULT_VOLUME_PATH.to_string();
     let mut pre_populate_only = false;
     let mut inject_node = None;
-    for &(key, k, v) in &entries {
+    for &(key, k, v) in entries {
         let field = format!("{afield}[{PREFIX}{key}]");
         let Some(value) = tree.str(v) else {
             site.problem(
@@ -145,108 +194,102 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         }
         plan.dropped.push((k, v));
     }
-    if plan.role.is_none() && !entries.iter().any(|(key, _, _)| *key == "role") {
-        site.problem(
-            Code::ConvertNoRole,
-            inject_node.unwrap_or(annotations),
-            afield.clone(),
-            "the pod is injected but names no role (`vault.hashicorp.com/role`)".into(),
-            "add the Vault role bound to this pod's service account",
-        );
+    InjectorAnnotations {
+        secrets,
+        volume_path,
+        pre_populate_only,
+        inject_node,
     }
-    let mut suffixes: Vec<String> = Vec::new();
-    for (name, secret) in &secrets {
-        let Some((path, path_node)) = &secret.path else {
-            // A template, file or perms annotation without its secret: the injector
-            // ignores it, and so does the converted pod.
-            continue;
-        };
-        let field = format!("{afield}[{PREFIX}agent-inject-secret-{name}]");
-        let file = secret.file.clone().unwrap_or_else(|| name.to_string());
-        let Some((template, template_node)) = &secret.template else {
+}
+
+/// One secret as a file secret configuration; `None` (with the problem reported) when it
+/// does not convert.
+fn file_secret(
+    name: &str,
+    secret: &Secret,
+    volume_path: &str,
+    afield: &str,
+    site: &mut Site,
+) -> Option<Map<String, Value>> {
+    let Some((path, path_node)) = &secret.path else {
+        // A template, file or perms annotation without its secret: the injector
+        // ignores it, and so does the converted pod.
+        return None;
+    };
+    let field = format!("{afield}[{PREFIX}agent-inject-secret-{name}]");
+    let file = secret.file.clone().unwrap_or_else(|| name.to_string());
+    let Some((template, template_node)) = &secret.template else {
+        site.problem(
+            Code::ConvertTemplate,
+            *path_node,
+            field,
+            format!("secret `{name}` uses the injector's default template, which writes the response as Go map text (`data: map[...]`); no file secret format reproduces it"),
+            &format!("add `{PREFIX}agent-inject-template-{name}` with one key ({{{{ with secret \"{path}\" }}}}{{{{ .Data.data.KEY }}}}{{{{ end }}}}) or the whole secret ({{{{ .Data.data | toJSON }}}}), and convert again"),
+        );
+        return None;
+    };
+    let recognised = match template::recognise(template, &file) {
+        Ok(r) => r,
+        Err(reason) => {
             site.problem(
                 Code::ConvertTemplate,
-                *path_node,
-                field,
-                format!("secret `{name}` uses the injector's default template, which writes the response as Go map text (`data: map[...]`); no file secret format reproduces it"),
-                &format!("add `{PREFIX}agent-inject-template-{name}` with one key ({{{{ with secret \"{path}\" }}}}{{{{ .Data.data.KEY }}}}{{{{ end }}}}) or the whole secret ({{{{ .Data.data | toJSON }}}}), and convert again"),
-            );
-            continue;
-        };
-        let recognised = match template::recognise(template, &file) {
-            Ok(r) => r,
-            Err(reason) => {
-                site.problem(
-                    Code::ConvertTemplate,
-                    *template_node,
-                    format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
-                    format!("secret `{name}`: {reason}"),
-                    "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
-                );
-                continue;
-            }
-        };
-        if recognised.extra_whitespace {
-            site.warn(
-                Code::ConvertBehaviourChange,
                 *template_node,
                 format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
-                format!("secret `{name}`: the template writes whitespace (such as a final newline) around the value; the converted file holds the value alone"),
-                "check that the app does not rely on that whitespace",
+                format!("secret `{name}`: {reason}"),
+                "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
             );
+            return None;
         }
-        let dir = secret.volume_path.as_deref().unwrap_or(&volume_path);
-        let (mount, file_name) = split_file(dir, &file);
-        if !mount.starts_with('/') {
-            site.problem(
-                Code::ConvertUnsupportedAnnotation,
-                *path_node,
-                field,
-                format!("secret `{name}` is written under the relative directory `{mount}`"),
-                "give secret-volume-path an absolute directory",
-            );
-            continue;
-        }
-        let mut config = Map::new();
-        config.insert(
-            "vaultSecretRef".into(),
-            Value::from(reference(&recognised, site.mounts)),
-        );
-        config.insert("secretFileName".into(), Value::from(file_name));
-        config.insert("volumeMountPath".into(), Value::from(mount));
-        if !matches!(recognised.format, FileFormat::Raw | FileFormat::Json) {
-            config.insert("format".into(), json!(format_name(recognised.format)));
-        }
-        if let Some((perms, node)) = &secret.perms {
-            match u32::from_str_radix(perms.trim_start_matches("0o"), 8) {
-                Ok(mode) if mode <= 0o777 => {
-                    config.insert("mode".into(), Value::from(format!("{mode:04o}")));
-                }
-                _ => {
-                    site.problem(
-                        Code::ConvertUnsupportedAnnotation,
-                        *node,
-                        format!("{afield}[{PREFIX}agent-inject-perms-{name}]"),
-                        format!("`{perms}` is not an octal file mode"),
-                        "write an octal mode such as 0440",
-                    );
-                    continue;
-                }
-            }
-        }
-        let suffix = unique_suffix(name, &mut suffixes);
-        plan.files.push((suffix, Value::Object(config)));
-    }
-    if !pre_populate_only {
+    };
+    if recognised.extra_whitespace {
         site.warn(
             Code::ConvertBehaviourChange,
-            inject_node.unwrap_or(annotations),
-            format!("{afield}[{PREFIX}agent-inject]"),
-            "the injector also ran a sidecar that re-rendered the secrets while the pod ran; the converted pod reads them once, at start".into(),
-            "restart the pod to pick up changed secrets (as with agent-pre-populate-only: \"true\")",
+            *template_node,
+            format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
+            format!("secret `{name}`: the template writes whitespace (such as a final newline) around the value; the converted file holds the value alone"),
+            "check that the app does not rely on that whitespace",
         );
     }
-    true
+    let dir = secret.volume_path.as_deref().unwrap_or(volume_path);
+    let (mount, file_name) = split_file(dir, &file);
+    if !mount.starts_with('/') {
+        site.problem(
+            Code::ConvertUnsupportedAnnotation,
+            *path_node,
+            field,
+            format!("secret `{name}` is written under the relative directory `{mount}`"),
+            "give secret-volume-path an absolute directory",
+        );
+        return None;
+    }
+    let mut config = Map::new();
+    config.insert(
+        "vaultSecretRef".into(),
+        Value::from(reference(&recognised, site.mounts)),
+    );
+    config.insert("secretFileName".into(), Value::from(file_name));
+    config.insert("volumeMountPath".into(), Value::from(mount));
+    if !matches!(recognised.format, FileFormat::Raw | FileFormat::Json) {
+        config.insert("format".into(), json!(format_name(recognised.format)));
+    }
+    if let Some((perms, node)) = &secret.perms {
+        match u32::from_str_radix(perms.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 => {
+                config.insert("mode".into(), Value::from(format!("{mode:04o}")));
+            }
+            _ => {
+                site.problem(
+                    Code::ConvertUnsupportedAnnotation,
+                    *node,
+                    format!("{afield}[{PREFIX}agent-inject-perms-{name}]"),
+                    format!("`{perms}` is not an octal file mode"),
+                    "write an octal mode such as 0440",
+                );
+                return None;
+            }
+        }
+    }
+    Some(config)
 }
 
 fn format_name(format: FileFormat) -> &'static str {

@@ -13,7 +13,7 @@
 
 use super::rewrite::PodPlan;
 use super::{go_bool_or_false, logical_path, Pod, Site};
-use crate::diag::Code;
+use crate::diag::{Code, Location};
 use crate::pod::agent_spec::REF_PREFIX;
 use crate::render::tree::{Kind, NodeId, Tree};
 use crate::render::workload::Object;
@@ -103,21 +103,12 @@ pub fn read(
     {
         return found;
     }
-    let base_path = annotation(PATH_ANNOTATION).and_then(|v| tree.str(v));
-    let base_version = annotation(VERSION_ANNOTATION).and_then(|v| tree.str(v));
-    let kv1 = annotation(KV_VERSION_ANNOTATION).and_then(|v| tree.str(v)) == Some("1");
-    // Env value nodes of the pod → (container index, field).
-    let mut env_values: BTreeMap<NodeId, (usize, String)> = BTreeMap::new();
-    if let Some(pod) = pod {
-        for (ci, c) in pod.containers.iter().enumerate() {
-            for (ei, node, _) in pod.env_values(c) {
-                env_values.insert(
-                    node,
-                    (ci, format!("{}spec.{}.env[{ei}].value", pod.field, c.field)),
-                );
-            }
-        }
-    }
+    let defaults = ObjectDefaults {
+        path: annotation(PATH_ANNOTATION).and_then(|v| tree.str(v)),
+        version: annotation(VERSION_ANNOTATION).and_then(|v| tree.str(v)),
+        kv1: annotation(KV_VERSION_ANNOTATION).and_then(|v| tree.str(v)) == Some("1"),
+    };
+    let env_values = pod.map(env_value_fields).unwrap_or_default();
     let mut strings = Vec::new();
     collect_strings(
         tree,
@@ -130,7 +121,7 @@ pub fn read(
         let Some(value) = tree.str(node) else {
             continue;
         };
-        let found_here = placeholders(value, base_path.is_some());
+        let found_here = placeholders(value, defaults.path.is_some());
         if found_here.is_empty() {
             continue;
         }
@@ -154,46 +145,12 @@ pub fn read(
                 );
                 continue;
             };
-            if p.key.contains('|') {
-                site.problem_at(
-                    Code::ConvertReference,
-                    location,
-                    env_field.clone(),
-                    format!("`{}` applies a modifier, which env references do not express", &value[p.start..p.end]),
-                    "drop the modifier if the app can take the raw value, or keep AVP for this object",
-                );
-                continue;
+            let text = &value[p.start..p.end];
+            if let Some(reference) =
+                placeholder_reference(p, text, location, env_field, &defaults, site)
+            {
+                converted.push((node, reference, *ci));
             }
-            let Some(path) = p.path.as_deref().or(base_path) else {
-                continue;
-            };
-            let version =
-                p.version
-                    .as_deref()
-                    .or(if p.path.is_none() { base_version } else { None });
-            let version = match version.map(|v| v.trim().parse::<u64>()) {
-                None => None,
-                Some(Ok(n)) if n > 0 => Some(n),
-                Some(_) => {
-                    site.problem_at(
-                        Code::ConvertReference,
-                        location,
-                        env_field.clone(),
-                        format!(
-                            "`{}` pins a version that is not a positive number",
-                            &value[p.start..p.end]
-                        ),
-                        "pin a KV v2 version number, or none",
-                    );
-                    continue;
-                }
-            };
-            let path = logical_path(path.trim(), !kv1, site.mounts);
-            let mut reference = format!("{REF_PREFIX}{path}#{}", p.key.trim());
-            if let Some(v) = version {
-                reference.push_str(&format!("#{v}"));
-            }
-            converted.push((node, reference, *ci));
         }
     }
     if !found.any {
@@ -226,6 +183,79 @@ pub fn read(
         }
     }
     found
+}
+
+/// The object's own AVP annotations that its placeholders default to.
+struct ObjectDefaults<'t> {
+    /// `avp.kubernetes.io/path`: the secret of the generic `<key>` form.
+    path: Option<&'t str>,
+    /// `avp.kubernetes.io/secret-version`, for placeholders without a path of their own.
+    version: Option<&'t str>,
+    /// `avp.kubernetes.io/kv-version: "1"`.
+    kv1: bool,
+}
+
+/// The env value nodes of the pod's containers → (container index, field).
+fn env_value_fields(pod: &Pod) -> BTreeMap<NodeId, (usize, String)> {
+    let mut env_values = BTreeMap::new();
+    for (ci, c) in pod.containers.iter().enumerate() {
+        for (ei, node, _) in pod.env_values(c) {
+            env_values.insert(
+                node,
+                (ci, format!("{}spec.{}.env[{ei}].value", pod.field, c.field)),
+            );
+        }
+    }
+    env_values
+}
+
+/// A placeholder that is a whole env value, as an env reference; `None` (with the
+/// problem reported) when env references do not express it.
+fn placeholder_reference(
+    p: &Placeholder,
+    text: &str,
+    location: Location,
+    env_field: &str,
+    defaults: &ObjectDefaults,
+    site: &mut Site,
+) -> Option<String> {
+    if p.key.contains('|') {
+        site.problem_at(
+            Code::ConvertReference,
+            location,
+            env_field.to_string(),
+            format!("`{text}` applies a modifier, which env references do not express"),
+            "drop the modifier if the app can take the raw value, or keep AVP for this object",
+        );
+        return None;
+    }
+    // A generic `<key>` has the object's path (it is only read when there is one).
+    let path = p.path.as_deref().or(defaults.path)?;
+    let version = p.version.as_deref().or(if p.path.is_none() {
+        defaults.version
+    } else {
+        None
+    });
+    let version = match version.map(|v| v.trim().parse::<u64>()) {
+        None => None,
+        Some(Ok(n)) if n > 0 => Some(n),
+        Some(_) => {
+            site.problem_at(
+                Code::ConvertReference,
+                location,
+                env_field.to_string(),
+                format!("`{text}` pins a version that is not a positive number"),
+                "pin a KV v2 version number, or none",
+            );
+            return None;
+        }
+    };
+    let path = logical_path(path.trim(), !defaults.kv1, site.mounts);
+    let mut reference = format!("{REF_PREFIX}{path}#{}", p.key.trim());
+    if let Some(v) = version {
+        reference.push_str(&format!("#{v}"));
+    }
+    Some(reference)
 }
 
 /// Every string scalar in a value position under `node`, with its field path.

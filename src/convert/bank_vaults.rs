@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::diag::Code;
 use crate::pod::agent_spec::REF_PREFIX;
 use crate::render::dialect::SecretRef;
+use crate::render::tree::NodeId;
 
 /// The annotation prefixes of vault-secrets-webhook and of its successor.
 pub const PREFIXES: [&str; 2] = [
@@ -25,12 +26,15 @@ pub const PREFIXES: [&str; 2] = [
 ];
 pub const VALUE_PREFIX: &str = "vault:";
 
+/// One annotation of the webhook: its prefix, its key after the prefix, and the key and
+/// value nodes.
+type WebhookAnnotation<'t> = (&'static str, &'t str, NodeId, NodeId);
+
 /// Reads the webhook's env values and annotations of `pod` into `plan`; `false` when the
 /// webhook would not touch the pod.
 pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan) -> bool {
     let tree = pod.tree;
-    let afield = format!("{}metadata.annotations", pod.field);
-    let annotations: Vec<(&str, &str, _, _)> = pod
+    let annotations: Vec<WebhookAnnotation> = pod
         .annotations
         .map(|a| tree.entries(a))
         .unwrap_or_default()
@@ -56,82 +60,118 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             }
             found = true;
             let field = format!("{}spec.{}.env[{ei}].value", pod.field, c.field);
-            if value.starts_with(">>") {
-                site.problem(
-                    Code::ConvertReference,
-                    value_node,
-                    field,
-                    "`>>vault:` asks the webhook for a fresh dynamic secret on each start, which env references do not express".into(),
-                    "read the dynamic secret with a plain reference (secretstore:vault:<path>#<key>), once per pod start",
-                );
-                continue;
+            if let Some(converted) = env_reference(value, value_node, field, site) {
+                plan.env.push((value_node, converted));
+                plan.env_containers.push(ci);
             }
-            let reference = &plain[VALUE_PREFIX.len()..];
-            if reference.contains("${") || reference.contains("{{") {
-                site.problem(
-                    Code::ConvertReference,
-                    value_node,
-                    field,
-                    "the value is a webhook template, which env references do not express".into(),
-                    "split it into one reference per key, or keep the webhook for this pod",
-                );
-                continue;
-            }
-            let parsed = match SecretRef::parse(reference) {
-                Ok(r) if r.key.is_some() => r,
-                Ok(_) => {
-                    site.problem(
-                        Code::ConvertReference,
-                        value_node,
-                        field,
-                        "the value names no key (`vault:<path>#<key>`)".into(),
-                        "add #<key>",
-                    );
-                    continue;
-                }
-                Err(message) => {
-                    site.problem(
-                        Code::ConvertReference,
-                        value_node,
-                        field,
-                        message,
-                        "write vault:<path>#<key>[#<version>]",
-                    );
-                    continue;
-                }
-            };
-            let path = logical_path(&parsed.path, false, site.mounts);
-            let mut converted = format!(
-                "{REF_PREFIX}{path}#{}",
-                parsed.key.as_deref().unwrap_or_default()
-            );
-            if let Some(v) = parsed.version {
-                converted.push_str(&format!("#{v}"));
-            }
-            plan.env.push((value_node, converted));
-            plan.env_containers.push(ci);
         }
     }
     if !found {
-        // No `vault:` value: the webhook acts on the pod only for what the other
-        // annotations ask (its agent, a consul-template ConfigMap), which convert reports.
-        let mut reported = false;
-        for (prefix, key, k, _) in &annotations {
-            if !matches!(*key, "vault-role" | "vault-path" | "vault-addr" | "mutate") {
-                site.problem(
-                    Code::ConvertUnsupportedAnnotation,
-                    *k,
-                    format!("{afield}[{prefix}{key}]"),
-                    format!("`{prefix}{key}` has no equivalent that convert writes"),
-                    "convert the pod by hand (see the migration guide)",
-                );
-                reported = true;
-            }
-        }
-        return reported;
+        return report_other_annotations(pod, &annotations, site);
     }
+    let role = read_annotations(pod, &annotations, site, settings, plan);
+    set_role(pod, role, site, plan);
+    true
+}
+
+/// A `vault:<path>#<key>[#<version>]` env value as an env reference; `None` (with the
+/// problem reported) when env references do not express it.
+fn env_reference(
+    value: &str,
+    value_node: NodeId,
+    field: String,
+    site: &mut Site,
+) -> Option<String> {
+    let plain = value.strip_prefix(">>").unwrap_or(value);
+    if value.starts_with(">>") {
+        site.problem(
+            Code::ConvertReference,
+            value_node,
+            field,
+            "`>>vault:` asks the webhook for a fresh dynamic secret on each start, which env references do not express".into(),
+            "read the dynamic secret with a plain reference (secretstore:vault:<path>#<key>), once per pod start",
+        );
+        return None;
+    }
+    let reference = plain.strip_prefix(VALUE_PREFIX).unwrap_or(plain);
+    if reference.contains("${") || reference.contains("{{") {
+        site.problem(
+            Code::ConvertReference,
+            value_node,
+            field,
+            "the value is a webhook template, which env references do not express".into(),
+            "split it into one reference per key, or keep the webhook for this pod",
+        );
+        return None;
+    }
+    let parsed = match SecretRef::parse(reference) {
+        Ok(r) if r.key.is_some() => r,
+        Ok(_) => {
+            site.problem(
+                Code::ConvertReference,
+                value_node,
+                field,
+                "the value names no key (`vault:<path>#<key>`)".into(),
+                "add #<key>",
+            );
+            return None;
+        }
+        Err(message) => {
+            site.problem(
+                Code::ConvertReference,
+                value_node,
+                field,
+                message,
+                "write vault:<path>#<key>[#<version>]",
+            );
+            return None;
+        }
+    };
+    let path = logical_path(&parsed.path, false, site.mounts);
+    let mut converted = format!(
+        "{REF_PREFIX}{path}#{}",
+        parsed.key.as_deref().unwrap_or_default()
+    );
+    if let Some(v) = parsed.version {
+        converted.push_str(&format!("#{v}"));
+    }
+    Some(converted)
+}
+
+/// A pod without `vault:` values: the webhook acts on it only for what its other
+/// annotations ask (its agent, a consul-template ConfigMap), which convert reports;
+/// `true` when there is any.
+fn report_other_annotations(pod: &Pod, annotations: &[WebhookAnnotation], site: &mut Site) -> bool {
+    let afield = format!("{}metadata.annotations", pod.field);
+    let mut reported = false;
+    for (prefix, key, k, _) in annotations {
+        if !matches!(*key, "vault-role" | "vault-path" | "vault-addr" | "mutate") {
+            site.problem(
+                Code::ConvertUnsupportedAnnotation,
+                *k,
+                format!("{afield}[{prefix}{key}]"),
+                format!("`{prefix}{key}` has no equivalent that convert writes"),
+                "convert the pod by hand (see the migration guide)",
+            );
+            reported = true;
+        }
+    }
+    reported
+}
+
+/// The login annotations, checked against the configuration; returns the role
+/// annotation's value, node and field, if any.
+fn read_annotations(
+    pod: &Pod,
+    annotations: &[WebhookAnnotation],
+    site: &mut Site,
+    settings: &Settings,
+    plan: &mut PodPlan,
+) -> Option<(String, NodeId, String)> {
+    let tree = pod.tree;
+    let afield = format!("{}metadata.annotations", pod.field);
     let mut role = None;
-    for (prefix, key, k, v) in &annotations {
+    for (prefix, key, k, v) in annotations {
         let field = format!("{afield}[{prefix}{key}]");
         let value = tree.str(*v).unwrap_or_default();
         match *key {
@@ -180,6 +220,17 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         }
         plan.dropped.push((*k, *v));
     }
+    role
+}
+
+/// The converted pod's role: the webhook's `vault-role`, else its default, the pod's
+/// service account's name.
+fn set_role(
+    pod: &Pod,
+    role: Option<(String, NodeId, String)>,
+    site: &mut Site,
+    plan: &mut PodPlan,
+) {
     match role {
         Some((value, node, field)) if !value.trim().is_empty() => {
             plan.set_role(site, value, node, &field)
@@ -200,5 +251,4 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             plan.set_default_role(account);
         }
     }
-    true
 }
