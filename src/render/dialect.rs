@@ -302,19 +302,7 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
 
     let opt_in = annotations.and_then(|a| tree.get(a, OPT_IN_KEY));
     let Some(opt_in) = opt_in else {
-        for r in &env_refs {
-            let c = &containers[r.container];
-            ctx.report(
-                Code::ReferenceNotOptedIn,
-                r.node,
-                format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
-                format!(
-                    "env `{}` of container `{}` is a secret reference, but the pod is not opted in, so the app would start with the literal reference",
-                    r.env_name, c.name
-                ),
-                &format!("add `{OPT_IN_KEY}: vault` and `{ROLE_KEY}: <role>` to {field}metadata.annotations"),
-            );
-        }
+        report_references_not_opted_in(ctx, &env_refs, &containers, field);
         return Gate::NotOptedIn;
     };
     let Some(annotations) = annotations else {
@@ -335,7 +323,80 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
     }
     let injected =
         tree.get(annotations, STATUS_KEY).and_then(|s| tree.str(s)) == Some(STATUS_INJECTED);
+    let DialectAnnotations {
+        role,
+        live,
+        mut file_entries,
+    } = read_annotations(ctx, annotations, &afield);
+    let role = match role {
+        Some(r) => r,
+        None => {
+            if tree.get(annotations, ROLE_KEY).is_none() {
+                ctx.report(
+                    Code::MissingRole,
+                    opt_in,
+                    afield.clone(),
+                    format!("the pod is opted in but has no `{ROLE_KEY}` annotation"),
+                    "add the Vault role bound to this pod's service account",
+                );
+            }
+            String::new()
+        }
+    };
+    file_entries.sort_by(|a, b| suffix_order(&a.0, &b.0));
+    let mut files = Vec::new();
+    for (suffix, _k, v) in file_entries {
+        let kfield = format!("{afield}[{FILE_KEY_PREFIX}{suffix}]");
+        if let Some(f) = parse_file_secret(ctx, &containers, suffix, v, &kfield) {
+            files.push(f);
+        }
+    }
+    check_file_clashes(ctx, &files, &containers, &afield, injected);
+    Gate::OptedIn(PodRequest {
+        role,
+        files,
+        env_refs,
+        containers,
+        annotations,
+        injected,
+        live,
+    })
+}
 
+/// Env references in a pod that is not opted in: the app would see the literal text.
+fn report_references_not_opted_in(
+    ctx: &mut Ctx,
+    env_refs: &[EnvRefUse],
+    containers: &[Container],
+    field: &str,
+) {
+    for r in env_refs {
+        let c = &containers[r.container];
+        ctx.report(
+            Code::ReferenceNotOptedIn,
+            r.node,
+            format!("{field}spec.{}.env[{}].value", c.field(), r.env_index),
+            format!(
+                "env `{}` of container `{}` is a secret reference, but the pod is not opted in, so the app would start with the literal reference",
+                r.env_name, c.name
+            ),
+            &format!("add `{OPT_IN_KEY}: vault` and `{ROLE_KEY}: <role>` to {field}metadata.annotations"),
+        );
+    }
+}
+
+/// The dialect's annotations of an opted-in pod, each checked.
+struct DialectAnnotations {
+    role: Option<String>,
+    live: LiveAnnotations,
+    /// `filesecret-config-<suffix>`: the suffix, and the key and value nodes.
+    file_entries: Vec<(String, NodeId, NodeId)>,
+}
+
+/// Reads each `vault.secretstore.rafay.dev/` annotation, reporting the ones that are
+/// wrong or unknown.
+fn read_annotations(ctx: &mut Ctx, annotations: NodeId, afield: &str) -> DialectAnnotations {
+    let tree = ctx.tree;
     let mut role = None;
     let mut live = LiveAnnotations::default();
     let mut file_entries: Vec<(String, NodeId, NodeId)> = Vec::new();
@@ -395,39 +456,11 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
             );
         }
     }
-    let role = match role {
-        Some(r) => r,
-        None => {
-            if tree.get(annotations, ROLE_KEY).is_none() {
-                ctx.report(
-                    Code::MissingRole,
-                    opt_in,
-                    afield.clone(),
-                    format!("the pod is opted in but has no `{ROLE_KEY}` annotation"),
-                    "add the Vault role bound to this pod's service account",
-                );
-            }
-            String::new()
-        }
-    };
-    file_entries.sort_by(|a, b| suffix_order(&a.0, &b.0));
-    let mut files = Vec::new();
-    for (suffix, _k, v) in file_entries {
-        let kfield = format!("{afield}[{FILE_KEY_PREFIX}{suffix}]");
-        if let Some(f) = parse_file_secret(ctx, &containers, suffix, v, &kfield) {
-            files.push(f);
-        }
-    }
-    check_file_clashes(ctx, &files, &containers, &afield, injected);
-    Gate::OptedIn(PodRequest {
+    DialectAnnotations {
         role,
-        files,
-        env_refs,
-        containers,
-        annotations,
-        injected,
         live,
-    })
+        file_entries,
+    }
 }
 
 /// Parses one live-mode annotation into `live`, or reports its bad value.
