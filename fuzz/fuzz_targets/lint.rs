@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use secretstore::config::Settings;
 use secretstore::diag::Severity;
-use secretstore::lint::lint_input;
+use secretstore::analyze::lint::lint_input;
 use secretstore::render::{render, Input, Options};
 use secretstore::report::{Format, Report};
 use std::collections::BTreeMap;

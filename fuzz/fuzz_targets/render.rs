@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use secretstore::config::Settings;
 use secretstore::render::{render, Input, Options};
-use secretstore::stream;
+use secretstore::render::stream;
 
 fn render_bytes(bytes: &[u8]) -> Option<Vec<u8>> {
     let inputs = [Input {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secretstore::dialect::SecretRef;
+use secretstore::render::dialect::SecretRef;
 
 fuzz_target!(|text: &str| {
     if let Ok(parsed) = SecretRef::parse(text) {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use secretstore::stream;
+use secretstore::render::stream;
 
 fuzz_target!(|data: &[u8]| {
     let docs = stream::split(data);
