@@ -105,7 +105,7 @@ fn every_command_reports_what_render_refuses() {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
         .collect();
     files.sort();
     let mut refused = 0;
