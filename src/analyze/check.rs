@@ -44,6 +44,24 @@ pub struct Stats {
     pub requests: usize,
 }
 
+/// `P pods, R references; lookups: ...; N HTTP requests`, as `--stats` and the benchmark
+/// print it.
+impl std::fmt::Display for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} pods, {} references; lookups: {} secrets, {} roles, {} policies, {} metadata; {} HTTP requests",
+            self.pods,
+            self.references,
+            self.secret_lookups,
+            self.role_lookups,
+            self.policy_lookups,
+            self.metadata_lookups,
+            self.requests
+        )
+    }
+}
+
 /// Identifies one secret read: API path, KV v2 or not, pinned version.
 type SecretKey = (String, bool, Option<u64>);
 

@@ -73,14 +73,7 @@ pub fn run(args: CheckArgs) -> ExitCode {
     }
     if args.stats {
         eprintln!(
-            "secretstore check: {} pods, {} references; lookups: {} secrets, {} roles, {} policies, {} metadata; {} HTTP requests; {} ms",
-            stats.pods,
-            stats.references,
-            stats.secret_lookups,
-            stats.role_lookups,
-            stats.policy_lookups,
-            stats.metadata_lookups,
-            stats.requests,
+            "secretstore check: {stats}; {} ms",
             started.elapsed().as_millis()
         );
     }
