@@ -139,10 +139,6 @@ codes! {
 }
 
 impl Code {
-    pub fn from_id(id: &str) -> Option<Code> {
-        Code::ALL.iter().copied().find(|c| c.id() == id)
-    }
-
     pub fn family(self) -> Family {
         match self.id().as_bytes().get(2) {
             Some(b'0' | b'1') => Family::Render,
@@ -205,7 +201,6 @@ mod tests {
             let id = code.id();
             assert!(id.len() == 5 && id.starts_with("SS"), "{id}");
             assert!(id[2..].bytes().all(|b| b.is_ascii_digit()), "{id}");
-            assert_eq!(Code::from_id(id), Some(*code));
             assert!(
                 code.summary().ends_with('.'),
                 "{id}: summary ends with a full stop"
