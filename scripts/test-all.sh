@@ -20,9 +20,9 @@ step "cargo test --all-targets"
 cargo test --all-targets
 
 # tests/docs.rs (above) checks every relative link and #anchor of the book and README
-# offline; this builds the book itself into docs/book.
-step "mdbook build docs"
-.tools/bin/mdbook build docs
+# offline; this builds the book itself, with its playground (WebAssembly), into docs/book.
+step "scripts/build-book.sh docs/book"
+./scripts/build-book.sh docs/book
 
 # A static binary has no program interpreter (PT_INTERP) and no NEEDED libraries.
 check_static() { # binary machine

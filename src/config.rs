@@ -268,9 +268,9 @@ impl Settings {
     /// break would end up in an HTTP header or the request line, credentials in the
     /// address would be logged, a `..` in the auth path would reach another endpoint.
     pub fn validate(&self) -> Result<(), String> {
-        use crate::vault::http::{has_dot_segment, is_header_safe, redacted_address};
+        use crate::vault::address::{has_dot_segment, is_header_safe, redacted_address};
         let shown = redacted_address(&self.vault_address);
-        let url = reqwest::Url::parse(&self.vault_address)
+        let url = url::Url::parse(&self.vault_address)
             .map_err(|e| format!("vault.address {shown:?} is not a URL: {e}"))?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
             return Err(format!(

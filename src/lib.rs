@@ -13,6 +13,11 @@
 //! - [`sysio`] and [`parallel`]: reading input and writing output fast, and sharing work
 //!   among threads;
 //! - [`cli`]: arguments, one module per command, exit statuses.
+//!
+//! The default feature `cli` brings everything that does I/O: the command line, `check`
+//! and the Vault client, the agent and `exec`, and `sysio`. Without it the crate is its
+//! I/O-free core (render, lint, convert, policy, the reports), which the book's playground
+//! compiles to WebAssembly (`wasm/`).
 
 #![cfg_attr(
     not(test),
@@ -20,6 +25,7 @@
 )]
 
 pub mod analyze;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod convert;
@@ -28,5 +34,6 @@ pub mod parallel;
 pub mod pod;
 pub mod render;
 pub mod report;
+#[cfg(feature = "cli")]
 pub mod sysio;
 pub mod vault;

@@ -5,8 +5,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// How many threads to use: the machine's parallelism, at most `max`.
+/// How many threads to use: the machine's parallelism, at most `max`. One in WebAssembly
+/// (the playground), where a thread cannot be started: everything runs on the caller's.
 pub fn workers(max: usize) -> usize {
+    if cfg!(target_family = "wasm") {
+        return 1;
+    }
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(max)

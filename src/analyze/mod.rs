@@ -3,6 +3,7 @@
 //! warns about pods that render accepts but that are likely to fail; [`check`] holds the
 //! references against a live Vault; [`policy`] writes the Vault policy and role they need.
 
+#[cfg(feature = "cli")]
 pub mod check;
 pub mod lint;
 pub mod policy;

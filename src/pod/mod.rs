@@ -3,7 +3,10 @@
 //! by render into the init container and read by the agent); [`exec`] is the env wrapper
 //! around the app's command; [`supervise`] runs the app under live mode.
 
+#[cfg(feature = "cli")]
 pub mod agent;
 pub mod agent_spec;
+#[cfg(feature = "cli")]
 pub mod exec;
+#[cfg(feature = "cli")]
 pub mod supervise;

@@ -52,7 +52,7 @@ impl SecretRef {
         if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(format!("the Vault path in `{text}` contains whitespace"));
         }
-        if crate::vault::http::has_dot_segment(path) {
+        if crate::vault::address::has_dot_segment(path) {
             return Err(format!(
                 "the Vault path in `{text}` has a `.` or `..` segment, which would read another path than the one written: write the path itself"
             ));

@@ -24,6 +24,8 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+pub use super::address::{has_dot_segment, is_header_safe, redacted_address};
+
 /// Longest wait a `Retry-After` may ask for; a larger one is taken as this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 /// Time to open a connection, within the request's own timeout.
@@ -277,32 +279,6 @@ fn redirect_policy() -> reqwest::redirect::Policy {
             attempt.stop()
         }
     })
-}
-
-/// Whether `value` can be sent as an HTTP header value as it is (visible ASCII and
-/// spaces, no line breaks or other control characters).
-pub fn is_header_safe(value: &str) -> bool {
-    value.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
-}
-
-/// Whether a `/`-separated path has a `.` or `..` segment, which a URL would resolve and
-/// so reach another path than the one written.
-pub fn has_dot_segment(path: &str) -> bool {
-    path.split('/')
-        .any(|segment| segment == "." || segment == "..")
-}
-
-/// The address without a user name or password, for messages.
-pub fn redacted_address(address: &str) -> String {
-    match Url::parse(address) {
-        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            url.as_str().trim_end_matches('/').to_owned()
-        }
-        Ok(_) => address.to_owned(),
-        Err(_) => "<an address that is not a URL>".to_owned(),
-    }
 }
 
 impl VaultHttp {

@@ -1,0 +1,68 @@
+// Drives the book's playground page in headless Chromium for tests/playground.rs:
+//
+//   node driver.mjs PLAYWRIGHT_CORE_DIR CHROMIUM URL INPUTS_JSON OUT_JSON
+//
+// INPUTS_JSON is `[{"name", "text"}]`. Writes OUT_JSON: every request the page made, the
+// page's errors, what its own widgets show for the example and for an `add`, and per
+// input what `window.secretstore.render` returned or threw and what
+// `window.secretstore.lint` returned.
+import { createRequire } from "node:module";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const [playwrightDir, chromiumPath, url, inputsPath, outPath] = process.argv.slice(2);
+const { chromium } = createRequire(join(playwrightDir, "package.json"))("playwright-core");
+const inputs = JSON.parse(readFileSync(inputsPath, "utf8"));
+
+// As root, Chromium runs only without its sandbox.
+const browser = await chromium.launch({ executablePath: chromiumPath, args: ["--no-sandbox"] });
+try {
+    const context = await browser.newContext();
+    const requests = [];
+    const failed = [];
+    const pageErrors = [];
+    context.on("request", (request) => requests.push(request.url()));
+    context.on("requestfailed", (request) => failed.push(`${request.url()}: ${request.failure()?.errorText}`));
+    context.on("response", (response) => {
+        if (response.status() >= 400) failed.push(`${response.url()}: HTTP ${response.status()}`);
+    });
+    const page = await context.newPage();
+    page.on("pageerror", (error) => pageErrors.push(String(error)));
+    page.on("console", (message) => {
+        if (message.type() === "error") pageErrors.push(`console: ${message.text()}`);
+    });
+    await page.goto(url, { waitUntil: "load" });
+    await page.waitForFunction(() => window.secretstore !== undefined, null, { timeout: 30000 });
+    await page.evaluate(() => window.secretstore.ready);
+
+    // The page's own widgets on its example.
+    const widgets = await page.evaluate(() => ({
+        input: document.getElementById("ss-input").value,
+        output: document.getElementById("ss-output").textContent,
+        diff: document.getElementById("ss-diff").textContent,
+        codeLinks: [...document.querySelectorAll("#ss-findings a.ss-code")].map((a) => a.getAttribute("href")),
+        status: document.getElementById("ss-status").textContent,
+    }));
+
+    const results = await page.evaluate((inputs) => {
+        return inputs.map(({ name, text }) => {
+            let render;
+            try {
+                render = { output: window.secretstore.render(text) };
+            } catch (error) {
+                render = { error: error.message, findings: error.findings ?? null };
+            }
+            let lint;
+            try {
+                lint = window.secretstore.lint(text);
+            } catch (error) {
+                lint = { thrown: String(error) };
+            }
+            return { name, render, lint };
+        });
+    }, inputs);
+
+    writeFileSync(outPath, JSON.stringify({ requests, failed, pageErrors, widgets, results }));
+} finally {
+    await browser.close();
+}
