@@ -1136,3 +1136,110 @@ fn introduced_findings(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(env: &[&str], files: &[&str]) -> AddRequest {
+        AddRequest {
+            role: Some("shop".into()),
+            env: env.iter().map(|e| EnvAddition::parse(e).unwrap()).collect(),
+            files: files
+                .iter()
+                .map(|f| FileAddition::parse(f).unwrap())
+                .collect(),
+            ..AddRequest::default()
+        }
+    }
+
+    const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  serviceAccountName: p\n  containers:\n  - name: c\n    image: x\n    command: [run]\n";
+
+    #[test]
+    fn crlf_and_a_bom_are_kept() {
+        let text = format!("\u{feff}{}", POD.replace('\n', "\r\n"));
+        let added = apply(&text, &request(&["A=secret/a#k"], &[])).unwrap();
+        assert!(added.text.starts_with('\u{feff}'));
+        assert!(
+            !added.text.replace("\r\n", "").contains('\n'),
+            "{:?}",
+            added.text
+        );
+        assert!(added
+            .text
+            .contains("value: 'secretstore:vault:secret/a#k'\r\n"));
+        let again = apply(&added.text, &request(&["A=secret/a#k"], &[])).unwrap();
+        assert!(!again.changed);
+    }
+
+    #[test]
+    fn flow_annotations_of_an_opted_in_pod_get_the_file() {
+        let text = POD.replace(
+            "metadata:\n  name: p\n",
+            "metadata:\n  name: p\n  annotations: {rafay.dev/secretstore: vault, vault.secretstore.rafay.dev/role: shop}\n",
+        );
+        let added = apply(&text, &request(&[], &["/etc/s/f=secret/a#k"])).unwrap();
+        assert!(
+            added.text.contains("vault.secretstore.rafay.dev/role: shop, \"vault.secretstore.rafay.dev/filesecret-config-1\": "),
+            "{}",
+            added.text
+        );
+    }
+
+    #[test]
+    fn a_list_item_is_a_workload() {
+        let item = POD.replace('\n', "\n  ");
+        let text = format!(
+            "apiVersion: v1\nkind: List\nitems:\n- {}\n",
+            item.trim_end()
+        );
+        let found = workloads("<input>", &text, &Settings::default()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].selector, "pod/p");
+        assert!(
+            found[0].matches("po/p") && found[0].matches("Pod/p") && !found[0].matches("pod/q")
+        );
+        let added = apply(&text, &request(&["A=secret/a#k"], &[])).unwrap();
+        assert!(added.changed);
+    }
+
+    #[test]
+    fn arguments_are_checked() {
+        assert!(EnvAddition::parse("A").is_err());
+        assert!(EnvAddition::parse("=secret/a").is_err());
+        assert_eq!(
+            EnvAddition::parse("A=secretstore:vault:secret/a#k")
+                .unwrap()
+                .reference,
+            "secret/a#k"
+        );
+        for bad in [
+            "f=secret/a",
+            "/f=secret/a",
+            "/etc/=secret/a",
+            "/etc/../f=secret/a",
+            "/secretstore/x/f=secret/a",
+            "/etc/f=secret/a#",
+        ] {
+            assert!(FileAddition::parse(bad).is_err(), "{bad}");
+        }
+        let (dir, name) = FileAddition::parse("/etc/tls/tls.crt=secret/a#k")
+            .unwrap()
+            .split_path()
+            .unwrap();
+        assert_eq!((dir.as_str(), name.as_str()), ("/etc/tls", "tls.crt"));
+    }
+
+    #[test]
+    fn a_reference_replaces_another_without_a_warning() {
+        let text = POD.replace(
+            "    command: [run]\n",
+            "    command: [run]\n    env:\n    - name: A\n      value: secretstore:vault:secret/old#k\n",
+        );
+        let added = apply(&text, &request(&["A=secret/new#k"], &[])).unwrap();
+        assert!(added.warnings.is_empty(), "{:?}", added.warnings);
+        assert!(added
+            .text
+            .contains("      value: secretstore:vault:secret/new#k\n"));
+    }
+}

@@ -293,7 +293,7 @@ pub const COMMANDS: &[CommandHelp] = &[
         ],
         examples: &[
             "secretstore add deploy.yaml --role shop --env DB_PASSWORD=secret/shop/db#password",
-            "secretstore add k8s/app.yaml --workload deployment/api --container api --file /etc/tls/tls.crt=secret/shop/tls#crt",
+            "secretstore add app.yaml --workload deploy/api --file /etc/tls/tls.crt=secret/shop/tls#crt",
             "secretstore add deploy.yaml --env API_TOKEN=secret/shop/api#token --diff",
             "secretstore add deploy.yaml",
         ],
