@@ -9,6 +9,7 @@
 //!   [`pod::agent_spec::AgentSpec`] that render writes and the agent reads;
 //! - [`vault`]: the one Vault HTTP layer and the Vault logic `check` and the agent share;
 //! - [`convert`]: other tools' dialects into this one;
+//! - [`add`]: references added to a workload in place (`secretstore add`, the playground);
 //! - [`diag`] and [`report`]: findings, their codes, and the formats they are written in;
 //! - [`sysio`] and [`parallel`]: reading input and writing output fast, and sharing work
 //!   among threads;
@@ -24,6 +25,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod add;
 pub mod analyze;
 #[cfg(feature = "cli")]
 pub mod cli;
