@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the docs/ book with its playground into OUT_DIR: secretstore's I/O-free core
 # compiled to WebAssembly (the wasm/ crate, profile `wasm`), bound for the browser with
-# wasm-bindgen --target web, shrunk with wasm-opt when one is installed (Debian's
-# binaryen), then the book (mdBook) with the bound module next to the playground's page.
+# wasm-bindgen --target web, shrunk with wasm-opt when installed (binaryen from the npm
+# registry; Debian 12's binaryen 108 breaks the module's externref table), then the book
+# (mdBook) with the bound module next to the playground's page.
 # Tools: scripts/install-test-deps.sh. mdBook empties OUT_DIR first.
 #
 #   scripts/build-book.sh OUT_DIR
@@ -21,6 +22,7 @@ TARGET=wasm32-unknown-unknown
 PROFILE=wasm
 MDBOOK="$ROOT/.tools/bin/mdbook"
 WASM_BINDGEN="$ROOT/.tools/bin/wasm-bindgen"
+WASM_OPT="$ROOT/.tools/node/node_modules/.bin/wasm-opt"
 INSTALL="run scripts/install-test-deps.sh (as root) first"
 
 [[ -x "$MDBOOK" ]] || fail "mdbook is not installed ($MDBOOK): $INSTALL"
@@ -42,16 +44,16 @@ trap 'rm -rf "$pkg"' EXIT
 "$WASM_BINDGEN" --target web --no-typescript --out-dir "$pkg" \
     "target/$TARGET/$PROFILE/secretstore_wasm.wasm"
 wasm="$pkg/secretstore_wasm_bg.wasm"
-if command -v wasm-opt >/dev/null; then
+if [[ -x "$WASM_OPT" ]]; then
     # The features rustc enables for this target by default, which wasm-opt must accept.
-    wasm-opt -Os --strip-debug --strip-producers \
+    "$WASM_OPT" -Os --strip-debug --strip-producers \
         --enable-bulk-memory --enable-sign-ext --enable-mutable-globals \
         --enable-nontrapping-float-to-int --enable-reference-types --enable-multivalue \
         -o "$wasm.opt" "$wasm"
     mv "$wasm.opt" "$wasm"
     optimised="wasm-opt -Os"
 else
-    optimised="no wasm-opt (apt-get install binaryen)"
+    optimised="no wasm-opt ($INSTALL)"
 fi
 
 echo "==> book: mdbook build docs -d $OUT" >&2

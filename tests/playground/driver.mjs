@@ -3,7 +3,7 @@
 //   node driver.mjs PLAYWRIGHT_CORE_DIR CHROMIUM URL INPUTS_JSON OUT_JSON
 //
 // INPUTS_JSON is `[{"name", "text"}]`. Writes OUT_JSON: every request the page made, the
-// page's errors, what its own widgets show for the example and for an `add`, and per
+// page's errors, what its own widgets show for the example and after two `add`s, and per
 // input what `window.secretstore.render` returned or threw and what
 // `window.secretstore.lint` returned.
 import { createRequire } from "node:module";
@@ -32,7 +32,14 @@ try {
         if (message.type() === "error") pageErrors.push(`console: ${message.text()}`);
     });
     await page.goto(url, { waitUntil: "load" });
-    await page.waitForFunction(() => window.secretstore !== undefined, null, { timeout: 30000 });
+    await page.waitForFunction(
+        () => window.secretstore !== undefined || document.querySelector("#ss-status.ss-error"),
+        null,
+        { timeout: 30000 },
+    );
+    if (!(await page.evaluate(() => window.secretstore !== undefined))) {
+        throw new Error(`the playground did not load:\n${pageErrors.join("\n")}`);
+    }
     await page.evaluate(() => window.secretstore.ready);
 
     // The page's own widgets on its example.
@@ -43,6 +50,20 @@ try {
         codeLinks: [...document.querySelectorAll("#ss-findings a.ss-code")].map((a) => a.getAttribute("href")),
         status: document.getElementById("ss-status").textContent,
     }));
+
+    // The add form, twice on the example: an env var, then a file.
+    const adds = [];
+    for (const [kind, target] of [["env", "API_TOKEN"], ["file", "/etc/shop/api/token"]]) {
+        await page.check(`#ss-add-form input[name=kind][value=${kind}]`);
+        await page.fill("#ss-add-form input[name=target]", target);
+        await page.fill("#ss-add-form input[name=reference]", "secret/shop/api#token");
+        await page.click("#ss-add-form button[type=submit]");
+        adds.push(await page.evaluate(() => ({
+            text: document.getElementById("ss-input").value,
+            result: document.getElementById("ss-add-result").textContent,
+            command: document.getElementById("ss-add-command").textContent,
+        })));
+    }
 
     const results = await page.evaluate((inputs) => {
         return inputs.map(({ name, text }) => {
@@ -62,7 +83,7 @@ try {
         });
     }, inputs);
 
-    writeFileSync(outPath, JSON.stringify({ requests, failed, pageErrors, widgets, results }));
+    writeFileSync(outPath, JSON.stringify({ requests, failed, pageErrors, widgets, adds, results }));
 } finally {
     await browser.close();
 }
