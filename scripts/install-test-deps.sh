@@ -167,7 +167,7 @@ printf '%-20s %s\n' \
     actionlint "$("$BIN/actionlint" --version | head -n1)" \
     wasm-bindgen "$("$BIN/wasm-bindgen" --version)" \
     wasm-opt "$("$TOOLS/node/node_modules/.bin/wasm-opt" --version)" \
-    chromium "$(chromium --version)" \
+    chromium "$(chromium --version 2>/dev/null)" \
     node "$(node --version)" \
     playwright-core "$(node -p "require('$playwright_json').version")" \
     rust-targets "${RUST_TARGETS[*]}"

@@ -247,6 +247,31 @@ fn the_playground_answers_as_the_cli_does_with_no_request_outside_its_origin() {
         widgets["status"]
     );
 
+    // The findings of a refused input link their rows of the codes page.
+    let refused_links = widgets["refusedCodeLinks"].as_array().expect("links");
+    let codes_page =
+        std::fs::read_to_string(work.path().join("book/reference/codes.html")).expect("codes page");
+    assert!(
+        !refused_links.is_empty(),
+        "no findings shown for env-ref-bad.yaml"
+    );
+    for link in refused_links {
+        let (code, href) = (
+            link[0].as_str().expect("code"),
+            link[1].as_str().expect("href"),
+        );
+        let anchor = code.to_lowercase();
+        assert_eq!(
+            href,
+            format!("reference/codes.html#{anchor}"),
+            "{code}'s link"
+        );
+        assert!(
+            codes_page.contains(&format!("id=\"{anchor}\"")),
+            "the codes page has no row {anchor}"
+        );
+    }
+
     // The add form writes what `secretstore add` writes, and shows the command.
     let file = work.path().join("deployment.yaml");
     std::fs::write(&file, &example).expect("write the example");

@@ -47,7 +47,6 @@ try {
         input: document.getElementById("ss-input").value,
         output: document.getElementById("ss-output").textContent,
         diff: document.getElementById("ss-diff").textContent,
-        codeLinks: [...document.querySelectorAll("#ss-findings a.ss-code")].map((a) => a.getAttribute("href")),
         status: document.getElementById("ss-status").textContent,
     }));
 
@@ -64,6 +63,15 @@ try {
             command: document.getElementById("ss-add-command").textContent,
         })));
     }
+
+    // The findings pane on an input render refuses: its codes link the codes page.
+    const refused = inputs.find((input) => input.name.endsWith("env-ref-bad.yaml"));
+    await page.evaluate(() => document.getElementById("ss-findings").replaceChildren());
+    await page.fill("#ss-input", refused.text);
+    await page.waitForFunction(() => document.querySelector("#ss-findings a.ss-code") !== null);
+    widgets.refusedCodeLinks = await page.evaluate(() =>
+        [...document.querySelectorAll("#ss-findings a.ss-code")].map((a) => [a.textContent, a.getAttribute("href")]),
+    );
 
     const results = await page.evaluate((inputs) => {
         return inputs.map(({ name, text }) => {
