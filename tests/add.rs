@@ -299,15 +299,8 @@ fn refusals_leave_the_file_untouched() {
             "SS116",
         ),
         (
-            "env from valueFrom",
-            &[
-                "--workload",
-                "deployment/two-containers",
-                "--container",
-                "api",
-                "--env",
-                ENV,
-            ],
+            "env that is not a list",
+            &["--workload", "pod/odd-env", "--role", "shop", "--env", ENV],
             "SS706",
         ),
         (
@@ -375,6 +368,31 @@ fn refusals_leave_the_file_untouched() {
             "{name}: a file was left next to the manifest"
         );
     }
+}
+
+#[test]
+fn an_env_var_from_a_kubernetes_secret_becomes_a_reference() {
+    let (_dir, path) = copy("refusals.yaml");
+    let original = read(&path);
+    let args = [
+        "--workload",
+        "deployment/two-containers",
+        "--container",
+        "api",
+        "--env",
+        ENV,
+    ];
+    let output = add(&path, &args);
+    assert_ok("valueFrom", &output);
+    let edited = read(&path);
+    let expected = original.replace(
+        "              valueFrom:\n                secretKeyRef:\n                  name: db\n                  key: password\n",
+        "              value: 'secretstore:vault:secret/shop/db#password'\n",
+    );
+    assert_ne!(expected, original);
+    assert_eq!(edited, expected);
+    assert!(text(&output.stderr).contains("replaces its valueFrom"));
+    assert_idempotent("valueFrom", &path, &args);
 }
 
 #[test]

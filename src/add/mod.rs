@@ -948,16 +948,25 @@ fn plan(
                 }
                 plan.env.push((node, value));
             }
-            (None, Some(node)) => site.problem(
-                Code::AddCannotEdit,
-                node,
-                &format!("{efield}.valueFrom"),
-                format!(
-                    "env `{}` of container `{}` is set from `valueFrom`",
-                    env.name, container.name
+            (None, Some(from)) => match value_from_replacement(text, tree, entry, from, &value) {
+                Some(replacement) => {
+                    replacements.push(replacement);
+                    site.changes.push(format!(
+                        "env {}: {value} (replaces its valueFrom)",
+                        env.name
+                    ));
+                }
+                None => site.problem(
+                    Code::AddCannotEdit,
+                    from,
+                    &format!("{efield}.valueFrom"),
+                    format!(
+                        "env `{}` of container `{}` is set from `valueFrom` in a layout add cannot rewrite",
+                        env.name, container.name
+                    ),
+                    "write the env entry in block style (valueFrom: on a line of its own), or remove its valueFrom and run add again",
                 ),
-                "remove that env entry (or its valueFrom) and run add again, or choose another env var name",
-            ),
+            },
             (None, None) => {
                 edits.push(Edit::AddKey {
                     map: entry,
@@ -1106,6 +1115,30 @@ fn plan(
             None
         }
     }
+}
+
+/// `valueFrom:` and its block (to the end of its last line) replaced by `value: <value>`
+/// at the same indentation; `None` when the key does not start its own line.
+fn value_from_replacement(
+    text: &str,
+    tree: &Tree,
+    entry: NodeId,
+    from: NodeId,
+    value: &str,
+) -> Option<Replacement> {
+    let key = tree.node(tree.key_node(entry, "valueFrom")?);
+    let start = edit::line_start(text, key.start);
+    let indent = &text[start..key.start];
+    if !indent.chars().all(|c| c == ' ') || tree.is_alias(from) {
+        return None;
+    }
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let (end, missing_newline) = edit::block_end(text, tree, from, nl);
+    let tail = if missing_newline.is_empty() { nl } else { "" };
+    Some(Replacement {
+        range: start..end,
+        text: format!("{indent}value: {}{tail}", edit::yaml_scalar(value)),
+    })
 }
 
 /// Findings of lint (render's refusals included) on `after` that `before` did not have,
