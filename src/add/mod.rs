@@ -1103,6 +1103,44 @@ fn plan(
         return Some((replacements, edits));
     }
     let layout = Layout::detect(text, tree, None);
+    if opting_in {
+        // An empty `annotations` ({} or null), which convert's rewrite leaves alone.
+        let written = tree.path(template, &["metadata", "annotations"]);
+        if let Some(node) = written.filter(|a| tree.entries(*a).is_empty()) {
+            let mut new = vec![
+                (OPT_IN_KEY.to_string(), OPT_IN_VALUE.to_string()),
+                (ROLE_KEY.to_string(), plan.role.clone().unwrap_or_default()),
+            ];
+            for (suffix, config) in std::mem::take(&mut plan.files) {
+                new.push((
+                    format!("{FILE_KEY_PREFIX}{suffix}"),
+                    edit::compact_json(&config),
+                ));
+            }
+            let written = tree.node(node);
+            if tree.is_map(node)
+                && !tree.is_alias(node)
+                && text[written.start..].starts_with('{')
+                && text[..written.end].ends_with('}')
+            {
+                let entries: Vec<String> = new
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", edit::json_string(k), edit::json_string(v)))
+                    .collect();
+                replacements.push(Replacement {
+                    range: written.start..written.end,
+                    text: format!("{{{}}}", entries.join(", ")),
+                });
+            } else if let Some(r) = null_annotations(text, tree, template, node, &new, &layout) {
+                replacements.push(r);
+            } else {
+                let d = site.cannot_edit(node, &afield, "the annotations are not a mapping");
+                site.problems.push(d);
+                return None;
+            }
+            plan.already_opted_in = true;
+        }
+    }
     match rewrite::plan_pod(text, tree, template, &plan, &layout) {
         Ok((r, e)) => {
             replacements.extend(r);
@@ -1115,6 +1153,61 @@ fn plan(
             None
         }
     }
+}
+
+/// `annotations:` with a null value (nothing, `~`, `null`; a comment may follow), on a
+/// line of its own, written again as a block mapping of `new`.
+fn null_annotations(
+    text: &str,
+    tree: &Tree,
+    template: NodeId,
+    value: NodeId,
+    new: &[(String, String)],
+    layout: &Layout,
+) -> Option<Replacement> {
+    if !tree.is_null(value) || tree.is_alias(value) {
+        return None;
+    }
+    let metadata = tree.get(template, "metadata")?;
+    let key = tree.node(tree.key_node(metadata, "annotations")?);
+    let start = edit::line_start(text, key.start);
+    let indent = &text[start..key.start];
+    if !indent.chars().all(|c| c == ' ') {
+        return None;
+    }
+    let line_end = text[key.start..]
+        .find('\n')
+        .map_or(text.len(), |i| key.start + i + 1);
+    let rest = text[key.start..line_end].trim_end();
+    let rest = rest
+        .strip_prefix("annotations")?
+        .trim_start()
+        .strip_prefix(':')?;
+    let rest = rest.trim_start();
+    let rest = ["~", "null", "Null", "NULL"]
+        .iter()
+        .find_map(|n| rest.strip_prefix(n))
+        .unwrap_or(rest)
+        .trim_start();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return None;
+    }
+    let nl = layout.newline;
+    let mut block = format!("{indent}annotations:{nl}");
+    for (k, v) in new {
+        block.push_str(&format!(
+            "{indent}  {}: {}{nl}",
+            edit::yaml_scalar(k),
+            edit::yaml_scalar(v)
+        ));
+    }
+    if !text[..line_end].ends_with('\n') {
+        block.truncate(block.len() - nl.len());
+    }
+    Some(Replacement {
+        range: start..line_end,
+        text: block,
+    })
 }
 
 /// `valueFrom:` and its block (to the end of its last line) replaced by `value: <value>`
@@ -1234,6 +1327,19 @@ mod tests {
         );
         let added = apply(&text, &request(&["A=secret/a#k"], &[])).unwrap();
         assert!(added.changed);
+    }
+
+    #[test]
+    fn empty_annotations_are_filled() {
+        for (written, expected) in [
+            ("annotations: {}", "annotations: {\"rafay.dev/secretstore\": \"vault\", \"vault.secretstore.rafay.dev/role\": \"shop\"}\n"),
+            ("annotations:", "annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: shop\n"),
+            ("annotations: ~ # none yet", "annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: shop\n"),
+        ] {
+            let text = POD.replace("metadata:\n  name: p\n", &format!("metadata:\n  {written}\n  name: p\n"));
+            let added = apply(&text, &request(&["A=secret/a#k"], &[])).unwrap();
+            assert!(added.text.contains(&format!("metadata:\n  {expected}  name: p\n")), "{written}: {}", added.text);
+        }
     }
 
     #[test]
