@@ -145,6 +145,19 @@ fn multi_document_stream_with_comments_and_odd_quoting() {
         "--file",
         "/etc/shop/tls/tls.key=secret/shop/tls#tls.key",
     ];
+    // The diff hides the literal value it replaces: it may be a secret.
+    let mut with_diff = args.to_vec();
+    with_diff.push("--diff");
+    let diff = add(&path, &with_diff);
+    assert_ok("stream --diff", &diff);
+    let shown = text(&diff.stdout);
+    assert!(
+        shown.contains("-              value: <not shown>\n"),
+        "{shown}"
+    );
+    support::assert_no_secret(&shown, &["s3cr3t-hunter2"]);
+    support::assert_no_secret(&text(&diff.stderr), &["s3cr3t-hunter2"]);
+    assert_eq!(read(&path), original);
     let output = add(&path, &args);
     assert_ok("stream", &output);
     let edited = read(&path);

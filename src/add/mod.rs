@@ -25,6 +25,7 @@ use crate::render::stream::{self, Document};
 use crate::render::tree::{NodeId, Tree};
 use crate::render::{workload, Input};
 use serde_json::Value;
+use std::ops::Range;
 
 /// One `--env NAME=REF`: the env var `NAME` of the container becomes the reference
 /// `secretstore:vault:REF`.
@@ -71,6 +72,9 @@ pub struct Added {
     pub container: String,
     /// One line per change made, e.g. `env DB_PASSWORD: secretstore:vault:secret/db#pw`.
     pub changes: Vec<String>,
+    /// Byte ranges, in the input text, of the literal env values replaced: they may be
+    /// secrets, so a diff shown to the user hides them ([`masked`]).
+    pub replaced_literals: Vec<Range<usize>>,
     /// Accepted, but worth knowing: a literal value replaced (rotate it), or a lint
     /// warning the edit introduced (e.g. no service account).
     pub warnings: Vec<Diagnostic>,
@@ -274,6 +278,7 @@ pub fn apply_with(
         problems: Vec::new(),
         warnings: Vec::new(),
         changes: Vec::new(),
+        replaced_literals: Vec::new(),
     };
     let pod = read_pod(doc.tree_ref(), target.template);
     let container = choose_container(&pod, request, &mut site, target.template)?;
@@ -300,6 +305,7 @@ pub fn apply_with(
             workload: target.object.clone(),
             container: container_name,
             changes: Vec::new(),
+            replaced_literals: Vec::new(),
             warnings: site.warnings,
         });
     }
@@ -334,8 +340,36 @@ pub fn apply_with(
         workload: target.object.clone(),
         container: container_name,
         changes: site.changes,
+        replaced_literals: site
+            .replaced_literals
+            .iter()
+            .map(|r| r.start + start..r.end + start)
+            .collect(),
         warnings: all_warnings,
     })
+}
+
+/// `text` with each of `hidden` (from [`Added::replaced_literals`]) written as
+/// `<not shown>`: the side of a diff shown to a user, which must not show a value that
+/// may be a secret.
+pub fn masked(text: &str, hidden: &[Range<usize>]) -> String {
+    let mut ranges: Vec<&Range<usize>> = hidden
+        .iter()
+        .filter(|r| r.start <= r.end && text.get(r.start..r.end).is_some())
+        .collect();
+    ranges.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in ranges {
+        if r.start < at {
+            continue;
+        }
+        out.push_str(&text[at..r.start]);
+        out.push_str("<not shown>");
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// The workloads of `text` (objects with a pod template), in file order, for the wizard
@@ -711,6 +745,8 @@ struct Site<'a, 't> {
     problems: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     changes: Vec<String>,
+    /// In the document's text.
+    replaced_literals: Vec<Range<usize>>,
 }
 
 impl Site<'_, '_> {
@@ -945,6 +981,9 @@ fn plan(
                         "env {}: {value} (replaces a literal value)",
                         env.name
                     ));
+                    if let Ok(range) = rewrite::scalar_range(text, tree, node) {
+                        site.replaced_literals.push(range);
+                    }
                 }
                 plan.env.push((node, value));
             }
