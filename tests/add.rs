@@ -145,6 +145,19 @@ fn multi_document_stream_with_comments_and_odd_quoting() {
         "--file",
         "/etc/shop/tls/tls.key=secret/shop/tls#tls.key",
     ];
+    // The diff hides the literal value it replaces: it may be a secret.
+    let mut with_diff = args.to_vec();
+    with_diff.push("--diff");
+    let diff = add(&path, &with_diff);
+    assert_ok("stream --diff", &diff);
+    let shown = text(&diff.stdout);
+    assert!(
+        shown.contains("-              value: <not shown>\n"),
+        "{shown}"
+    );
+    support::assert_no_secret(&shown, &["s3cr3t-hunter2"]);
+    support::assert_no_secret(&text(&diff.stderr), &["s3cr3t-hunter2"]);
+    assert_eq!(read(&path), original);
     let output = add(&path, &args);
     assert_ok("stream", &output);
     let edited = read(&path);
@@ -299,15 +312,8 @@ fn refusals_leave_the_file_untouched() {
             "SS116",
         ),
         (
-            "env from valueFrom",
-            &[
-                "--workload",
-                "deployment/two-containers",
-                "--container",
-                "api",
-                "--env",
-                ENV,
-            ],
+            "env that is not a list",
+            &["--workload", "pod/odd-env", "--role", "shop", "--env", ENV],
             "SS706",
         ),
         (
@@ -375,6 +381,31 @@ fn refusals_leave_the_file_untouched() {
             "{name}: a file was left next to the manifest"
         );
     }
+}
+
+#[test]
+fn an_env_var_from_a_kubernetes_secret_becomes_a_reference() {
+    let (_dir, path) = copy("refusals.yaml");
+    let original = read(&path);
+    let args = [
+        "--workload",
+        "deployment/two-containers",
+        "--container",
+        "api",
+        "--env",
+        ENV,
+    ];
+    let output = add(&path, &args);
+    assert_ok("valueFrom", &output);
+    let edited = read(&path);
+    let expected = original.replace(
+        "              valueFrom:\n                secretKeyRef:\n                  name: db\n                  key: password\n",
+        "              value: 'secretstore:vault:secret/shop/db#password'\n",
+    );
+    assert_ne!(expected, original);
+    assert_eq!(edited, expected);
+    assert!(text(&output.stderr).contains("replaces its valueFrom"));
+    assert_idempotent("valueFrom", &path, &args);
 }
 
 #[test]

@@ -242,9 +242,10 @@ fn a_missing_path_is_said_so_and_ctrl_c_leaves_the_file_as_it_was() {
     tmux.wait_for("(type a path)");
     tmux.type_text("type a path");
     tmux.press("Enter");
-    // The path starts as the mount's; complete it with a secret that is not there.
-    tmux.answer("Vault path of the secret:", 0, "shop/nope");
+    // The path starts as the mount's; complete it with a secret that is not there. The
+    // list is asked again after that: counted before, so a fast redraw is not missed.
     let seen = tmux.count("Secret:");
+    tmux.answer("Vault path of the secret:", 0, "shop/nope");
     tmux.wait_for("secret/shop/nope does not exist in Vault");
     tmux.wait_for_more("Secret:", seen);
     tmux.press("C-c");

@@ -25,6 +25,7 @@ use crate::render::stream::{self, Document};
 use crate::render::tree::{NodeId, Tree};
 use crate::render::{workload, Input};
 use serde_json::Value;
+use std::ops::Range;
 
 /// One `--env NAME=REF`: the env var `NAME` of the container becomes the reference
 /// `secretstore:vault:REF`.
@@ -71,6 +72,9 @@ pub struct Added {
     pub container: String,
     /// One line per change made, e.g. `env DB_PASSWORD: secretstore:vault:secret/db#pw`.
     pub changes: Vec<String>,
+    /// Byte ranges, in the input text, of the literal env values replaced: they may be
+    /// secrets, so a diff shown to the user hides them ([`masked`]).
+    pub replaced_literals: Vec<Range<usize>>,
     /// Accepted, but worth knowing: a literal value replaced (rotate it), or a lint
     /// warning the edit introduced (e.g. no service account).
     pub warnings: Vec<Diagnostic>,
@@ -274,6 +278,7 @@ pub fn apply_with(
         problems: Vec::new(),
         warnings: Vec::new(),
         changes: Vec::new(),
+        replaced_literals: Vec::new(),
     };
     let pod = read_pod(doc.tree_ref(), target.template);
     let container = choose_container(&pod, request, &mut site, target.template)?;
@@ -300,6 +305,7 @@ pub fn apply_with(
             workload: target.object.clone(),
             container: container_name,
             changes: Vec::new(),
+            replaced_literals: Vec::new(),
             warnings: site.warnings,
         });
     }
@@ -334,8 +340,36 @@ pub fn apply_with(
         workload: target.object.clone(),
         container: container_name,
         changes: site.changes,
+        replaced_literals: site
+            .replaced_literals
+            .iter()
+            .map(|r| r.start + start..r.end + start)
+            .collect(),
         warnings: all_warnings,
     })
+}
+
+/// `text` with each of `hidden` (from [`Added::replaced_literals`]) written as
+/// `<not shown>`: the side of a diff shown to a user, which must not show a value that
+/// may be a secret.
+pub fn masked(text: &str, hidden: &[Range<usize>]) -> String {
+    let mut ranges: Vec<&Range<usize>> = hidden
+        .iter()
+        .filter(|r| r.start <= r.end && text.get(r.start..r.end).is_some())
+        .collect();
+    ranges.sort_by_key(|r| r.start);
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for r in ranges {
+        if r.start < at {
+            continue;
+        }
+        out.push_str(&text[at..r.start]);
+        out.push_str("<not shown>");
+        at = r.end;
+    }
+    out.push_str(&text[at..]);
+    out
 }
 
 /// The workloads of `text` (objects with a pod template), in file order, for the wizard
@@ -711,6 +745,8 @@ struct Site<'a, 't> {
     problems: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     changes: Vec<String>,
+    /// In the document's text.
+    replaced_literals: Vec<Range<usize>>,
 }
 
 impl Site<'_, '_> {
@@ -945,19 +981,31 @@ fn plan(
                         "env {}: {value} (replaces a literal value)",
                         env.name
                     ));
+                    if let Ok(range) = rewrite::scalar_range(text, tree, node) {
+                        site.replaced_literals.push(range);
+                    }
                 }
                 plan.env.push((node, value));
             }
-            (None, Some(node)) => site.problem(
-                Code::AddCannotEdit,
-                node,
-                &format!("{efield}.valueFrom"),
-                format!(
-                    "env `{}` of container `{}` is set from `valueFrom`",
-                    env.name, container.name
+            (None, Some(from)) => match value_from_replacement(text, tree, entry, from, &value) {
+                Some(replacement) => {
+                    replacements.push(replacement);
+                    site.changes.push(format!(
+                        "env {}: {value} (replaces its valueFrom)",
+                        env.name
+                    ));
+                }
+                None => site.problem(
+                    Code::AddCannotEdit,
+                    from,
+                    &format!("{efield}.valueFrom"),
+                    format!(
+                        "env `{}` of container `{}` is set from `valueFrom` in a layout add cannot rewrite",
+                        env.name, container.name
+                    ),
+                    "write the env entry in block style (valueFrom: on a line of its own), or remove its valueFrom and run add again",
                 ),
-                "remove that env entry (or its valueFrom) and run add again, or choose another env var name",
-            ),
+            },
             (None, None) => {
                 edits.push(Edit::AddKey {
                     map: entry,
@@ -1094,6 +1142,44 @@ fn plan(
         return Some((replacements, edits));
     }
     let layout = Layout::detect(text, tree, None);
+    if opting_in {
+        // An empty `annotations` ({} or null), which convert's rewrite leaves alone.
+        let written = tree.path(template, &["metadata", "annotations"]);
+        if let Some(node) = written.filter(|a| tree.entries(*a).is_empty()) {
+            let mut new = vec![
+                (OPT_IN_KEY.to_string(), OPT_IN_VALUE.to_string()),
+                (ROLE_KEY.to_string(), plan.role.clone().unwrap_or_default()),
+            ];
+            for (suffix, config) in std::mem::take(&mut plan.files) {
+                new.push((
+                    format!("{FILE_KEY_PREFIX}{suffix}"),
+                    edit::compact_json(&config),
+                ));
+            }
+            let written = tree.node(node);
+            if tree.is_map(node)
+                && !tree.is_alias(node)
+                && text[written.start..].starts_with('{')
+                && text[..written.end].ends_with('}')
+            {
+                let entries: Vec<String> = new
+                    .iter()
+                    .map(|(k, v)| format!("{}: {}", edit::json_string(k), edit::json_string(v)))
+                    .collect();
+                replacements.push(Replacement {
+                    range: written.start..written.end,
+                    text: format!("{{{}}}", entries.join(", ")),
+                });
+            } else if let Some(r) = null_annotations(text, tree, template, node, &new, &layout) {
+                replacements.push(r);
+            } else {
+                let d = site.cannot_edit(node, &afield, "the annotations are not a mapping");
+                site.problems.push(d);
+                return None;
+            }
+            plan.already_opted_in = true;
+        }
+    }
     match rewrite::plan_pod(text, tree, template, &plan, &layout) {
         Ok((r, e)) => {
             replacements.extend(r);
@@ -1106,6 +1192,85 @@ fn plan(
             None
         }
     }
+}
+
+/// `annotations:` with a null value (nothing, `~`, `null`; a comment may follow), on a
+/// line of its own, written again as a block mapping of `new`.
+fn null_annotations(
+    text: &str,
+    tree: &Tree,
+    template: NodeId,
+    value: NodeId,
+    new: &[(String, String)],
+    layout: &Layout,
+) -> Option<Replacement> {
+    if !tree.is_null(value) || tree.is_alias(value) {
+        return None;
+    }
+    let metadata = tree.get(template, "metadata")?;
+    let key = tree.node(tree.key_node(metadata, "annotations")?);
+    let start = edit::line_start(text, key.start);
+    let indent = &text[start..key.start];
+    if !indent.chars().all(|c| c == ' ') {
+        return None;
+    }
+    let line_end = text[key.start..]
+        .find('\n')
+        .map_or(text.len(), |i| key.start + i + 1);
+    let rest = text[key.start..line_end].trim_end();
+    let rest = rest
+        .strip_prefix("annotations")?
+        .trim_start()
+        .strip_prefix(':')?;
+    let rest = rest.trim_start();
+    let rest = ["~", "null", "Null", "NULL"]
+        .iter()
+        .find_map(|n| rest.strip_prefix(n))
+        .unwrap_or(rest)
+        .trim_start();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return None;
+    }
+    let nl = layout.newline;
+    let mut block = format!("{indent}annotations:{nl}");
+    for (k, v) in new {
+        block.push_str(&format!(
+            "{indent}  {}: {}{nl}",
+            edit::yaml_scalar(k),
+            edit::yaml_scalar(v)
+        ));
+    }
+    if !text[..line_end].ends_with('\n') {
+        block.truncate(block.len() - nl.len());
+    }
+    Some(Replacement {
+        range: start..line_end,
+        text: block,
+    })
+}
+
+/// `valueFrom:` and its block (to the end of its last line) replaced by `value: <value>`
+/// at the same indentation; `None` when the key does not start its own line.
+fn value_from_replacement(
+    text: &str,
+    tree: &Tree,
+    entry: NodeId,
+    from: NodeId,
+    value: &str,
+) -> Option<Replacement> {
+    let key = tree.node(tree.key_node(entry, "valueFrom")?);
+    let start = edit::line_start(text, key.start);
+    let indent = &text[start..key.start];
+    if !indent.chars().all(|c| c == ' ') || tree.is_alias(from) {
+        return None;
+    }
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let (end, missing_newline) = edit::block_end(text, tree, from, nl);
+    let tail = if missing_newline.is_empty() { nl } else { "" };
+    Some(Replacement {
+        range: start..end,
+        text: format!("{indent}value: {}{tail}", edit::yaml_scalar(value)),
+    })
 }
 
 /// Findings of lint (render's refusals included) on `after` that `before` did not have,
@@ -1201,6 +1366,19 @@ mod tests {
         );
         let added = apply(&text, &request(&["A=secret/a#k"], &[])).unwrap();
         assert!(added.changed);
+    }
+
+    #[test]
+    fn empty_annotations_are_filled() {
+        for (written, expected) in [
+            ("annotations: {}", "annotations: {\"rafay.dev/secretstore\": \"vault\", \"vault.secretstore.rafay.dev/role\": \"shop\"}\n"),
+            ("annotations:", "annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: shop\n"),
+            ("annotations: ~ # none yet", "annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: shop\n"),
+        ] {
+            let text = POD.replace("metadata:\n  name: p\n", &format!("metadata:\n  {written}\n  name: p\n"));
+            let added = apply(&text, &request(&["A=secret/a#k"], &[])).unwrap();
+            assert!(added.text.contains(&format!("metadata:\n  {expected}  name: p\n")), "{written}: {}", added.text);
+        }
     }
 
     #[test]

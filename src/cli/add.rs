@@ -113,7 +113,7 @@ fn finish(file: &ManifestFile, text: &str, added: &Added, diff: bool) -> ExitCod
         print_diagnostic(w);
     }
     if diff {
-        if let Err(e) = write_stdout(unified_diff(&file.shown, text, &added.text).as_bytes()) {
+        if let Err(e) = write_stdout(unified_diff(&file.shown, text, added).as_bytes()) {
             return usage_error(&e);
         }
         return ExitCode::from(exit::OK);
@@ -143,12 +143,14 @@ fn print_changes(file: &ManifestFile, added: &Added) {
     eprint!("{out}");
 }
 
-/// A unified diff of the file (`a/FILE` → `b/FILE`), empty when nothing changed.
-pub fn unified_diff(name: &str, old: &str, new: &str) -> String {
-    if old == new {
+/// A unified diff of the file (`a/FILE` → `b/FILE`), empty when nothing changed. A
+/// replaced literal env value, which may be a secret, is shown as `<not shown>`.
+pub fn unified_diff(name: &str, old: &str, added: &Added) -> String {
+    if !added.changed {
         return String::new();
     }
-    similar::TextDiff::from_lines(old, new)
+    let old = add::masked(old, &added.replaced_literals);
+    similar::TextDiff::from_lines(old.as_str(), added.text.as_str())
         .unified_diff()
         .context_radius(3)
         .header(&format!("a/{name}"), &format!("b/{name}"))

@@ -143,7 +143,7 @@ codes! {
     AddChooseWorkload = "SS703", Error, "The file holds several workloads and --workload chooses none (add).";
     AddChooseContainer = "SS704", Error, "The pod has several app containers (or none) and --container chooses none (add).";
     AddRoleMismatch = "SS705", Error, "--role names another role than the one the opted-in pod uses (add).";
-    AddCannotEdit = "SS706", Error, "Add cannot put the reference into this layout (valueFrom, an alias, a non-list env) (add).";
+    AddCannotEdit = "SS706", Error, "Add cannot put the reference into this layout (an alias, a non-list env, a flow-style valueFrom) (add).";
     AddReplacedLiteral = "SS707", Warning, "A literal env value was replaced by a reference; the old value is still in the Git history (add).";
 }
 

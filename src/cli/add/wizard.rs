@@ -139,7 +139,7 @@ fn ask(
     for w in &added.warnings {
         print_diagnostic(w);
     }
-    eprint!("{}", unified_diff(&file.shown, text, &added.text));
+    eprint!("{}", unified_diff(&file.shown, text, &added));
     let write = Confirm::new(&format!("Write these changes to {}?", file.shown))
         .with_default(false)
         .prompt()?;
