@@ -42,7 +42,7 @@ cargo build --quiet --locked -p secretstore-wasm --target "$TARGET" --profile "$
 pkg="$(mktemp -d)"
 trap 'rm -rf "$pkg"' EXIT
 "$WASM_BINDGEN" --target web --no-typescript --out-dir "$pkg" \
-    "target/$TARGET/$PROFILE/secretstore_wasm.wasm"
+    "${CARGO_TARGET_DIR:-target}/$TARGET/$PROFILE/secretstore_wasm.wasm"
 wasm="$pkg/secretstore_wasm_bg.wasm"
 if [[ -x "$WASM_OPT" ]]; then
     # The features rustc enables for this target by default, which wasm-opt must accept.
