@@ -1,6 +1,7 @@
 //! Configuration: one YAML file, overridden by env vars (also in their `ARGOCD_ENV_` form,
 //! as Argo CD passes plugin env) and then by flags; named `clusters` override the top level.
 
+use crate::duration::{parse_refresh, parse_seconds};
 use crate::pod::agent_spec::AGENT_MEMORY_LIMIT_MIB;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -239,7 +240,8 @@ impl Settings {
             settings.agent_image = v;
         }
         if let Some(v) = env("SECRETSTORE_AGENT_TIMEOUT") {
-            settings.timeout_seconds = parse_duration(&v)?;
+            settings.timeout_seconds =
+                parse_seconds(&v).map_err(|e| format!("SECRETSTORE_AGENT_TIMEOUT: {e}"))?;
         }
         // Argo CD sets KUBE_VERSION for config-management plugins; ours take precedence.
         let kube_version = overrides
@@ -370,15 +372,15 @@ impl Settings {
         if let Some(t) = &agent.timeout {
             self.timeout_seconds = match t {
                 Duration::Seconds(s) => *s,
-                Duration::Text(s) => parse_duration(s)?,
+                Duration::Text(s) => parse_seconds(s).map_err(|e| format!("agent.timeout: {e}"))?,
             };
         }
         if let Some(r) = &agent.refresh {
             self.refresh_seconds = match r {
-                Duration::Seconds(s) => Some(*s),
-                Duration::Text(s) => parse_refresh(s)?,
+                Duration::Seconds(s) => parse_refresh(&s.to_string()),
+                Duration::Text(s) => parse_refresh(s),
             }
-            .filter(|s| *s > 0);
+            .map_err(|e| format!("agent.refresh: {e}"))?;
         }
         for (image, command) in entrypoints {
             self.entrypoints.insert(image.clone(), command.clone());
@@ -437,44 +439,6 @@ fn normalise_auth_path(path: &str) -> String {
     } else {
         format!("auth/{trimmed}")
     }
-}
-
-/// Parses a live-mode refresh interval: a duration, or `off`/`0` for none.
-pub fn parse_refresh(text: &str) -> Result<Option<u64>, String> {
-    match text.trim() {
-        "off" | "0" => Ok(None),
-        other => parse_duration(other).map(Some),
-    }
-}
-
-/// Parses `90`, `90s`, `2m`, `1h30m`.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let bad = || format!("`{text}` is not a duration (examples: 90, 90s, 2m, 1h30m)");
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(seconds);
-    }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        number.clear();
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -536,9 +500,9 @@ mod tests {
 
     #[test]
     fn durations_and_repositories() {
-        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
-        assert_eq!(parse_duration("45").unwrap(), 45);
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_seconds("1h30m").unwrap(), 5400);
+        assert_eq!(parse_seconds("45").unwrap(), 45);
+        assert!(parse_seconds("soon").is_err());
         assert_eq!(
             image_repository("reg:5000/app:1.2@sha256:ab"),
             "reg:5000/app"

@@ -10,6 +10,7 @@
 //! - [`vault`]: the one Vault HTTP layer and the Vault logic `check` and the agent share;
 //! - [`convert`]: other tools' dialects into this one;
 //! - [`diag`] and [`report`]: findings, their codes, and the formats they are written in;
+//! - [`duration`]: the one duration grammar (Go's) every setting and Vault TTL is read with;
 //! - [`sysio`] and [`parallel`]: reading input and writing output fast, and sharing work
 //!   among threads;
 //! - [`cli`]: arguments, one module per command, exit statuses.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod diag;
+pub mod duration;
 pub mod parallel;
 pub mod pod;
 pub mod render;

@@ -7,6 +7,7 @@
 use crate::analyze::scan::{self, ScannedContainer, ScannedPod};
 use crate::config::Settings;
 use crate::diag::{Code, Diagnostic, Location};
+use crate::duration;
 use crate::render::dialect;
 use crate::render::frontend;
 use crate::render::plan::AGENT_USER;
@@ -253,13 +254,29 @@ fn live_mode(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnostic>) {
     let find = |key: &str| pod.annotations.iter().find(|e| e.key == key);
     let annotation = find(dialect::REFRESH_KEY);
     let refresh = match annotation.and_then(|e| e.value.as_deref()) {
-        Some(text) => match crate::config::parse_refresh(text) {
+        Some(text) => match duration::parse_refresh(text) {
             Ok(r) => r,
             Err(_) => return,
         },
         None => settings.refresh_seconds,
     };
     let field = |key: &str| format!("{}metadata.annotations[{key}]", pod.field);
+    if let Some(e) = annotation {
+        if let Some(oddity) = e.value.as_deref().and_then(duration::refresh_oddity) {
+            let mut d = finding(
+                pod,
+                Code::RefreshOddValue,
+                &e.location,
+                field(dialect::REFRESH_KEY),
+            );
+            d.message = oddity;
+            d.help = Some(
+                "write the interval with its unit (30s, 5m, 1h30m), or `off` for no live mode"
+                    .into(),
+            );
+            out.push(d);
+        }
+    }
     match refresh {
         Some(seconds) if seconds < MIN_REFRESH_SECONDS => {
             let (location, source) = match annotation {

@@ -106,6 +106,7 @@ codes! {
     VersionConflict = "SS205", Warning, "One secret path is read at different versions in one pod.";
     RefreshTooShort = "SS206", Warning, "A live-mode refresh interval under 30 seconds loads Vault with little gain.";
     OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange or revoke-on-stop on a pod without live mode: nothing will change.";
+    RefreshOddValue = "SS210", Warning, "A refresh value render accepts but reads in a way its author may not mean: a number without a unit, a zero other than `off`, a sign.";
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";
     VersionNotSupported = "SS302", Error, "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).";
     SecretNotFound = "SS303", Error, "No secret at the path, or its latest version is deleted or destroyed (check).";

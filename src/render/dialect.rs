@@ -482,7 +482,7 @@ fn read_live_annotation(
         return;
     };
     let parsed = if key == REFRESH_KEY {
-        crate::config::parse_refresh(text).map(|r| live.refresh = Some((r, node)))
+        crate::duration::parse_refresh(text).map(|r| live.refresh = Some((r, node)))
     } else if key == ON_CHANGE_KEY {
         OnChange::parse(text).map(|a| live.on_change = Some((a, node)))
     } else {
@@ -495,7 +495,7 @@ fn read_live_annotation(
     };
     if let Err(message) = parsed {
         let help = if key == REFRESH_KEY {
-            "write a duration such as 30s, 5m or 1h30m, or `off`"
+            "write a duration from 1s to 24h such as 30s, 5m or 1h30m, or `off`"
         } else if key == ON_CHANGE_KEY {
             "write none, restart or signal:<NAME> (e.g. signal:SIGHUP)"
         } else {
