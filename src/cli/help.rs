@@ -276,6 +276,7 @@ pub const COMMANDS: &[CommandHelp] = &[
             "secretstore lint --format github --deny-warnings deploy/ overlays/",
             "helm template shop ./chart | secretstore lint -",
             "secretstore lint --format sarif . > secretstore.sarif",
+            "secretstore lint --format gitlab k8s/ > gl-code-quality-report.json",
         ],
     },
     CommandHelp {
