@@ -507,9 +507,16 @@ fn sealed_vault_keeps_the_files_and_refresh_resumes() {
 /// max TTL; the app connects successfully throughout; the token is renewed and, at its max
 /// TTL, a new login uses the rotated service-account token. SIGTERM revokes the leases:
 /// the database roles are gone. Then, as a Job: the app exits and the sidecar stops.
+///
+/// The sidecar renews at two thirds of a TTL and re-issues when a renewal comes back
+/// short, so the old credentials outlive the switch by at least a third of their TTL: 9 s
+/// TTLs give every step 3 s of margin on a loaded machine (4 s gave 1.3 s, and flaked).
+/// Timeline: lease renewed at 6 s, cut short at 12 s (max 17 s: 5 s left) and re-issued;
+/// token renewed at 6 s and 12 s, cut short at 18 s (max 24 s: 6 s left), a new login,
+/// every lease re-issued under it.
 #[test]
 fn database_leases_and_token_stay_valid_then_are_revoked() {
-    let lab = Lab::start("4s", "16s");
+    let lab = Lab::start("9s", "24s");
     let pg = Postgres::start();
     pg.attach_to_vault(&lab.vault, "database", "app", "1h");
     lab.vault.post_json(
@@ -519,16 +526,18 @@ fn database_leases_and_token_stay_valid_then_are_revoked() {
             "creation_statements": [
                 "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
             ],
-            "default_ttl": "4s",
-            "max_ttl": "9s",
+            "default_ttl": "9s",
+            "max_ttl": "17s",
         }),
     );
     let psql = pg.bin().join("psql");
     // Connects with the current credentials every 200 ms, recording each outcome, until
-    // the test creates /out/stop.
+    // the test creates /out/stop. The file is read once per connection: two reads could
+    // straddle a rotation and pair one lease's user with the next one's password.
     let script = format!(
         r#"while [ ! -e /out/stop ]; do
-  u=$(sed -n 's/^username=//p' /etc/db/creds); p=$(sed -n 's/^password=//p' /etc/db/creds)
+  c=$(cat /etc/db/creds)
+  u=$(printf '%s\n' "$c" | sed -n 's/^username=//p'); p=$(printf '%s\n' "$c" | sed -n 's/^password=//p')
   if PGPASSWORD="$p" PGCONNECT_TIMEOUT=5 {} -X -At -h 127.0.0.1 -p {} -U "$u" -d postgres -c 'select 1' >/dev/null 2>>/out/psql.err; then echo "ok $u" >> /out/events; else echo "FAIL $u" >> /out/events; fi
   sleep 0.2
 done"#,
