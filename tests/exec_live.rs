@@ -184,9 +184,15 @@ impl Supervisor {
         }
     }
 
-    /// Kills the supervisor and every child it has (the app included).
+    /// Kills the supervisor and every descendant it has (the app included).
     fn kill_all(&mut self) {
-        for (pid, _) in children(self.id()) {
+        let mut descendants = vec![self.id()];
+        let mut i = 0;
+        while i < descendants.len() {
+            descendants.extend(children(descendants[i]).into_iter().map(|(pid, _)| pid));
+            i += 1;
+        }
+        for &pid in &descendants[1..] {
             // SAFETY: kill(2) on a process that the test's supervisor started.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
         }
@@ -776,4 +782,62 @@ fn json_logs_are_one_object_per_line_without_values() {
         !all.contains("token-") && !all.contains("cert two"),
         "{all}"
     );
+}
+
+/// Reads one line from its terminal, as an interactive app (`tty: true`) does.
+const PYTHON_TTY_APP: &str = r#"
+import os, sys
+out = os.path.join(os.environ["OUT"], "events")
+def record(line):
+    with open(out, "a") as f:
+        f.write(line + "\n")
+record("start %d foreground=%s" % (os.getpid(), os.tcgetpgrp(0) == os.getpgrp()))
+record("read " + sys.stdin.readline().strip())
+"#;
+
+#[test]
+fn with_a_terminal_the_app_s_own_group_is_in_the_foreground() {
+    let lab = Lab::new();
+    let python = system_tool("/usr/bin/python3");
+    // pty.spawn runs secretstore exec as the session leader of a new terminal, as a
+    // container runtime does for `tty: true`, and copies our stdin to it.
+    let command = lab.command(
+        &[("tls.crt", OnChange::Signal("SIGHUP".into()))],
+        &[python, "-c", PYTHON_TTY_APP],
+        &[],
+    );
+    let exec_argv: Vec<String> = std::iter::once(command.get_program())
+        .chain(command.get_args())
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut terminal = Command::new(python);
+    terminal
+        .args([
+            "-c",
+            "import pty, sys; sys.exit(pty.spawn(sys.argv[1:]) >> 8)",
+        ])
+        .args(&exec_argv)
+        .env_clear()
+        .envs(
+            command
+                .get_envs()
+                .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v.to_owned()))),
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let mut child = Supervisor::new(terminal.spawn().expect("run pty.spawn"));
+    let events = lab.wait_for("the app to start", |e| count(e, "start") == 1);
+    assert_eq!(field(&events[0], "foreground"), "True", "{events:?}");
+    // In a background group, reading the terminal would stop the app (SIGTTIN).
+    let mut stdin = child.child.stdin.take().expect("stdin");
+    std::io::Write::write_all(&mut stdin, b"hello\n").expect("type a line");
+    lab.wait_for("the app to read its terminal", |e| {
+        e.iter().any(|l| l == "read hello")
+    });
+    drop(stdin);
+    let status = child
+        .wait_exit(30)
+        .expect("the app, exec and pty.spawn end");
+    assert_eq!(status.code(), Some(0));
 }

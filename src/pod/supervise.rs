@@ -122,16 +122,25 @@ fn start(
     command
         .args(&prepared.args)
         .env_clear()
-        .envs(prepared.env.iter().map(|(k, v)| (k, v)))
-        .process_group(0);
+        .envs(prepared.env.iter().map(|(k, v)| (k, v)));
     // SAFETY: the closure runs in the forked child before it executes, and makes only
-    // system calls (async-signal-safe) with valid pointers.
+    // async-signal-safe calls (system calls and their thin wrappers) with valid pointers.
     unsafe {
         command.pre_exec(|| {
             // Defaults first, then unblock: a signal pending now meets its default action.
             // The raw call, because the C library refuses to touch the two real-time
             // signals it keeps for itself, and an app must not inherit them ignored either.
             // A zeroed kernel sigaction is SIG_DFL, no flags, an empty mask.
+            // Its own process group; with a terminal (`tty: true`) that the supervisor's
+            // group holds, the app's group takes it over, as the container's first process
+            // had it (SIGTTOU is still blocked here, which lets a background group do so).
+            let foreground = libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp();
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if foreground {
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            }
             let default = [0u64; 4];
             for sig in 1..=KERNEL_SIGNALS {
                 // SIGKILL and SIGSTOP refuse (EINVAL); they cannot be changed anyway.
@@ -422,6 +431,26 @@ mod tests {
         for name in crate::pod::agent_spec::SIGNALS {
             assert!(signal_number(name).is_some(), "{name}");
         }
+    }
+
+    #[test]
+    fn pending_changes_are_due_when_quiet_or_after_the_max_wait() {
+        let t0 = Instant::now();
+        let mut pending = Pending::default();
+        assert!(!pending.due(t0 + MAX_WAIT));
+        pending.add(0, t0);
+        assert!(!pending.due(t0 + DEBOUNCE / 2));
+        assert!(pending.due(t0 + DEBOUNCE));
+        // A change every 100 ms: never quiet, due at the max wait.
+        let mut at = t0;
+        while at < t0 + MAX_WAIT {
+            at += Duration::from_millis(100);
+            pending.add(1, at);
+            assert_eq!(pending.due(at), at >= t0 + MAX_WAIT, "{:?}", at - t0);
+        }
+        assert_eq!(pending.files, [0, 1]);
+        pending.clear();
+        assert!(!pending.due(at + MAX_WAIT));
     }
 
     #[test]
