@@ -126,10 +126,16 @@ fn app(script: &str, env: &[(&str, &str)]) -> String {
 
 /// Renders `manifest` for this Vault and Kubernetes 1.30; returns the pod spec.
 fn render(lab: &Lab, manifest: &str) -> Value {
+    render_with(lab, manifest, &[])
+}
+
+/// [`render`] with more environment variables for render.
+fn render_with(lab: &Lab, manifest: &str, env: &[(&str, &str)]) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("web.yaml");
     std::fs::write(&file, manifest).expect("write manifest");
     let output = support::secretstore()
+        .envs(env.iter().copied())
         .env_remove("KUBE_VERSION")
         .env("SECRETSTORE_AUDIENCE", AUDIENCE)
         .args([
@@ -382,6 +388,59 @@ while :; do sleep 0.05; done"#;
     );
     for text in [&log, &app_log] {
         support::assert_no_secret(text, &["cert-ONE-91c2", "cert-TWO-5d7e"]);
+    }
+}
+
+/// `SECRETSTORE_LOG_FORMAT=json` at render: the sidecar and the app's `exec` each log one
+/// JSON object per line, with the logfmt fields, and never a value.
+#[test]
+fn json_logs_of_the_sidecar_and_exec_parse_and_carry_no_value() {
+    let lab = Lab::start("1h", "24h");
+    lab.vault
+        .kv2_put("secret", "shop/tls", &json!({"cert": "cert-ONE-7a1f"}));
+    let script = r#"trap 'echo HUP >> /out/events' HUP
+echo start >> /out/events
+while :; do sleep 0.05; done"#;
+    let spec = render_with(
+        &lab,
+        &manifest(
+            "        vault.secretstore.rafay.dev/refresh: 1s\n        vault.secretstore.rafay.dev/on-change: signal:SIGHUP\n        vault.secretstore.rafay.dev/filesecret-config-1: '{\"vaultSecretRef\": \"secret/shop/tls#cert\", \"secretFileName\": \"cert\", \"volumeMountPath\": \"/etc/tls\"}'",
+            &app(script, &[]),
+        ),
+        &[("SECRETSTORE_LOG_FORMAT", "json")],
+    );
+    let pod = KubeletPod::new(&spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let sidecar = start_sidecar(&pod, &spec);
+    let app = Running::start(&app_container(&pod));
+    let events = pod.volume("out").join("events");
+    wait_until(
+        30,
+        "the app to start",
+        || lines(&events).len() == 1,
+        || app.log(),
+    );
+    lab.vault
+        .kv2_put("secret", "shop/tls", &json!({"cert": "cert-TWO-3c9e"}));
+    wait_until(30, "SIGHUP", || lines(&events).len() == 2, || app.log());
+    app.signal(libc::SIGTERM);
+    let (status, app_log) = app.wait();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{app_log}");
+    sidecar.signal(libc::SIGTERM);
+    let (status, log) = sidecar.wait();
+    assert!(status.success(), "{log}");
+    for (text, component, step) in [(&log, "agent", "ready"), (&app_log, "exec", "notify")] {
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        for line in &lines {
+            for key in ["ts", "level", "component", "step", "msg"] {
+                assert!(line[key].is_string(), "{key} in {line}");
+            }
+            assert_eq!(line["component"], component, "{line}");
+        }
+        assert!(lines.iter().any(|l| l["step"] == step), "{text}");
+        support::assert_no_secret(text, &["cert-ONE-7a1f", "cert-TWO-3c9e"]);
     }
 }
 
