@@ -127,10 +127,6 @@ fn start(
     // async-signal-safe calls (system calls and their thin wrappers) with valid pointers.
     unsafe {
         command.pre_exec(|| {
-            // Defaults first, then unblock: a signal pending now meets its default action.
-            // The raw call, because the C library refuses to touch the two real-time
-            // signals it keeps for itself, and an app must not inherit them ignored either.
-            // A zeroed kernel sigaction is SIG_DFL, no flags, an empty mask.
             // Its own process group; with a terminal (`tty: true`) that the supervisor's
             // group holds, the app's group takes it over, as the container's first process
             // had it (SIGTTOU is still blocked here, which lets a background group do so).
@@ -141,6 +137,11 @@ fn start(
             if foreground {
                 libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
             }
+            // Defaults first, then unblock: a signal pending now meets its default action.
+            // The raw call, because the C library refuses to touch the two real-time
+            // signals it keeps for itself, and an app must not inherit them ignored either.
+            // A zeroed kernel sigaction (32 bytes cover every layout) is SIG_DFL, no
+            // flags, an empty mask.
             let default = [0u64; 4];
             for sig in 1..=KERNEL_SIGNALS {
                 // SIGKILL and SIGSTOP refuse (EINVAL); they cannot be changed anyway.
