@@ -2,7 +2,7 @@
 //! as Argo CD passes plugin env) and then by flags; named `clusters` override the top level.
 
 use crate::duration::{parse_refresh, parse_seconds};
-use crate::pod::agent_spec::AGENT_MEMORY_LIMIT_MIB;
+use crate::pod::agent_spec::{AGENT_MEMORY_LIMIT_MIB, LOG_FORMAT_ENV};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -69,6 +69,29 @@ pub struct AgentConfig {
     /// Live mode for every opted-in pod: how often secrets are refreshed (`5m`; `off` or
     /// `0` for none). A pod's `refresh` annotation overrides it.
     pub refresh: Option<Duration>,
+    /// How the agent and `exec` log: `logfmt` (default) or `json`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The agent's and `exec`'s log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Logfmt,
+    Json,
+}
+
+impl LogFormat {
+    fn parse(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "logfmt" => Ok(LogFormat::Logfmt),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "SECRETSTORE_LOG_FORMAT is `{other}`: use `logfmt` or `json`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -119,6 +142,8 @@ pub struct Settings {
     pub refresh_seconds: Option<u64>,
     /// The target cluster's Kubernetes version; `None` = unknown (assumed recent enough).
     pub kube_version: Option<KubeVersion>,
+    /// How the agent and `exec` log; render passes anything but the default on.
+    pub log_format: LogFormat,
 }
 
 /// A Kubernetes `major.minor` version.
@@ -178,6 +203,7 @@ impl Default for Settings {
             pod_template_paths: BTreeMap::new(),
             refresh_seconds: None,
             kube_version: None,
+            log_format: LogFormat::Logfmt,
         }
     }
 }
@@ -242,6 +268,9 @@ impl Settings {
         if let Some(v) = env("SECRETSTORE_AGENT_TIMEOUT") {
             settings.timeout_seconds =
                 parse_seconds(&v).map_err(|e| format!("SECRETSTORE_AGENT_TIMEOUT: {e}"))?;
+        }
+        if let Some(v) = env(LOG_FORMAT_ENV) {
+            settings.log_format = LogFormat::parse(&v)?;
         }
         // Argo CD sets KUBE_VERSION for config-management plugins; ours take precedence.
         let kube_version = overrides
@@ -381,6 +410,9 @@ impl Settings {
                 Duration::Text(s) => parse_refresh(s),
             }
             .map_err(|e| format!("agent.refresh: {e}"))?;
+        }
+        if let Some(f) = agent.log_format {
+            self.log_format = f;
         }
         for (image, command) in entrypoints {
             self.entrypoints.insert(image.clone(), command.clone());

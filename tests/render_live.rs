@@ -177,3 +177,67 @@ fn check_verifies_the_role_grants_lease_renewal_and_revocation() {
     let (_, codes, report) = check(&live);
     assert!(!codes.iter().any(|c| c == "SS321"), "{report}");
 }
+
+#[test]
+fn json_log_format_is_passed_to_the_agent_and_every_wrapped_container_only_when_set() {
+    let default = render(&[], &[], "live-deployment.yaml");
+    assert!(default.status.success(), "{}", stderr(&default));
+    let default = String::from_utf8(default.stdout).expect("utf-8");
+    assert!(!default.contains("SECRETSTORE_LOG_FORMAT"), "{default}");
+    let config = tempfile::NamedTempFile::new().expect("config");
+    std::fs::write(config.path(), "agent:\n  logFormat: json\n").expect("write config");
+    let config_path = config.path().display().to_string();
+    let logfmt = render(
+        &[],
+        &[("SECRETSTORE_LOG_FORMAT", "logfmt")],
+        "live-deployment.yaml",
+    );
+    assert_eq!(String::from_utf8_lossy(&logfmt.stdout), default);
+    let invocations: [Invocation; 3] = [
+        (&["--config", &config_path], &[]),
+        (&[], &[("SECRETSTORE_LOG_FORMAT", "json")]),
+        (&[], &[("ARGOCD_ENV_SECRETSTORE_LOG_FORMAT", "json")]),
+    ];
+    for (args, env) in invocations {
+        let output = render(args, env, "live-deployment.yaml");
+        assert!(output.status.success(), "{}", stderr(&output));
+        let json = String::from_utf8(output.stdout).expect("utf-8");
+        let doc: serde_json::Value = yaml_serde::from_str(&json).expect("rendered YAML");
+        let spec = &doc["spec"]["template"]["spec"];
+        let env_of = |c: &serde_json::Value| -> Vec<(String, String)> {
+            c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    (
+                        e["name"].as_str().unwrap_or_default().to_owned(),
+                        e["value"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let agent = &spec["initContainers"][0];
+        assert_eq!(agent["name"], "secretstore-agent");
+        let wanted = ("SECRETSTORE_LOG_FORMAT".to_owned(), "json".to_owned());
+        assert!(env_of(agent).contains(&wanted), "{json}");
+        let mut wrapped = 0;
+        for c in spec["containers"].as_array().expect("containers") {
+            let is_wrapped = c["command"][1] == "exec";
+            assert_eq!(env_of(c).contains(&wanted), is_wrapped, "{c}");
+            wrapped += usize::from(is_wrapped);
+        }
+        assert!(wrapped > 0, "{json}");
+    }
+    let bad = render(
+        &[],
+        &[("SECRETSTORE_LOG_FORMAT", "xml")],
+        "live-deployment.yaml",
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("SECRETSTORE_LOG_FORMAT"),
+        "{}",
+        stderr(&bad)
+    );
+}

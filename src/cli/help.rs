@@ -50,6 +50,10 @@ const CONFIG_ENV: &[(&str, &str)] = &[
         "the agent's deadline, retries included",
     ),
     (
+        "SECRETSTORE_LOG_FORMAT",
+        "logfmt or json: how the agent and exec log",
+    ),
+    (
         "SECRETSTORE_KUBE_VERSION",
         "Kubernetes version of the target cluster; live mode needs 1.29+ (--kube-version)",
     ),

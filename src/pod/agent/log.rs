@@ -1,9 +1,13 @@
-//! One structured (logfmt) line per step on stderr. Callers pass names, paths and counts,
-//! never a secret value.
+//! One structured line per step on stderr, logfmt or (with `SECRETSTORE_LOG_FORMAT=json`,
+//! which render sets from `agent.logFormat`) one JSON object: the one logger of the agent,
+//! `exec` and its supervisor. Callers pass names, paths and counts, never a secret value.
+//! Writing never fails loudly: a closed stderr must not stop the agent or the supervisor.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::time::{Instant, SystemTime};
+
+use crate::pod::agent_spec::LOG_FORMAT_ENV;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -22,17 +26,44 @@ impl Level {
     }
 }
 
-/// Writes `ts=… level=… component=… step=… msg=… key=value…` lines to stderr.
+/// How lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `ts=… level=… component=… step=… msg=… key=value…`
+    #[default]
+    Logfmt,
+    /// `{"ts":…,"level":…,"component":…,"step":…,"msg":…,"key":"value",…}`
+    Json,
+}
+
+impl Format {
+    /// The format [`LOG_FORMAT_ENV`] names: `json`, else logfmt.
+    pub fn from_env() -> Format {
+        match std::env::var(LOG_FORMAT_ENV).as_deref() {
+            Ok("json") => Format::Json,
+            _ => Format::Logfmt,
+        }
+    }
+}
+
+/// Writes one line per call to stderr.
 #[derive(Debug, Clone)]
 pub struct Log {
     component: &'static str,
+    format: Format,
     start: Instant,
 }
 
 impl Log {
+    /// A logger in the format the environment names.
     pub fn new(component: &'static str) -> Log {
+        Log::with_format(component, Format::from_env())
+    }
+
+    pub fn with_format(component: &'static str, format: Format) -> Log {
         Log {
             component,
+            format,
             start: Instant::now(),
         }
     }
@@ -66,6 +97,45 @@ impl Log {
     }
 
     fn format(
+        &self,
+        now: SystemTime,
+        level: Level,
+        step: &str,
+        msg: &str,
+        fields: &[(&str, &dyn std::fmt::Display)],
+    ) -> String {
+        match self.format {
+            Format::Logfmt => self.logfmt(now, level, step, msg, fields),
+            Format::Json => self.json(now, level, step, msg, fields),
+        }
+    }
+
+    /// The same fields as [`Log::logfmt`], values as strings, `elapsed_ms` a number.
+    fn json(
+        &self,
+        now: SystemTime,
+        level: Level,
+        step: &str,
+        msg: &str,
+        fields: &[(&str, &dyn std::fmt::Display)],
+    ) -> String {
+        let mut object = serde_json::Map::new();
+        object.insert("ts".into(), rfc3339_utc(now).into());
+        object.insert("level".into(), level.as_str().into());
+        object.insert("component".into(), self.component.into());
+        object.insert("step".into(), step.into());
+        object.insert("msg".into(), msg.into());
+        for (key, value) in fields {
+            object.insert((*key).into(), value.to_string().into());
+        }
+        let elapsed = u64::try_from(self.elapsed_ms()).unwrap_or(u64::MAX);
+        object.insert("elapsed_ms".into(), elapsed.into());
+        let mut out = serde_json::Value::Object(object).to_string();
+        out.push('\n');
+        out
+    }
+
+    fn logfmt(
         &self,
         now: SystemTime,
         level: Level,
@@ -157,5 +227,42 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
         assert_eq!(at(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn formats_json_with_the_same_fields() {
+        let log = Log::with_format("exec", Format::Json);
+        let t = UNIX_EPOCH + Duration::from_millis(1_767_323_045_678);
+        let line = log.format(
+            t,
+            Level::Info,
+            "notify",
+            "files changed",
+            &[("files", &"/etc/a \"b\""), ("pid", &42)],
+        );
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["ts"], "2026-01-02T03:04:05.678Z");
+        assert_eq!(value["level"], "info");
+        assert_eq!(value["component"], "exec");
+        assert_eq!(value["step"], "notify");
+        assert_eq!(value["msg"], "files changed");
+        assert_eq!(value["files"], "/etc/a \"b\"");
+        assert_eq!(value["pid"], "42");
+        assert!(value["elapsed_ms"].is_u64());
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "ts",
+                "level",
+                "component",
+                "step",
+                "msg",
+                "files",
+                "pid",
+                "elapsed_ms"
+            ]
+        );
     }
 }
