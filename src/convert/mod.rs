@@ -12,6 +12,7 @@
 pub mod agent_injector;
 pub mod avp;
 pub mod bank_vaults;
+pub mod go_template;
 pub mod rewrite;
 pub mod template;
 
@@ -477,6 +478,7 @@ impl PodPlan {
             _ => {
                 self.role = Some(role);
                 self.role_explicit = true;
+                self.role_node = Some(node);
             }
         }
     }
