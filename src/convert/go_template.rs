@@ -10,6 +10,7 @@
 //! over the same answer (`tests/convert_templates.rs` holds it to that). Anything else is
 //! refused with the offset of its action in the template.
 
+use super::{logical_path, KnownMounts};
 use serde_json::{Map, Value};
 
 /// One secret a translated template reads.
@@ -41,6 +42,108 @@ pub struct Refusal {
     pub offset: usize,
     pub action: String,
     pub message: String,
+}
+
+/// A translated injector secret and where its file goes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranslatedFile {
+    pub file_name: String,
+    pub mount: String,
+    /// `mode`, as convert writes it (`"0440"`).
+    pub mode: Option<String>,
+    pub translation: Translation,
+}
+
+/// The file secret configs (SPEC 1.3, 1.4) that write `files`: one per file, except that
+/// files in one directory whose templates read the same single write (a `pkiCert`
+/// certificate in one injector secret and its key in another) become one config with
+/// `files`, so that they come from one answer (the injector issued one per file).
+pub fn file_configs(files: &[TranslatedFile], mounts: &KnownMounts) -> Vec<Map<String, Value>> {
+    // (the directory and the one write a config's files share, if they do; the config)
+    type Shared<'s> = Option<(String, &'s Source)>;
+    let mut configs: Vec<(Shared, Map<String, Value>)> = Vec::new();
+    for file in files {
+        let sources = &file.translation.sources;
+        let shared = match sources.as_slice() {
+            [one] if one.params.is_some() => Some((file.mount.clone(), one)),
+            _ => None,
+        };
+        if let Some(key) = &shared {
+            let same = configs.iter_mut().find(|(k, _)| {
+                k.as_ref().is_some_and(|(mount, source)| {
+                    *mount == key.0
+                        && source.path == key.1.path
+                        && source.params == key.1.params
+                        && source.pki == key.1.pki
+                })
+            });
+            if let Some((_, config)) = same {
+                if let Some(Value::Object(entries)) = config.get_mut("files") {
+                    entries.insert(file.file_name.clone(), file_entry(file));
+                }
+                continue;
+            }
+        }
+        let mut config = Map::new();
+        match sources.as_slice() {
+            [one] if one.alias == "secret" => {
+                config.insert(
+                    "vaultSecretRef".into(),
+                    Value::from(logical_path(&one.path, one.kv2, mounts)),
+                );
+                if let Some(params) = &one.params {
+                    config.insert("params".into(), Value::Object(params.clone()));
+                }
+            }
+            _ => {
+                let named = sources
+                    .iter()
+                    .map(|s| {
+                        let path = Value::from(logical_path(&s.path, s.kv2, mounts));
+                        let value = match &s.params {
+                            Some(params) => serde_json::json!({"path": path, "params": params}),
+                            None => path,
+                        };
+                        (s.alias.clone(), value)
+                    })
+                    .collect();
+                config.insert("sources".into(), Value::Object(named));
+            }
+        }
+        config.insert("volumeMountPath".into(), Value::from(file.mount.as_str()));
+        if shared.is_some() {
+            let mut entries = Map::new();
+            entries.insert(file.file_name.clone(), file_entry(file));
+            config.insert("files".into(), Value::Object(entries));
+        } else {
+            config.insert(
+                "secretFileName".into(),
+                Value::from(file.file_name.as_str()),
+            );
+            config.insert(
+                "template".into(),
+                Value::from(file.translation.template.as_str()),
+            );
+            if let Some(mode) = &file.mode {
+                config.insert("mode".into(), Value::from(mode.as_str()));
+            }
+        }
+        configs.push((shared, config));
+    }
+    configs.into_iter().map(|(_, c)| c).collect()
+}
+
+/// One entry of `files`: `{"template": ..., "mode": ...}`.
+fn file_entry(file: &TranslatedFile) -> Value {
+    let mut entry = Map::new();
+    entry.insert(
+        "template".into(),
+        Value::from(file.translation.template.as_str()),
+    );
+    if let Some(mode) = &file.mode {
+        entry.insert("mode".into(), Value::from(mode.as_str()));
+    }
+    Value::Object(entry)
 }
 
 /// Go's template trim set (`{{- ` and ` -}}` trim these only).
@@ -1086,6 +1189,46 @@ mod tests {
         assert_eq!(
             template("A=${HOME} {%x{#y $${z}\n{{ with secret \"kv/a\" }}{{ .Data.k }}{{ end }}"),
             "A=$${HOME} ${ \"{\" }%x${ \"{\" }#y $$${z}\n${ secret.k }"
+        );
+    }
+
+    #[test]
+    fn file_configs_share_one_answer_per_write() {
+        let file = |name: &str, mount: &str, go: &str, mode: Option<&str>| TranslatedFile {
+            file_name: name.into(),
+            mount: mount.into(),
+            mode: mode.map(str::to_string),
+            translation: ok(go),
+        };
+        let cert = "{{ with pkiCert \"pki/issue/web\" \"common_name=web.shop.svc\" }}{{ .Cert }}{{ .CA }}{{ end }}";
+        let key =
+            "{{ with pkiCert \"pki/issue/web\" \"common_name=web.shop.svc\" }}{{ .Key }}{{ end }}";
+        let url = "{{ with secret \"database/creds/shop\" }}postgres://{{ .Data.username }}:{{ .Data.password }}@db{{ end }}";
+        let props = "{{ with secret \"secret/data/shop/db\" }}a={{ .Data.data.a }}{{ end }}{{ with secret \"kv/mq\" \"x=y\" }}b={{ .Data.b }}{{ end }}";
+        let configs = file_configs(
+            &[
+                file("tls.crt", "/etc/tls", cert, None),
+                file("db-url", "/vault/secrets", url, None),
+                file("tls.key", "/etc/tls", key, Some("0400")),
+                file("app.properties", "/config", props, Some("0440")),
+            ],
+            &KnownMounts::default(),
+        );
+        let configs: Vec<Value> = configs.into_iter().map(Value::Object).collect();
+        assert_eq!(
+            configs,
+            [
+                json!({"vaultSecretRef": "pki/issue/web", "params": {"common_name": "web.shop.svc"},
+                       "volumeMountPath": "/etc/tls",
+                       "files": {"tls.crt": {"template": "${ secret.certificate ~ \"\\n\" }${ secret.issuing_ca ~ \"\\n\" }"},
+                                 "tls.key": {"template": "${ secret.private_key ~ \"\\n\" }", "mode": "0400"}}}),
+                json!({"vaultSecretRef": "database/creds/shop", "volumeMountPath": "/vault/secrets",
+                       "secretFileName": "db-url",
+                       "template": "postgres://${ secret.username }:${ secret.password }@db"}),
+                json!({"sources": {"secret": "secret/shop/db", "mq": {"path": "kv/mq", "params": {"x": "y"}}},
+                       "volumeMountPath": "/config", "secretFileName": "app.properties",
+                       "template": "a=${ secret.a }b=${ mq.b }", "mode": "0440"}),
+            ]
         );
     }
 
