@@ -72,7 +72,7 @@ fn constructs(ciphertext: &str) -> Vec<(&'static str, String)> {
         ),
         (
             "text-with-dollar-braces",
-            "export HOME_DIR=\"${HOME}\" {%raw%} {#x#}\n{{ with secret \"kv/legacy\" }}export USER={{ .Data.user }}{{ end }}\n".into(),
+            "export HOME_DIR=\"${HOME}\" {%raw%} {#x#}\n{{ with secret \"kv/legacy\" }}export USER={{ .Data.user }} PRICE=$${{ .Data.user }}{%{{ end }}\n".into(),
         ),
         (
             "transit-decrypt",

@@ -416,11 +416,11 @@ pub fn translate(template: &str) -> Result<Translation, Refusal> {
         loop_names: Vec::new(),
         reads: Vec::new(),
     };
-    let mut out = String::new();
+    let mut out = Out::default();
     let mut last = (0, String::new());
     for piece in pieces {
         match piece {
-            Piece::Text(text) => escape_text(text, &mut out),
+            Piece::Text(text) => out.pending.push_str(text),
             Piece::Action {
                 inner,
                 offset,
@@ -452,9 +452,37 @@ pub fn translate(template: &str) -> Result<Translation, Refusal> {
         });
     }
     Ok(Translation {
-        template: out,
+        template: out.finish(),
         sources: t.sources,
     })
+}
+
+/// The new template being written: Go text is kept until the next tag, so that text
+/// around actions that write nothing (`with`, `end`) is escaped as one piece.
+#[derive(Default)]
+struct Out {
+    pending: String,
+    done: String,
+}
+
+impl Out {
+    /// A tag of the new template after the pending text. A `$` right before it would
+    /// make `$${`, the escape, so each `$` that ends the text is written as an expression.
+    fn code(&mut self, tag: &str) {
+        let text = std::mem::take(&mut self.pending);
+        let plain = text.trim_end_matches('$');
+        escape_text(plain, &mut self.done);
+        for _ in plain.len()..text.len() {
+            self.done.push_str("${ \"$\" }");
+        }
+        self.done.push_str(tag);
+    }
+
+    fn finish(mut self) -> String {
+        let text = std::mem::take(&mut self.pending);
+        escape_text(&text, &mut self.done);
+        self.done
+    }
 }
 
 /// Go text as text of the new template: `${`, `{%` and `{#` would open something there.
@@ -620,7 +648,7 @@ impl Translator {
         name
     }
 
-    fn action(&mut self, toks: &[Tok], out: &mut String) -> Result<(), String> {
+    fn action(&mut self, toks: &[Tok], out: &mut Out) -> Result<(), String> {
         match toks.first() {
             Some(Tok::Ident(w)) if w == "end" && toks.len() == 1 => {
                 let close = self.blocks.pop().ok_or("`end` closes nothing")?;
@@ -629,7 +657,7 @@ impl Translator {
                 if close == "for" {
                     self.loop_names.pop();
                     self.loop_names.pop();
-                    out.push_str("{% endfor %}");
+                    out.code("{% endfor %}");
                 }
                 Ok(())
             }
@@ -652,9 +680,7 @@ impl Translator {
                 if value.whole.is_some() {
                     return Err("the template prints a whole secret as Go map text; print it with `toJSON`".into());
                 }
-                out.push_str("${ ");
-                out.push_str(&value.expr);
-                out.push_str(" }");
+                out.code(&format!("${{ {} }}", value.expr));
                 Ok(())
             }
         }
@@ -699,7 +725,7 @@ impl Translator {
         Ok(())
     }
 
-    fn range(&mut self, toks: &[Tok], out: &mut String) -> Result<(), String> {
+    fn range(&mut self, toks: &[Tok], out: &mut Out) -> Result<(), String> {
         let (names, rest): (Vec<String>, &[Tok]) = match toks {
             [Tok::Var(k, kf), Tok::Comma, Tok::Var(v, vf), Tok::Declare, rest @ ..]
                 if kf.is_empty() && vf.is_empty() =>
@@ -726,7 +752,7 @@ impl Translator {
                 ),
                 (None, _) => format!("{{% for {value_name} in {} %}}", over.expr),
             };
-        out.push_str(&head);
+        out.code(&head);
         let mut scope = Vec::new();
         if names.len() == 2 {
             scope.push((names[0].clone(), Dot::Value(key_name)));
@@ -1062,7 +1088,22 @@ impl Translator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    proptest! {
+        #[test]
+        fn hostile_templates_never_panic_and_translations_parse(
+            body in "(\\PC|[{}$%#|.\"`()\n -]|\\.Data|\\.data|range |end|printf|index |toJSON|\\$k|:=){0,40}"
+        ) {
+            for go in [body.clone(), format!("{{{{ with secret \"kv/a\" }}}}{body}{{{{ end }}}}")] {
+                if let Ok(t) = translate(&go) {
+                    let aliases: Vec<&str> = t.sources.iter().map(|s| s.alias.as_str()).collect();
+                    prop_assert!(crate::template::parse(&t.template, &aliases).is_ok(), "{go} → {}", t.template);
+                }
+            }
+        }
+    }
 
     fn ok(go: &str) -> Translation {
         let t = translate(go).unwrap_or_else(|e| panic!("{go}: {e:?}"));
@@ -1189,6 +1230,23 @@ mod tests {
         assert_eq!(
             template("A=${HOME} {%x{#y $${z}\n{{ with secret \"kv/a\" }}{{ .Data.k }}{{ end }}"),
             "A=$${HOME} ${ \"{\" }%x${ \"{\" }#y $$${z}\n${ secret.k }"
+        );
+        // Text around actions that write nothing is one piece; a `$` before a tag stays text.
+        assert_eq!(
+            template("${{ with secret \"kv/a\" }}{%{{ .Data.k }}$${{ range .Data.l }}.{{ end }}{{ end }}$"),
+            "$${%${ secret.k }${ \"$\" }${ \"$\" }{% for item in secret.l %}.{% endfor %}$"
+        );
+        let go = "$${{ with secret \"kv/a\" }}${{ .Data.k }}{{ end }}$";
+        let t = ok(go);
+        let mut sources = crate::template::Sources::new();
+        sources.insert(
+            "secret".into(),
+            json!({"k": "v"}).as_object().unwrap().clone(),
+        );
+        let parsed = crate::template::parse(&t.template, &["secret"]).unwrap();
+        assert_eq!(
+            crate::template::render(&parsed, &sources).unwrap().as_str(),
+            "$$$v$"
         );
     }
 
