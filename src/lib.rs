@@ -9,6 +9,8 @@
 //!   [`pod::agent_spec::AgentSpec`] that render writes and the agent reads;
 //! - [`vault`]: the one Vault HTTP layer and the Vault logic `check` and the agent share;
 //! - [`convert`]: other tools' dialects into this one;
+//! - [`template`]: the `${ }` templates of file secrets, parsed for render, lint and check
+//!   and evaluated by the agent;
 //! - [`diag`] and [`report`]: findings, their codes, and the formats they are written in;
 //! - [`duration`]: the one duration grammar (Go's) every setting and Vault TTL is read with;
 //! - [`sysio`] and [`parallel`]: reading input and writing output fast, and sharing work
@@ -31,4 +33,5 @@ pub mod pod;
 pub mod render;
 pub mod report;
 pub mod sysio;
+pub mod template;
 pub mod vault;

@@ -314,3 +314,88 @@ fn known_kv_version_turns_bank_vaults_paths_logical() {
     assert!(out.contains("value: secretstore:vault:secret/orders/db#password#1\n"));
     assert!(out.contains("'secretstore:vault:kv1/orders/partner#token'"));
 }
+
+/// A comment after an annotation convert rewrites stays: the role's moves to the new role
+/// annotation, another's stays on a line of its own.
+#[test]
+fn comments_on_rewritten_annotation_lines_are_kept() {
+    let input = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    vault.hashicorp.com/agent-inject: "true"  # injected by vault-k8s
+    vault.hashicorp.com/agent-pre-populate-only: "true"
+    vault.hashicorp.com/role: "web"   # keep-me
+    vault.hashicorp.com/agent-inject-secret-db: "secret/data/web/db"
+    vault.hashicorp.com/agent-inject-template-db: |
+      {{- with secret "secret/data/web/db" -}}{{ .Data.data.password }}{{- end -}}
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#;
+    let mut command = support::secretstore();
+    command.arg("convert");
+    let output = support::run_with_stdin(&mut command, input.as_bytes());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    rafay.dev/secretstore: vault
+    vault.secretstore.rafay.dev/role: web   # keep-me
+    vault.secretstore.rafay.dev/filesecret-config-db: '{"vaultSecretRef": "secret/web/db#password", "secretFileName": "db", "volumeMountPath": "/vault/secrets"}'
+    # injected by vault-k8s
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#
+    );
+}
+
+/// An injector template with a construct convert does not translate is reported at that
+/// construct, inside the annotation's block scalar.
+#[test]
+fn an_untranslated_template_construct_is_located() {
+    let input = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    vault.hashicorp.com/agent-inject: "true"
+    vault.hashicorp.com/role: web
+    vault.hashicorp.com/agent-inject-secret-cfg: "secret/data/web/cfg"
+    vault.hashicorp.com/agent-inject-template-cfg: |
+      {{- with secret "secret/data/web/cfg" -}}
+      user={{ .Data.data.user }}
+      {{ if .Data.data.debug }}debug=1{{ end }}
+      {{- end -}}
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#;
+    let mut command = support::secretstore();
+    command.args(["convert", "--format", "json"]);
+    let output = support::run_with_stdin(&mut command, input.as_bytes());
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stderr).expect("JSON");
+    let finding = &report["findings"][0];
+    assert_eq!(finding["code"], "SS602", "{report}");
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(12), Some(7)),
+        "{report}"
+    );
+    assert!(
+        finding["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`{{ if .Data.data.debug }}`: `if` is not translated")),
+        "{report}"
+    );
+}

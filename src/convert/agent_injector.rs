@@ -5,6 +5,7 @@
 //! converts when its template is one the dialect expresses ([`super::template`]); the
 //! injector's default template (Go map text of the response) is not one.
 
+use super::go_template;
 use super::rewrite::PodPlan;
 use super::template::{self, Recognised};
 use super::{logical_path, normalise_auth_path, Pod, Site};
@@ -231,13 +232,28 @@ fn file_secret(
     let recognised = match template::recognise(template, &file) {
         Ok(r) => r,
         Err(reason) => {
-            site.problem(
-                Code::ConvertTemplate,
-                *template_node,
-                format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
-                format!("secret `{name}`: {reason}"),
-                "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
-            );
+            let tfield = format!("{afield}[{PREFIX}agent-inject-template-{name}]");
+            // What the template needs: a template config (not accepted by render yet),
+            // or something convert does not translate, located at its action.
+            match go_template::translate(template) {
+                Ok(_) => site.problem(
+                    Code::ConvertTemplate,
+                    *template_node,
+                    tfield,
+                    format!("secret `{name}`: {reason}; it needs a template, which render does not accept yet"),
+                    "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
+                ),
+                Err(refusal) => {
+                    let location = site.location_in(*template_node, &refusal.action);
+                    site.problem_at(
+                        Code::ConvertTemplate,
+                        location,
+                        tfield,
+                        format!("secret `{name}`: `{}`: {}", refusal.action, refusal.message),
+                        "rewrite that part of the template (see the migration guide), convert this secret by hand, or keep the injector for this pod",
+                    );
+                }
+            }
             return None;
         }
     };

@@ -12,6 +12,7 @@
 pub mod agent_injector;
 pub mod avp;
 pub mod bank_vaults;
+pub mod go_template;
 pub mod rewrite;
 pub mod template;
 
@@ -400,11 +401,16 @@ impl Site<'_> {
         crate::render::dialect::node_location(self.source, self.first_line, self.tree, node)
     }
 
-    /// The location of `needle` inside the scalar `node` as written, else of the node.
+    /// The location of `needle` inside the scalar `node` as written (a one-line or block
+    /// scalar), else of the node.
     pub fn location_in(&self, node: NodeId, needle: &str) -> Location {
-        let Some(offset) = rewrite::scalar_range(self.text, self.tree, node)
-            .ok()
-            .and_then(|r| self.text[r.clone()].find(needle).map(|i| r.start + i))
+        // A block scalar's lines hold its text as written, past their indentation.
+        let written = rewrite::scalar_range(self.text, self.tree, node)
+            .unwrap_or_else(|_| self.tree.node(node).start..self.tree.node(node).end);
+        let Some(offset) = self
+            .text
+            .get(written.clone())
+            .and_then(|w| w.find(needle).map(|i| written.start + i))
         else {
             return self.location(node);
         };
@@ -477,6 +483,7 @@ impl PodPlan {
             _ => {
                 self.role = Some(role);
                 self.role_explicit = true;
+                self.role_node = Some(node);
             }
         }
     }
