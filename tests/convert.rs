@@ -518,7 +518,8 @@ fn a_second_role_is_refused() {
 /// is refused at its own position.
 #[test]
 fn a_hash_in_a_source_key_or_path_is_refused() {
-    let avp = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    avp.kubernetes.io/path: secret/data/web\nspec:\n  containers:\n  - name: app\n    image: app\n    command: [app]\n    env:\n    - name: A\n      value: <pass#word>\n";
+    // Read before as key `pass`, version 2.
+    let avp = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    avp.kubernetes.io/path: secret/data/web\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: app\n        command: [app]\n        env:\n        - name: A\n          value: <pass#2>\n";
     let (status, out, findings) = convert_text(avp, &["--role", "web"]);
     assert_eq!(status, Some(1));
     assert_eq!(out, avp);
@@ -527,16 +528,13 @@ fn a_hash_in_a_source_key_or_path_is_refused() {
             .iter()
             .map(|f| (f.0.as_str(), f.1, f.2))
             .collect::<Vec<_>>(),
-        [("SS603", 14, 14)],
+        [("SS603", 16, 18)],
         "{findings:?}"
     );
-    assert!(
-        findings[0].3.contains("the key `pass#word`"),
-        "{findings:?}"
-    );
+    assert!(findings[0].3.contains("the key `pass#2`"), "{findings:?}");
     let injector = INJECTED_WITH_ROLE
         .replace("    vault.secretstore.rafay.dev/role: old\n", "")
-        .replace(".Data.data.password", "index .Data.data \"pass#word\"");
+        .replace(".Data.data.password", "index .Data.data \"pass#2\"");
     let (status, out, findings) = convert_text(&injector, &[]);
     assert_eq!(status, Some(1));
     assert_eq!(out, injector);
@@ -548,7 +546,7 @@ fn a_hash_in_a_source_key_or_path_is_refused() {
         "the key inside the template"
     );
     assert!(
-        findings[0].3.contains("the key `pass#word` holds `#`"),
+        findings[0].3.contains("the key `pass#2` holds `#`"),
         "{findings:?}"
     );
 }
