@@ -370,8 +370,9 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
     })
 }
 
-/// A key written twice in a pod template's annotations: YAML forbids it, readers differ on
-/// which value wins (the API server refuses it), so no command guesses.
+/// A key written twice in a pod template's annotations: YAML forbids it and readers differ
+/// on which value wins (render read one, a strict reader refuses the document), so no
+/// command guesses.
 fn report_duplicate_keys(ctx: &mut Ctx, annotations: NodeId, afield: &str) {
     let tree = ctx.tree;
     let mut seen: std::collections::HashMap<&str, NodeId> = std::collections::HashMap::new();
