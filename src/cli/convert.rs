@@ -120,7 +120,7 @@ pub fn run(args: ConvertArgs) -> ExitCode {
                         if *pods == 1 { "" } else { "s" }
                     ),
                 )
-                .with_help("convert this file through stdin (`secretstore convert - < FILE`), or fix what the message names and convert again"),
+                .with_help("do what the message says and convert again, or convert through stdin into a new file (`secretstore convert - < FILE > NEW`)"),
             );
             continue;
         }
