@@ -572,3 +572,44 @@ fn a_bare_pod_with_only_an_avp_path_converts() {
         text(&rendered.stderr)
     );
 }
+
+/// A user who may replace a file in a directory but cannot give the new file the
+/// original's owner gets SS610, and the file stays as it was (root's, here), rather
+/// than a file that silently changed owner.
+#[test]
+fn an_owner_that_cannot_be_kept_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOT RUN: giving a file away needs root to set the test up");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let case =
+        std::fs::read(support::repo_root().join("testdata/convert/bank-vaults/helm-stream.yaml"))
+            .unwrap();
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, &case).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_secretstore"))
+        .env_remove("VAULT_ADDR")
+        .args(["convert", "--format", "json"])
+        .arg(&file)
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("\"SS610\""), "{report}");
+    assert!(report.contains("owner and group 0:0"), "{report}");
+    assert_eq!(std::fs::read(&file).unwrap(), case);
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file is left"
+    );
+}
