@@ -47,7 +47,8 @@ pub fn run(args: ConvertArgs) -> ExitCode {
         };
         let mut inputs = Vec::new();
         for path in targets.files.into_iter().flatten() {
-            // The file as read, before reading: a rewrite goes ahead only if it is unchanged.
+            // Its identity, taken before reading it: a rewrite goes ahead only if the path
+            // still names this file, unchanged.
             let original = match Original::of(&path) {
                 Ok(o) => o,
                 Err(e) => return usage_error(&e),

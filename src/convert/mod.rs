@@ -342,12 +342,16 @@ fn check_existing_role(pod: &Pod, plan: &PodPlan, site: &mut Site) {
             continue;
         }
         let existing = tree.str(*v).unwrap_or("<not a string>");
-        let new = plan.role.as_deref().unwrap_or_default();
+        let new = plan
+            .role
+            .as_deref()
+            .map(|r| format!(" (`{r}`)"))
+            .unwrap_or_default();
         site.problem(
             Code::ConvertNoRole,
             *k,
             format!("{}metadata.annotations[{ROLE_KEY}]", pod.field),
-            format!("the pod already has `{ROLE_KEY}: {existing}`, and convert would write a second one (`{new}`)"),
+            format!("the pod already has `{ROLE_KEY}: {existing}`, and convert would write a second one{new}"),
             &format!("remove the one that is not meant (or opt the pod in with `{OPT_IN_KEY}: vault` if it is already converted) and convert again"),
         );
     }
