@@ -6,7 +6,8 @@
 //! else from `--kv-version MOUNT=N`, else KV v2 mounted at the path's first segment.
 
 use crate::analyze::scan::ScannedPod;
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, Location};
+use crate::render::dialect::ROLE_KEY;
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -118,7 +119,7 @@ pub fn generate(
     }
     let mut roles: BTreeMap<&str, Acc> = BTreeMap::new();
     // Vault lowercases role and policy names: the first spelling of each, and where.
-    let mut spellings: BTreeMap<String, (&str, &crate::diag::Location)> = BTreeMap::new();
+    let mut spellings: BTreeMap<String, (&str, &Location)> = BTreeMap::new();
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     for pod in pods {
@@ -139,7 +140,7 @@ pub fn generate(
                     ),
                 )
                 .with_object(Some(pod.object.clone()))
-                .with_field(format!("{}metadata.annotations[{}]", pod.field, crate::render::dialect::ROLE_KEY))
+                .with_field(format!("{}metadata.annotations[{}]", pod.field, ROLE_KEY))
                 .with_help("spell the role one way in every pod that uses it, or give the pods different roles"),
             );
         }
