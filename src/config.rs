@@ -144,6 +144,9 @@ pub struct Settings {
     pub kube_version: Option<KubeVersion>,
     /// How the agent and `exec` log; render passes anything but the default on.
     pub log_format: LogFormat,
+    /// Argo CD's `KUBE_VERSION` when it is not a version: ignored (with a warning) unless
+    /// a pod asks for live mode, which needs to know (SS131).
+    pub kube_version_unreadable: Option<String>,
 }
 
 /// A Kubernetes `major.minor` version.
@@ -204,6 +207,7 @@ impl Default for Settings {
             refresh_seconds: None,
             kube_version: None,
             log_format: LogFormat::Logfmt,
+            kube_version_unreadable: None,
         }
     }
 }
@@ -273,13 +277,19 @@ impl Settings {
             settings.log_format = LogFormat::parse(&v)?;
         }
         // Argo CD sets KUBE_VERSION for config-management plugins; ours take precedence.
-        let kube_version = overrides
+        // A version given to secretstore must be one; Argo CD's is whatever the cluster
+        // reports, which no render should fail on unless it needs the version.
+        let explicit = overrides
             .kube_version
             .clone()
-            .or_else(|| env("SECRETSTORE_KUBE_VERSION"))
-            .or_else(|| lookup("KUBE_VERSION").filter(|v| !v.is_empty()));
-        if let Some(v) = kube_version {
+            .or_else(|| env("SECRETSTORE_KUBE_VERSION"));
+        if let Some(v) = explicit {
             settings.kube_version = Some(KubeVersion::parse(&v)?);
+        } else if let Some(v) = lookup("KUBE_VERSION").filter(|v| !v.is_empty()) {
+            match KubeVersion::parse(&v) {
+                Ok(version) => settings.kube_version = Some(version),
+                Err(_) => settings.kube_version_unreadable = Some(v),
+            }
         }
         if let Some(v) = &overrides.vault_addr {
             settings.vault_address = v.clone();

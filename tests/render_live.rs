@@ -74,6 +74,57 @@ fn live_mode_is_refused_below_kubernetes_1_29_naming_the_pod() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
 
+/// Argo CD sets KUBE_VERSION from what the cluster reports: one that is not a version is
+/// ignored with a warning unless a pod needs it for live mode (then SS131 names the pod).
+/// A version given to secretstore itself stays strict.
+#[test]
+fn an_unreadable_argo_cd_kube_version_is_ignored_unless_live_mode_needs_it() {
+    let odd = [("KUBE_VERSION", "vX.Y-custom")];
+    let expected = render(&[], &[], "kind-job.yaml").stdout;
+    let output = render(&[], &odd, "kind-job.yaml");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout, expected);
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("secretstore: warning: ignoring KUBE_VERSION \"vX.Y-custom\""),
+        "{text}"
+    );
+    let lint = support::secretstore()
+        .env("KUBE_VERSION", "vX.Y-custom")
+        .arg("lint")
+        .arg(support::repo_root().join("testdata/render/kind-job.yaml"))
+        .output()
+        .expect("run secretstore lint");
+    assert_eq!(lint.status.code(), Some(0), "{}", stderr(&lint));
+
+    let live = render(&[], &odd, "live-job.yaml");
+    assert_eq!(live.status.code(), Some(1), "{}", stderr(&live));
+    assert!(live.stdout.is_empty());
+    let text = stderr(&live);
+    assert!(text.contains("SS131"), "{text}");
+    assert!(text.contains("Job shop/migrate"), "{text}");
+    assert!(
+        text.contains("KUBE_VERSION \"vX.Y-custom\" is not a Kubernetes version"),
+        "{text}"
+    );
+    // Ours, when given, decides.
+    let ours = render(&["--kube-version", "1.30"], &odd, "live-job.yaml");
+    assert!(ours.status.success(), "{}", stderr(&ours));
+
+    for (args, env) in [
+        (&["--kube-version", "latest"][..], &[][..]),
+        (&[][..], &[("SECRETSTORE_KUBE_VERSION", "latest")][..]),
+    ] {
+        let bad = render(args, env, "kind-job.yaml");
+        assert_eq!(
+            bad.status.code(),
+            Some(2),
+            "{args:?} {env:?}: {}",
+            stderr(&bad)
+        );
+    }
+}
+
 #[test]
 fn policy_grants_lease_renewal_and_revocation_to_live_pods_with_leases() {
     let policy = |case: &str| {

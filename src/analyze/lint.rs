@@ -427,6 +427,18 @@ mod tests {
         )
     }
 
+    #[test]
+    fn any_annotation_written_twice_is_reported() {
+        let one = "    - {name: a, image: a}\n";
+        let twice = "    prometheus.io/scrape: \"true\"\n    prometheus.io/scrape: \"false\"\n";
+        assert_eq!(codes(twice, "{}", one), vec![Code::DuplicateAnnotation]);
+        let role_twice = "    vault.secretstore.rafay.dev/role: other\n";
+        assert_eq!(
+            codes(role_twice, "{}", one),
+            vec![Code::DuplicateAnnotation]
+        );
+    }
+
     const TWO_USERS: &str = "    - {name: a, image: a, securityContext: {runAsUser: 1000}}\n    - {name: b, image: b, securityContext: {runAsUser: 2000}}\n";
 
     #[test]

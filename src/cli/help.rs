@@ -212,8 +212,9 @@ pub const COMMANDS: &[CommandHelp] = &[
             ("0", "policies written"),
             (
                 "1",
-                "refused: the input has errors, a pod has no namespace, or a path cannot be named \
-                 exactly in a policy; nothing was written",
+                "refused: the input has errors, a pod has no namespace, a path cannot be named \
+                 exactly in a policy, two roles differ only in case, or a role would be bound \
+                 to `*`; nothing was written",
             ),
             (
                 "2",
@@ -246,7 +247,9 @@ pub const COMMANDS: &[CommandHelp] = &[
             ),
             (
                 "1",
-                "something was left as it was (reported), or with --check something would change",
+                "something was left as it was (reported): a pod not converted, or a file not \
+                 rewritten in place (a link, hard links, an owner it cannot keep); or with \
+                 --check something would change",
             ),
             ("2", "usage error: unreadable path, bad flag or configuration"),
         ],

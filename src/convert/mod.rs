@@ -13,12 +13,13 @@ pub mod agent_injector;
 pub mod avp;
 pub mod bank_vaults;
 pub mod go_template;
+pub mod in_place;
 pub mod rewrite;
 pub mod template;
 
 use crate::config::Settings;
 use crate::diag::{Code, Diagnostic, Location, ObjectRef, Severity};
-use crate::render::dialect::OPT_IN_KEY;
+use crate::render::dialect::{OPT_IN_KEY, ROLE_KEY};
 use crate::render::edit::Layout;
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
@@ -222,12 +223,19 @@ fn convert_document(
         }
         if let Some(pod) = &pod {
             check_commands(pod, &plan, settings, &mut site);
+            check_existing_role(pod, &plan, &mut site);
         }
         let Some(pod) = pod.filter(|_| !site.has_problems()) else {
             // Behaviour changes matter only for a pod that is converted.
             diagnostics.append(&mut site.problems);
             continue;
         };
+        // A bare Pod's own annotations are its template's: AVP's are replaced by the
+        // dialect's in the one rewrite of that mapping, not removed beside it.
+        let mut object_annotations = found.object_annotations;
+        if pod.template == object.node && !plan.already_opted_in {
+            plan.dropped.append(&mut object_annotations);
+        }
         let planned =
             rewrite::plan_pod(text, &tree, pod.template, &plan, &layout).and_then(|(r, e)| {
                 let mut r = r;
@@ -235,7 +243,7 @@ fn convert_document(
                     text,
                     &tree,
                     object.node,
-                    &found.object_annotations,
+                    &object_annotations,
                 )?);
                 Ok((r, e))
             });
@@ -317,6 +325,37 @@ fn drop_object_annotations(
             text: String::new(),
         })
         .collect())
+}
+
+/// A pod that has this dialect's role annotation but is not opted in: writing the role
+/// again would give it two (render refuses that, SS107), so the pod is left for its owner
+/// to say which role is meant.
+fn check_existing_role(pod: &Pod, plan: &PodPlan, site: &mut Site) {
+    if plan.already_opted_in {
+        return;
+    }
+    let tree = pod.tree;
+    let Some(annotations) = pod.annotations else {
+        return;
+    };
+    for (k, v) in tree.entries(annotations) {
+        if tree.str(*k) != Some(ROLE_KEY) || plan.dropped.iter().any(|(d, _)| d == k) {
+            continue;
+        }
+        let existing = tree.str(*v).unwrap_or("<not a string>");
+        let new = plan
+            .role
+            .as_deref()
+            .map(|r| format!(" (`{r}`)"))
+            .unwrap_or_default();
+        site.problem(
+            Code::ConvertNoRole,
+            *k,
+            format!("{}metadata.annotations[{ROLE_KEY}]", pod.field),
+            format!("the pod already has `{ROLE_KEY}: {existing}`, and convert would write a second one{new}"),
+            &format!("remove the one that is not meant (or opt the pod in with `{OPT_IN_KEY}: vault` if it is already converted) and convert again"),
+        );
+    }
 }
 
 /// Env references need a command to wrap (SPEC 2, 4): the webhooks looked the image's

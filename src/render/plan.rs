@@ -122,12 +122,14 @@ fn live_mode_supported(
     field: &str,
     seconds: u64,
 ) -> Option<()> {
-    let Some(version) = settings.kube_version else {
-        return Some(());
+    let version = match (settings.kube_version, &settings.kube_version_unreadable) {
+        (Some(version), _) if version >= KubeVersion::NATIVE_SIDECARS => return Some(()),
+        (Some(version), _) => format!("the target cluster is Kubernetes {version}"),
+        (None, Some(text)) => {
+            format!("the target cluster's version is unknown (KUBE_VERSION {text:?} is not a Kubernetes version)")
+        }
+        (None, None) => return Some(()),
     };
-    if version >= KubeVersion::NATIVE_SIDECARS {
-        return Some(());
-    }
     let node = request
         .live
         .refresh
@@ -142,7 +144,7 @@ fn live_mode_supported(
         node,
         format!("{field}metadata.annotations"),
         format!(
-            "{pod} asks for live mode (refresh every {seconds}s), which needs native sidecars (Kubernetes {} or later), but the target cluster is Kubernetes {version}",
+            "{pod} asks for live mode (refresh every {seconds}s), which needs native sidecars (Kubernetes {} or later), but {version}",
             KubeVersion::NATIVE_SIDECARS
         ),
         "upgrade the cluster, set the right --kube-version, or turn live mode off for this pod (vault.secretstore.rafay.dev/refresh: \"off\")",
