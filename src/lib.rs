@@ -11,6 +11,7 @@
 //! - [`convert`]: other tools' dialects into this one;
 //! - [`template`]: the `${ }` templates of file secrets, parsed for render, lint and check
 //!   and evaluated by the agent;
+//! - [`add`]: references added to a workload in place (`secretstore add`, the playground);
 //! - [`diag`] and [`report`]: findings, their codes, and the formats they are written in;
 //! - [`duration`]: the one duration grammar (Go's) every setting and Vault TTL is read with;
 //! - [`sysio`] and [`parallel`]: reading input and writing output fast, and sharing work
@@ -22,6 +23,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod add;
 pub mod analyze;
 pub mod cli;
 pub mod config;

@@ -19,7 +19,7 @@ fn run(args: &[&str]) -> Output {
 fn completion_scripts_for_every_shell() {
     for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
         let script = String::from_utf8(run(&["completions", shell]).stdout).expect("utf-8");
-        for word in ["render", "lint", "deny-warnings"] {
+        for word in ["render", "lint", "deny-warnings", "workload"] {
             assert!(script.contains(word), "{shell} script lacks {word}");
         }
         // Value completion for --format where the shell supports it.

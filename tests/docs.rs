@@ -304,6 +304,7 @@ fn generated_codes_page(page: &str) -> String {
             Some("lint") => Family::Lint,
             Some("check") => Family::Check,
             Some("convert") => Family::Convert,
+            Some("add") => Family::Add,
             other => panic!("codes.md: unknown generated table {other:?}"),
         };
         out.push_str(&marker[..line_end]);

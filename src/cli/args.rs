@@ -51,6 +51,10 @@ pub enum Command {
     /// argocd-vault-plugin placeholders into this dialect (files in place; stdin to stdout).
     #[command(after_help = crate::cli::help::after_help("convert"))]
     Convert(ConvertArgs),
+    /// Add a secret reference (an env var or a file) to a workload of a manifest, in
+    /// place; on a terminal without --env/--file, ask for it step by step.
+    #[command(after_help = crate::cli::help::after_help("add"))]
+    Add(AddArgs),
     /// Copy this binary into DIR as `secretstore` (e.g. an emptyDir that an Argo CD
     /// plugin sidecar puts on its PATH; the image may have no shell or `cp`).
     #[command(after_help = crate::cli::help::after_help("install"))]
@@ -252,6 +256,35 @@ pub struct ConvertArgs {
     /// does not imply it
     #[arg(long = "kv-version", value_name = "MOUNT=N")]
     pub kv_versions: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The manifest to edit in place (YAML, multi-document, or JSON)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// The workload to add to, when the file holds several (e.g. deployment/api)
+    #[arg(long, value_name = "KIND/NAME")]
+    pub workload: Option<String>,
+    /// The container (or init container) to add to, when the pod has several
+    #[arg(long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// The Vault role the pod logs in with (needed unless the pod is opted in already)
+    #[arg(long, value_name = "ROLE")]
+    pub role: Option<String>,
+    /// Set env var NAME to the reference secretstore:vault:REF, where REF is
+    /// <path>[#<key>[#<version>]] (repeatable)
+    #[arg(long = "env", value_name = "NAME=REF")]
+    pub env: Vec<String>,
+    /// Mount the secret REF as the file PATH (an absolute path) in the container only
+    /// (repeatable)
+    #[arg(long = "file", value_name = "PATH=REF")]
+    pub files: Vec<String>,
+    /// Print a unified diff to stdout instead of writing the file
+    #[arg(long)]
+    pub diff: bool,
     #[command(flatten)]
     pub config: ConfigArgs,
 }

@@ -107,7 +107,7 @@ pub const COMMANDS: &[CommandHelp] = &[
             &[
                 (
                     "VAULT_ADDR, VAULT_TOKEN",
-                    "check and policy: the Vault to read (see their --help)",
+                    "check, policy, convert and add: the Vault to read (see their --help)",
                 ),
                 ("SECRETSTORE_SPEC", "agent: what to fetch"),
                 ("SECRETSTORE_ENV_FILE", "exec: where the env file is"),
@@ -268,6 +268,41 @@ pub const COMMANDS: &[CommandHelp] = &[
             "helm template shop ./chart | secretstore convert > shop.yaml",
             "secretstore convert --check --format github deploy/",
             "secretstore convert --role shop --kv-version secret=2 overlays/prod/",
+        ],
+    },
+    CommandHelp {
+        name: "add",
+        exit: &[
+            (
+                "0",
+                "written (or, with --diff, the diff printed); also when everything asked for was \
+                 there already, and nothing changed",
+            ),
+            (
+                "1",
+                "refused (the reasons are on stderr), or cancelled at a question: the file was \
+                 left as it was",
+            ),
+            (
+                "2",
+                "usage error: bad flag or argument, unreadable file or configuration, no \
+                 --env/--file and no terminal to ask on",
+            ),
+        ],
+        env: &[
+            &[(
+                "VAULT_ADDR, VAULT_TOKEN",
+                "when asking on a terminal: the KV mounts' secrets and a secret's key names are \
+                 listed to pick from (never a value)",
+            )],
+            VAULT_CONNECTION_ENV,
+            CONFIG_ENV,
+        ],
+        examples: &[
+            "secretstore add deploy.yaml --role shop --env DB_PASSWORD=secret/shop/db#password",
+            "secretstore add app.yaml --workload deploy/api --file /etc/tls/tls.crt=secret/shop/tls#crt",
+            "secretstore add deploy.yaml --env API_TOKEN=secret/shop/api#token --diff",
+            "secretstore add deploy.yaml",
         ],
     },
     CommandHelp {

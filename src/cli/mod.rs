@@ -7,6 +7,7 @@ pub mod args;
 pub mod exit;
 pub mod help;
 
+mod add;
 mod check;
 mod convert;
 mod install;
@@ -39,6 +40,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Policy(args) => policy::run(args),
         Command::Lint(args) => lint::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Add(args) => add::run(args),
         Command::Install(args) => install::run(&args.dir),
         Command::Completions(args) => {
             let mut out = io::stdout().lock();

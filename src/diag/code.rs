@@ -22,6 +22,8 @@ pub enum Family {
     Check,
     /// SS6xx: what convert could not convert.
     Convert,
+    /// SS7xx: what add refused, or warns about.
+    Add,
 }
 
 macro_rules! codes {
@@ -141,6 +143,13 @@ codes! {
     ConvertCannotEdit = "SS608", Error, "Convert cannot rewrite the pod in this layout (convert).";
     ConvertBehaviourChange = "SS609", Warning, "Converted, but the pod behaves differently from the source tool in a stated way (convert).";
     ConvertCannotWrite = "SS610", Error, "A converted file is left as it was: a symbolic link, hard links, an owner or group that cannot be kept, or a write error (convert).";
+    AddBadArgument = "SS701", Error, "An add argument is not NAME=REF, PATH=REF, KIND/NAME or a role (add).";
+    AddNoWorkload = "SS702", Error, "The file has no workload with a pod template, or none that --workload names (add).";
+    AddChooseWorkload = "SS703", Error, "The file holds several workloads and --workload chooses none (add).";
+    AddChooseContainer = "SS704", Error, "The pod has several app containers (or none) and --container chooses none (add).";
+    AddRoleMismatch = "SS705", Error, "--role names another role than the one the opted-in pod uses (add).";
+    AddCannotEdit = "SS706", Error, "Add cannot put the reference into this layout (an alias, a non-list env, a flow-style valueFrom) (add).";
+    AddReplacedLiteral = "SS707", Warning, "A literal env value was replaced by a reference; the old value is still in the Git history (add).";
 }
 
 impl Code {
@@ -149,6 +158,7 @@ impl Code {
             Some(b'0' | b'1') => Family::Render,
             Some(b'2') => Family::Lint,
             Some(b'3') => Family::Check,
+            Some(b'7') => Family::Add,
             _ => Family::Convert,
         }
     }

@@ -208,7 +208,7 @@ fn block_insertion(
 /// Where to append to a block collection: at the start of the line after its last
 /// content (comments after it stay with what follows). Returns the offset and a newline
 /// to put first when the document ends without one.
-fn block_end(text: &str, tree: &Tree, node: NodeId, nl: &str) -> (usize, String) {
+pub fn block_end(text: &str, tree: &Tree, node: NodeId, nl: &str) -> (usize, String) {
     let leaf = last_leaf(tree, node);
     let n = tree.node(leaf);
     let end = n.end.min(text.len());

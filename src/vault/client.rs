@@ -251,6 +251,24 @@ impl VaultApi {
         }
     }
 
+    /// The names under a path (`LIST`, sent as `GET ?list=true` as the Vault CLI does it):
+    /// secrets, and folders ending in `/`. `NotFound` when nothing is there.
+    pub async fn list(&self, path: &str) -> Fetch<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Keys {
+            keys: Vec<String>,
+        }
+        self.fetch(path, "list=true").await.and_then(|body| {
+            match serde_json::from_slice::<ReadAnswer<Keys>>(&body) {
+                Ok(ReadAnswer {
+                    data: Some(Keys { keys }),
+                    ..
+                }) => Fetch::Found(keys),
+                _ => Fetch::Failed(format!("unexpected answer from LIST /v1/{path}")),
+            }
+        })
+    }
+
     /// A KV v2 secret's versions (vaultrs's metadata endpoint, sent through the shared
     /// layer); `mount` with or without `/`.
     pub async fn kv2_versions(&self, mount: &str, path: &str) -> Fetch<Versions> {

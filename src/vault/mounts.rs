@@ -144,6 +144,11 @@ impl MountTable {
         }
     }
 
+    /// Every secrets engine mount, by path.
+    pub fn secret_mounts(&self) -> impl Iterator<Item = &Mount> {
+        self.secret.values()
+    }
+
     /// The type of the auth method at `auth_path` (`auth/kubernetes`), when visible.
     pub fn auth_type(&self, auth_path: &str) -> Option<&str> {
         let path = auth_path.trim_matches('/');
