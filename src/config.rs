@@ -1,7 +1,8 @@
 //! Configuration: one YAML file, overridden by env vars (also in their `ARGOCD_ENV_` form,
 //! as Argo CD passes plugin env) and then by flags; named `clusters` override the top level.
 
-use crate::pod::agent_spec::AGENT_MEMORY_LIMIT_MIB;
+use crate::duration::{parse_refresh, parse_seconds};
+use crate::pod::agent_spec::{AGENT_MEMORY_LIMIT_MIB, LOG_FORMAT_ENV};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,6 +69,29 @@ pub struct AgentConfig {
     /// Live mode for every opted-in pod: how often secrets are refreshed (`5m`; `off` or
     /// `0` for none). A pod's `refresh` annotation overrides it.
     pub refresh: Option<Duration>,
+    /// How the agent and `exec` log: `logfmt` (default) or `json`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// The agent's and `exec`'s log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Logfmt,
+    Json,
+}
+
+impl LogFormat {
+    fn parse(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "logfmt" => Ok(LogFormat::Logfmt),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "SECRETSTORE_LOG_FORMAT is `{other}`: use `logfmt` or `json`"
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -118,6 +142,11 @@ pub struct Settings {
     pub refresh_seconds: Option<u64>,
     /// The target cluster's Kubernetes version; `None` = unknown (assumed recent enough).
     pub kube_version: Option<KubeVersion>,
+    /// How the agent and `exec` log; render passes anything but the default on.
+    pub log_format: LogFormat,
+    /// Argo CD's `KUBE_VERSION` when it is not a version: ignored (with a warning) unless
+    /// a pod asks for live mode, which needs to know (SS131).
+    pub kube_version_unreadable: Option<String>,
 }
 
 /// A Kubernetes `major.minor` version.
@@ -177,6 +206,8 @@ impl Default for Settings {
             pod_template_paths: BTreeMap::new(),
             refresh_seconds: None,
             kube_version: None,
+            log_format: LogFormat::Logfmt,
+            kube_version_unreadable: None,
         }
     }
 }
@@ -239,16 +270,26 @@ impl Settings {
             settings.agent_image = v;
         }
         if let Some(v) = env("SECRETSTORE_AGENT_TIMEOUT") {
-            settings.timeout_seconds = parse_duration(&v)?;
+            settings.timeout_seconds =
+                parse_seconds(&v).map_err(|e| format!("SECRETSTORE_AGENT_TIMEOUT: {e}"))?;
+        }
+        if let Some(v) = env(LOG_FORMAT_ENV) {
+            settings.log_format = LogFormat::parse(&v)?;
         }
         // Argo CD sets KUBE_VERSION for config-management plugins; ours take precedence.
-        let kube_version = overrides
+        // A version given to secretstore must be one; Argo CD's is whatever the cluster
+        // reports, which no render should fail on unless it needs the version.
+        let explicit = overrides
             .kube_version
             .clone()
-            .or_else(|| env("SECRETSTORE_KUBE_VERSION"))
-            .or_else(|| lookup("KUBE_VERSION").filter(|v| !v.is_empty()));
-        if let Some(v) = kube_version {
+            .or_else(|| env("SECRETSTORE_KUBE_VERSION"));
+        if let Some(v) = explicit {
             settings.kube_version = Some(KubeVersion::parse(&v)?);
+        } else if let Some(v) = lookup("KUBE_VERSION").filter(|v| !v.is_empty()) {
+            match KubeVersion::parse(&v) {
+                Ok(version) => settings.kube_version = Some(version),
+                Err(_) => settings.kube_version_unreadable = Some(v),
+            }
         }
         if let Some(v) = &overrides.vault_addr {
             settings.vault_address = v.clone();
@@ -370,15 +411,18 @@ impl Settings {
         if let Some(t) = &agent.timeout {
             self.timeout_seconds = match t {
                 Duration::Seconds(s) => *s,
-                Duration::Text(s) => parse_duration(s)?,
+                Duration::Text(s) => parse_seconds(s).map_err(|e| format!("agent.timeout: {e}"))?,
             };
         }
         if let Some(r) = &agent.refresh {
             self.refresh_seconds = match r {
-                Duration::Seconds(s) => Some(*s),
-                Duration::Text(s) => parse_refresh(s)?,
+                Duration::Seconds(s) => parse_refresh(&s.to_string()),
+                Duration::Text(s) => parse_refresh(s),
             }
-            .filter(|s| *s > 0);
+            .map_err(|e| format!("agent.refresh: {e}"))?;
+        }
+        if let Some(f) = agent.log_format {
+            self.log_format = f;
         }
         for (image, command) in entrypoints {
             self.entrypoints.insert(image.clone(), command.clone());
@@ -437,44 +481,6 @@ fn normalise_auth_path(path: &str) -> String {
     } else {
         format!("auth/{trimmed}")
     }
-}
-
-/// Parses a live-mode refresh interval: a duration, or `off`/`0` for none.
-pub fn parse_refresh(text: &str) -> Result<Option<u64>, String> {
-    match text.trim() {
-        "off" | "0" => Ok(None),
-        other => parse_duration(other).map(Some),
-    }
-}
-
-/// Parses `90`, `90s`, `2m`, `1h30m`.
-pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let bad = || format!("`{text}` is not a duration (examples: 90, 90s, 2m, 1h30m)");
-    let text = text.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Ok(seconds);
-    }
-    let mut total = 0u64;
-    let mut number = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            number.push(c);
-            continue;
-        }
-        let unit = match c {
-            'h' => 3600,
-            'm' => 60,
-            's' => 1,
-            _ => return Err(bad()),
-        };
-        let n: u64 = number.parse().map_err(|_| bad())?;
-        total = total.saturating_add(n.saturating_mul(unit));
-        number.clear();
-    }
-    if !number.is_empty() || total == 0 {
-        return Err(bad());
-    }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -536,9 +542,9 @@ mod tests {
 
     #[test]
     fn durations_and_repositories() {
-        assert_eq!(parse_duration("1h30m").unwrap(), 5400);
-        assert_eq!(parse_duration("45").unwrap(), 45);
-        assert!(parse_duration("soon").is_err());
+        assert_eq!(parse_seconds("1h30m").unwrap(), 5400);
+        assert_eq!(parse_seconds("45").unwrap(), 45);
+        assert!(parse_seconds("soon").is_err());
         assert_eq!(
             image_repository("reg:5000/app:1.2@sha256:ab"),
             "reg:5000/app"

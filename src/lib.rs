@@ -9,8 +9,11 @@
 //!   [`pod::agent_spec::AgentSpec`] that render writes and the agent reads;
 //! - [`vault`]: the one Vault HTTP layer and the Vault logic `check` and the agent share;
 //! - [`convert`]: other tools' dialects into this one;
+//! - [`template`]: the `${ }` templates of file secrets, parsed for render, lint and check
+//!   and evaluated by the agent;
 //! - [`add`]: references added to a workload in place (`secretstore add`, the playground);
 //! - [`diag`] and [`report`]: findings, their codes, and the formats they are written in;
+//! - [`duration`]: the one duration grammar (Go's) every setting and Vault TTL is read with;
 //! - [`sysio`] and [`parallel`]: reading input and writing output fast, and sharing work
 //!   among threads;
 //! - [`cli`]: arguments, one module per command, exit statuses.
@@ -32,10 +35,12 @@ pub mod cli;
 pub mod config;
 pub mod convert;
 pub mod diag;
+pub mod duration;
 pub mod parallel;
 pub mod pod;
 pub mod render;
 pub mod report;
 #[cfg(feature = "cli")]
 pub mod sysio;
+pub mod template;
 pub mod vault;

@@ -314,3 +314,387 @@ fn known_kv_version_turns_bank_vaults_paths_logical() {
     assert!(out.contains("value: secretstore:vault:secret/orders/db#password#1\n"));
     assert!(out.contains("'secretstore:vault:kv1/orders/partner#token'"));
 }
+
+/// A comment after an annotation convert rewrites stays: the role's moves to the new role
+/// annotation, another's stays on a line of its own.
+#[test]
+fn comments_on_rewritten_annotation_lines_are_kept() {
+    let input = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    vault.hashicorp.com/agent-inject: "true"  # injected by vault-k8s
+    vault.hashicorp.com/agent-pre-populate-only: "true"
+    vault.hashicorp.com/role: "web"   # keep-me
+    vault.hashicorp.com/agent-inject-secret-db: "secret/data/web/db"
+    vault.hashicorp.com/agent-inject-template-db: |
+      {{- with secret "secret/data/web/db" -}}{{ .Data.data.password }}{{- end -}}
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#;
+    let mut command = support::secretstore();
+    command.arg("convert");
+    let output = support::run_with_stdin(&mut command, input.as_bytes());
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    rafay.dev/secretstore: vault
+    vault.secretstore.rafay.dev/role: web   # keep-me
+    vault.secretstore.rafay.dev/filesecret-config-db: '{"vaultSecretRef": "secret/web/db#password", "secretFileName": "db", "volumeMountPath": "/vault/secrets"}'
+    # injected by vault-k8s
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#
+    );
+}
+
+/// An injector template with a construct convert does not translate is reported at that
+/// construct, inside the annotation's block scalar.
+#[test]
+fn an_untranslated_template_construct_is_located() {
+    let input = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    vault.hashicorp.com/agent-inject: "true"
+    vault.hashicorp.com/role: web
+    vault.hashicorp.com/agent-inject-secret-cfg: "secret/data/web/cfg"
+    vault.hashicorp.com/agent-inject-template-cfg: |
+      {{- with secret "secret/data/web/cfg" -}}
+      user={{ .Data.data.user }}
+      {{ if .Data.data.debug }}debug=1{{ end }}
+      {{- end -}}
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#;
+    let mut command = support::secretstore();
+    command.args(["convert", "--format", "json"]);
+    let output = support::run_with_stdin(&mut command, input.as_bytes());
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stderr).expect("JSON");
+    let finding = &report["findings"][0];
+    assert_eq!(finding["code"], "SS602", "{report}");
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(12), Some(7)),
+        "{report}"
+    );
+    assert!(
+        finding["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`{{ if .Data.data.debug }}`: `if` is not translated")),
+        "{report}"
+    );
+}
+
+/// Runs `convert --format json` over `paths`: (exit status, (code, source) of each
+/// finding, each note's text).
+fn convert_files(
+    args: &[&str],
+    paths: &[&std::path::Path],
+) -> (Option<i32>, Vec<(String, String)>, Vec<String>) {
+    let out = support::secretstore()
+        .args(["convert", "--format", "json"])
+        .args(args)
+        .args(paths)
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&out.stdout), text(&out.stderr)));
+    let findings = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["file"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let notes = json["notes"]
+        .as_array()
+        .map(|n| {
+            n.iter()
+                .map(|n| {
+                    format!(
+                        "{}: {}",
+                        n["file"].as_str().unwrap_or_default(),
+                        n["message"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (out.status.code(), findings, notes)
+}
+
+/// A symbolic link and a file with two hard links are refused (SS610) and left exactly as
+/// they were; the other files are still rewritten, keeping their mode, owner and group,
+/// and the report names the files that were rewritten.
+#[test]
+fn in_place_rewrites_keep_links_owner_and_mode() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let case =
+        std::fs::read(support::repo_root().join("testdata/convert/bank-vaults/helm-stream.yaml"))
+            .unwrap();
+    let real = dir.path().join("real.yaml");
+    std::fs::write(&real, &case).unwrap();
+    let link = dir.path().join("link.yaml");
+    std::os::unix::fs::symlink("real.yaml", &link).unwrap();
+    let linked = dir.path().join("linked.yaml");
+    std::fs::write(&linked, &case).unwrap();
+    std::fs::hard_link(&linked, dir.path().join("linked-too.yaml")).unwrap();
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, &case).unwrap();
+    std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o640)).unwrap();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&plain, Some(1000), Some(100)).unwrap();
+    }
+    let before = std::fs::metadata(&plain).unwrap();
+
+    // --check reports what would be refused.
+    let (status, findings, _) = convert_files(&["--check"], &[&link, &plain]);
+    assert_eq!(status, Some(1));
+    assert_eq!(
+        findings,
+        [("SS610".to_string(), link.display().to_string())]
+    );
+
+    let (status, findings, notes) = convert_files(&[], &[&link, &linked, &plain]);
+    assert_eq!(status, Some(1), "refused files are something left");
+    assert_eq!(
+        findings,
+        [
+            ("SS610".to_string(), link.display().to_string()),
+            ("SS610".to_string(), linked.display().to_string()),
+        ]
+    );
+    assert_eq!(
+        notes,
+        [format!("{}: converted 2 pod templates", plain.display())]
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("real.yaml")
+    );
+    assert_eq!(
+        std::fs::read(&real).unwrap(),
+        case,
+        "the link's target is untouched"
+    );
+    assert_eq!(std::fs::read(&linked).unwrap(), case);
+    assert_eq!(
+        std::fs::metadata(&linked).unwrap().nlink(),
+        2,
+        "the hard links are not split"
+    );
+    let after = std::fs::metadata(&plain).unwrap();
+    assert_ne!(
+        std::fs::read(&plain).unwrap(),
+        case,
+        "the plain file is converted"
+    );
+    assert_eq!(after.mode() & 0o7777, 0o640);
+    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()));
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 5, "no temporary file is left: {names:?}");
+}
+
+/// (code, line, column, message) of one finding.
+type Located = (String, u64, u64, String);
+
+/// Converts `input` from stdin: (exit status, stdout, the findings of the JSON report).
+fn convert_text(input: &str, args: &[&str]) -> (Option<i32>, String, Vec<Located>) {
+    let mut command = support::secretstore();
+    command.args(["convert", "--format", "json"]).args(args);
+    let out = support::run_with_stdin(&mut command, input.as_bytes());
+    let json: serde_json::Value = serde_json::from_slice(&out.stderr)
+        .unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    let findings = json["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap(),
+                f["column"].as_u64().unwrap(),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (out.status.code(), text(&out.stdout), findings)
+}
+
+const INJECTED_WITH_ROLE: &str = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  namespace: shop
+  annotations:
+    vault.secretstore.rafay.dev/role: old
+    vault.hashicorp.com/agent-inject: "true"
+    vault.hashicorp.com/agent-pre-populate-only: "true"
+    vault.hashicorp.com/role: web
+    vault.hashicorp.com/agent-inject-secret-db: secret/data/web/db
+    vault.hashicorp.com/agent-inject-template-db: '{{ with secret "secret/data/web/db" }}{{ .Data.data.password }}{{ end }}'
+spec:
+  serviceAccountName: web
+  containers:
+  - name: app
+    image: app
+    command: [app]
+"#;
+
+/// A pod that has this dialect's role already is not given a second one: it is left as it
+/// is, and the role annotation's location is reported.
+#[test]
+fn a_second_role_is_refused() {
+    let (status, out, findings) = convert_text(INJECTED_WITH_ROLE, &[]);
+    assert_eq!(status, Some(1));
+    assert_eq!(out, INJECTED_WITH_ROLE, "the pod is left as it was");
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(
+        (findings[0].0.as_str(), findings[0].1, findings[0].2),
+        ("SS606", 7, 5)
+    );
+    assert!(
+        findings[0]
+            .3
+            .contains("already has `vault.secretstore.rafay.dev/role: old`"),
+        "{findings:?}"
+    );
+    // Without it, the same pod converts.
+    let without = INJECTED_WITH_ROLE.replace("    vault.secretstore.rafay.dev/role: old\n", "");
+    let (status, out, _) = convert_text(&without, &[]);
+    assert_eq!(status, Some(0));
+    assert_eq!(
+        out.matches("vault.secretstore.rafay.dev/role").count(),
+        1,
+        "{out}"
+    );
+}
+
+/// `#` separates a reference's path, key and version, so a source key or path holding one
+/// is refused at its own position.
+#[test]
+fn a_hash_in_a_source_key_or_path_is_refused() {
+    // Read before as key `pass`, version 2.
+    let avp = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  annotations:\n    avp.kubernetes.io/path: secret/data/web\nspec:\n  template:\n    spec:\n      containers:\n      - name: app\n        image: app\n        command: [app]\n        env:\n        - name: A\n          value: <pass#2>\n";
+    let (status, out, findings) = convert_text(avp, &["--role", "web"]);
+    assert_eq!(status, Some(1));
+    assert_eq!(out, avp);
+    assert_eq!(
+        findings
+            .iter()
+            .map(|f| (f.0.as_str(), f.1, f.2))
+            .collect::<Vec<_>>(),
+        [("SS603", 16, 18)],
+        "{findings:?}"
+    );
+    assert!(findings[0].3.contains("the key `pass#2`"), "{findings:?}");
+    let injector = INJECTED_WITH_ROLE
+        .replace("    vault.secretstore.rafay.dev/role: old\n", "")
+        .replace(".Data.data.password", "index .Data.data \"pass#2\"");
+    let (status, out, findings) = convert_text(&injector, &[]);
+    assert_eq!(status, Some(1));
+    assert_eq!(out, injector);
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0].0, "SS603");
+    assert_eq!(
+        (findings[0].1, findings[0].2),
+        (11, 111),
+        "the key inside the template"
+    );
+    assert!(
+        findings[0].3.contains("the key `pass#2` holds `#`"),
+        "{findings:?}"
+    );
+}
+
+/// A bare Pod whose placeholders take their path from its own `avp.kubernetes.io/path`:
+/// its annotations are AVP's and the dialect's at once, and become the dialect's.
+#[test]
+fn a_bare_pod_with_only_an_avp_path_converts() {
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    avp.kubernetes.io/path: secret/data/web\nspec:\n  serviceAccountName: web\n  containers:\n  - name: app\n    image: app\n    command: [app]\n    env:\n    - name: PASSWORD\n      value: <password>\n";
+    let (status, out, findings) = convert_text(pod, &["--role", "web"]);
+    assert_eq!(status, Some(0), "{findings:?}");
+    assert_eq!(
+        out,
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: web\nspec:\n  serviceAccountName: web\n  containers:\n  - name: app\n    image: app\n    command: [app]\n    env:\n    - name: PASSWORD\n      value: secretstore:vault:secret/web#password\n"
+    );
+    let mut render = support::secretstore();
+    render.arg("render");
+    let rendered = support::run_with_stdin(&mut render, out.as_bytes());
+    assert_eq!(
+        rendered.status.code(),
+        Some(0),
+        "{}",
+        text(&rendered.stderr)
+    );
+}
+
+/// A user who may replace a file in a directory but cannot give the new file the
+/// original's owner gets SS610, and the file stays as it was (root's, here), rather
+/// than a file that silently changed owner.
+#[test]
+fn an_owner_that_cannot_be_kept_is_refused() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("NOT RUN: giving a file away needs root to set the test up");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let case =
+        std::fs::read(support::repo_root().join("testdata/convert/bank-vaults/helm-stream.yaml"))
+            .unwrap();
+    let file = dir.path().join("m.yaml");
+    std::fs::write(&file, &case).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_secretstore"))
+        .env_remove("VAULT_ADDR")
+        .args(["convert", "--format", "json"])
+        .arg(&file)
+        .output()
+        .expect("setpriv runs");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let report = text(&out.stdout);
+    assert!(report.contains("\"SS610\""), "{report}");
+    assert!(report.contains("owner and group 0:0"), "{report}");
+    assert_eq!(std::fs::read(&file).unwrap(), case);
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (0, 0));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temporary file is left"
+    );
+}

@@ -416,3 +416,88 @@ fn github_actions_example_is_complete() {
         }
     }
 }
+
+/// The GitLab CI example: it parses, every job that uploads a code-quality report writes
+/// it with `secretstore ... --format gitlab`, installs secretstore first, and the lint
+/// command, run as written on the test's manifests, prints a report GitLab reads.
+#[test]
+fn gitlab_ci_example_is_complete() {
+    let page = read(&book_src().join("integrations/gitlab-ci.md"));
+    let start = page.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + page[start..].find("\n```").expect("end of the block");
+    let pipeline: serde_json::Value = yaml_serde::from_str(&page[start..end]).expect("YAML");
+    let template = &pipeline[".secretstore"];
+    let install = template["before_script"]
+        .as_array()
+        .expect("before_script")
+        .iter()
+        .filter_map(|l| l.as_str())
+        .any(|l| l.contains("cargo install") && l.contains("secretstore"));
+    assert!(
+        install,
+        "the .secretstore template does not install secretstore"
+    );
+    let stages: Vec<&str> = pipeline["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .filter_map(|s| s.as_str())
+        .collect();
+    let mut commands = Vec::new();
+    for name in ["secretstore-lint", "secretstore-check"] {
+        let job = &pipeline[name];
+        assert_eq!(job["extends"], ".secretstore", "job {name}");
+        assert!(
+            stages.contains(&job["stage"].as_str().expect("stage")),
+            "job {name}"
+        );
+        let report = job["artifacts"]["reports"]["codequality"]
+            .as_str()
+            .unwrap_or_else(|| panic!("job {name} uploads no codequality report"));
+        assert_eq!(job["artifacts"]["when"], "always", "job {name}");
+        let script: Vec<&str> = job["script"]
+            .as_array()
+            .expect("script")
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        let writes = script
+            .iter()
+            .find(|l| l.contains(&format!("> {report}")))
+            .unwrap_or_else(|| panic!("job {name} does not write {report}"));
+        let command = writes.split(" > ").next().unwrap_or_default().to_owned();
+        assert!(
+            command.starts_with("secretstore ") && command.contains(" --format gitlab "),
+            "job {name}: {command}"
+        );
+        commands.push(command);
+    }
+    assert_eq!(
+        pipeline["secretstore-check"]["id_tokens"]["VAULT_ID_TOKEN"]["aud"],
+        "vault"
+    );
+    // The lint command as written, on the manifests of the lint tests instead of `k8s/`.
+    let args: Vec<String> = commands[0]
+        .split_whitespace()
+        .skip(1)
+        .map(|a| {
+            if a == "k8s/" {
+                "testdata/lint/".to_owned()
+            } else {
+                a.to_owned()
+            }
+        })
+        .collect();
+    assert_eq!(args[..3], ["lint", "--format", "gitlab"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_secretstore"))
+        .args(&args)
+        .current_dir(repo_root())
+        .output()
+        .expect("run secretstore");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let issues = report.as_array().expect("an array");
+    assert!(!issues.is_empty());
+    assert!(issues.iter().all(|i| i["location"]["path"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("testdata/lint/"))));
+}

@@ -414,7 +414,7 @@ fn check_reports_in_every_format_without_a_value() {
     let dir = tempfile::tempdir().unwrap();
     let manifest = dir.path().join("shop.yaml");
     std::fs::write(&manifest, CHECKED_MANIFEST).unwrap();
-    for format in ["human", "json", "sarif", "github"] {
+    for format in ["human", "json", "sarif", "github", "gitlab"] {
         let (code, text) = run_against(&vault, &["check", "--format", format], &manifest);
         support::assert_no_secret(&text, &[MARKER, TOKEN]);
         assert_eq!(code, Some(1), "{format}: {text}");

@@ -126,10 +126,16 @@ fn app(script: &str, env: &[(&str, &str)]) -> String {
 
 /// Renders `manifest` for this Vault and Kubernetes 1.30; returns the pod spec.
 fn render(lab: &Lab, manifest: &str) -> Value {
+    render_with(lab, manifest, &[])
+}
+
+/// [`render`] with more environment variables for render.
+fn render_with(lab: &Lab, manifest: &str, env: &[(&str, &str)]) -> Value {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("web.yaml");
     std::fs::write(&file, manifest).expect("write manifest");
     let output = support::secretstore()
+        .envs(env.iter().copied())
         .env_remove("KUBE_VERSION")
         .env("SECRETSTORE_AUDIENCE", AUDIENCE)
         .args([
@@ -385,6 +391,59 @@ while :; do sleep 0.05; done"#;
     }
 }
 
+/// `SECRETSTORE_LOG_FORMAT=json` at render: the sidecar and the app's `exec` each log one
+/// JSON object per line, with the logfmt fields, and never a value.
+#[test]
+fn json_logs_of_the_sidecar_and_exec_parse_and_carry_no_value() {
+    let lab = Lab::start("1h", "24h");
+    lab.vault
+        .kv2_put("secret", "shop/tls", &json!({"cert": "cert-ONE-7a1f"}));
+    let script = r#"trap 'echo HUP >> /out/events' HUP
+echo start >> /out/events
+while :; do sleep 0.05; done"#;
+    let spec = render_with(
+        &lab,
+        &manifest(
+            "        vault.secretstore.rafay.dev/refresh: 1s\n        vault.secretstore.rafay.dev/on-change: signal:SIGHUP\n        vault.secretstore.rafay.dev/filesecret-config-1: '{\"vaultSecretRef\": \"secret/shop/tls#cert\", \"secretFileName\": \"cert\", \"volumeMountPath\": \"/etc/tls\"}'",
+            &app(script, &[]),
+        ),
+        &[("SECRETSTORE_LOG_FORMAT", "json")],
+    );
+    let pod = KubeletPod::new(&spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let sidecar = start_sidecar(&pod, &spec);
+    let app = Running::start(&app_container(&pod));
+    let events = pod.volume("out").join("events");
+    wait_until(
+        30,
+        "the app to start",
+        || lines(&events).len() == 1,
+        || app.log(),
+    );
+    lab.vault
+        .kv2_put("secret", "shop/tls", &json!({"cert": "cert-TWO-3c9e"}));
+    wait_until(30, "SIGHUP", || lines(&events).len() == 2, || app.log());
+    app.signal(libc::SIGTERM);
+    let (status, app_log) = app.wait();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{app_log}");
+    sidecar.signal(libc::SIGTERM);
+    let (status, log) = sidecar.wait();
+    assert!(status.success(), "{log}");
+    for (text, component, step) in [(&log, "agent", "ready"), (&app_log, "exec", "notify")] {
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        for line in &lines {
+            for key in ["ts", "level", "component", "step", "msg"] {
+                assert!(line[key].is_string(), "{key} in {line}");
+            }
+            assert_eq!(line["component"], component, "{line}");
+        }
+        assert!(lines.iter().any(|l| l["step"] == step), "{text}");
+        support::assert_no_secret(text, &["cert-ONE-7a1f", "cert-TWO-3c9e"]);
+    }
+}
+
 /// `restart`: the app is stopped and started again with the new env value.
 #[test]
 fn restart_gives_the_app_the_new_env_value() {
@@ -507,9 +566,16 @@ fn sealed_vault_keeps_the_files_and_refresh_resumes() {
 /// max TTL; the app connects successfully throughout; the token is renewed and, at its max
 /// TTL, a new login uses the rotated service-account token. SIGTERM revokes the leases:
 /// the database roles are gone. Then, as a Job: the app exits and the sidecar stops.
+///
+/// The sidecar renews at two thirds of a TTL and re-issues when a renewal comes back
+/// short, so the old credentials outlive the switch by at least a third of their TTL: 9 s
+/// TTLs give every step 3 s of margin on a loaded machine (4 s gave 1.3 s, and flaked).
+/// Timeline: lease renewed at 6 s, cut short at 12 s (max 17 s: 5 s left) and re-issued;
+/// token renewed at 6 s and 12 s, cut short at 18 s (max 24 s: 6 s left), a new login,
+/// every lease re-issued under it.
 #[test]
 fn database_leases_and_token_stay_valid_then_are_revoked() {
-    let lab = Lab::start("4s", "16s");
+    let lab = Lab::start("9s", "24s");
     let pg = Postgres::start();
     pg.attach_to_vault(&lab.vault, "database", "app", "1h");
     lab.vault.post_json(
@@ -519,16 +585,18 @@ fn database_leases_and_token_stay_valid_then_are_revoked() {
             "creation_statements": [
                 "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
             ],
-            "default_ttl": "4s",
-            "max_ttl": "9s",
+            "default_ttl": "9s",
+            "max_ttl": "17s",
         }),
     );
     let psql = pg.bin().join("psql");
     // Connects with the current credentials every 200 ms, recording each outcome, until
-    // the test creates /out/stop.
+    // the test creates /out/stop. The file is read once per connection: two reads could
+    // straddle a rotation and pair one lease's user with the next one's password.
     let script = format!(
         r#"while [ ! -e /out/stop ]; do
-  u=$(sed -n 's/^username=//p' /etc/db/creds); p=$(sed -n 's/^password=//p' /etc/db/creds)
+  c=$(cat /etc/db/creds)
+  u=$(printf '%s\n' "$c" | sed -n 's/^username=//p'); p=$(printf '%s\n' "$c" | sed -n 's/^password=//p')
   if PGPASSWORD="$p" PGCONNECT_TIMEOUT=5 {} -X -At -h 127.0.0.1 -p {} -U "$u" -d postgres -c 'select 1' >/dev/null 2>>/out/psql.err; then echo "ok $u" >> /out/events; else echo "FAIL $u" >> /out/events; fi
   sleep 0.2
 done"#,

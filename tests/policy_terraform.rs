@@ -244,3 +244,97 @@ fn applied_through_the_api_check_passes_for_every_cluster() {
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stdout).contains("SS310"));
 }
+
+/// One opted-in Pod per (role, namespace, service account), as one stream.
+fn pods(specs: &[(&str, &str, &str)]) -> String {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, (role, namespace, account))| {
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p{i}\n  namespace: {namespace}\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: {role}\n    vault.secretstore.rafay.dev/filesecret-config-1: '{{\"vaultSecretRef\": \"secret/app{i}#k\", \"secretFileName\": \"k\", \"volumeMountPath\": \"/s\"}}'\nspec:\n  serviceAccountName: {account}\n  containers:\n  - name: app\n    image: app\n"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn policy_stdin(args: &[&str], input: &str) -> std::process::Output {
+    let mut command = support::secretstore();
+    command.arg("policy").args(args);
+    support::run_with_stdin(&mut command, input.as_bytes())
+}
+
+/// Roles whose names Terraform would merge (`a-b`, `a_b`, `a.b` are all `a_b`) get
+/// resources of their own; a name that is a Terraform name already keeps it.
+#[test]
+fn roles_terraform_would_merge_get_their_own_resources() {
+    let input = pods(&[
+        ("a-b", "shop", "x"),
+        ("a_b", "shop", "y"),
+        ("a.b", "shop", "z"),
+    ]);
+    let output = policy_stdin(&["--format", "terraform"], &input);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    let body = hcl::parse(&text).unwrap_or_else(|e| panic!("not HCL: {e}\n{text}"));
+    let mut names = std::collections::BTreeSet::new();
+    for block in body.blocks().filter(|b| b.identifier() == "resource") {
+        let labels: Vec<String> = block
+            .labels()
+            .iter()
+            .map(|l| l.as_str().to_string())
+            .collect();
+        assert!(names.insert(labels.clone()), "{labels:?} twice:\n{text}");
+    }
+    assert_eq!(names.len(), 6, "three policies and three roles:\n{text}");
+    insta::with_settings!({snapshot_path => "snapshots/policy", prepend_module_to_snapshot => false, omit_expression => true}, {
+        insta::assert_snapshot!("terraform-similar-role-names", text);
+    });
+}
+
+/// Vault lowercases role and policy names: `Shop` and `shop` would overwrite each other,
+/// so no policy is written; nor for a role bound to every service account or namespace.
+#[test]
+fn roles_vault_would_merge_or_bind_to_everyone_are_refused() {
+    let mut report = String::new();
+    for (name, input, args) in [
+        (
+            "case",
+            pods(&[("Shop", "shop", "web"), ("shop", "shop", "api")]),
+            vec![],
+        ),
+        ("account", pods(&[("web", "shop", "'*'")]), vec![]),
+        ("namespace", pods(&[("web", "'*'", "web")]), vec![]),
+        (
+            "flag",
+            pods(&[("web", "shop", "web")]).replace("  namespace: shop\n", ""),
+            vec!["--namespace", "team-*"],
+        ),
+    ] {
+        for format in ["hcl", "terraform"] {
+            let mut all = vec!["--format", format];
+            all.extend(&args);
+            let output = policy_stdin(&all, &input);
+            assert_eq!(output.status.code(), Some(1), "{name} {format}");
+            assert!(
+                output.stdout.is_empty(),
+                "{name} {format}: a policy was written"
+            );
+            if format == "hcl" {
+                report.push_str(&format!(
+                    "--- {name}\n{}",
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+        }
+    }
+    insta::with_settings!({snapshot_path => "snapshots/policy", prepend_module_to_snapshot => false, omit_expression => true}, {
+        insta::assert_snapshot!("refused-role-names", report);
+    });
+}

@@ -74,6 +74,57 @@ fn live_mode_is_refused_below_kubernetes_1_29_naming_the_pod() {
     assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
 }
 
+/// Argo CD sets KUBE_VERSION from what the cluster reports: one that is not a version is
+/// ignored with a warning unless a pod needs it for live mode (then SS131 names the pod).
+/// A version given to secretstore itself stays strict.
+#[test]
+fn an_unreadable_argo_cd_kube_version_is_ignored_unless_live_mode_needs_it() {
+    let odd = [("KUBE_VERSION", "vX.Y-custom")];
+    let expected = render(&[], &[], "kind-job.yaml").stdout;
+    let output = render(&[], &odd, "kind-job.yaml");
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout, expected);
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("secretstore: warning: ignoring KUBE_VERSION \"vX.Y-custom\""),
+        "{text}"
+    );
+    let lint = support::secretstore()
+        .env("KUBE_VERSION", "vX.Y-custom")
+        .arg("lint")
+        .arg(support::repo_root().join("testdata/render/kind-job.yaml"))
+        .output()
+        .expect("run secretstore lint");
+    assert_eq!(lint.status.code(), Some(0), "{}", stderr(&lint));
+
+    let live = render(&[], &odd, "live-job.yaml");
+    assert_eq!(live.status.code(), Some(1), "{}", stderr(&live));
+    assert!(live.stdout.is_empty());
+    let text = stderr(&live);
+    assert!(text.contains("SS131"), "{text}");
+    assert!(text.contains("Job shop/migrate"), "{text}");
+    assert!(
+        text.contains("KUBE_VERSION \"vX.Y-custom\" is not a Kubernetes version"),
+        "{text}"
+    );
+    // Ours, when given, decides.
+    let ours = render(&["--kube-version", "1.30"], &odd, "live-job.yaml");
+    assert!(ours.status.success(), "{}", stderr(&ours));
+
+    for (args, env) in [
+        (&["--kube-version", "latest"][..], &[][..]),
+        (&[][..], &[("SECRETSTORE_KUBE_VERSION", "latest")][..]),
+    ] {
+        let bad = render(args, env, "kind-job.yaml");
+        assert_eq!(
+            bad.status.code(),
+            Some(2),
+            "{args:?} {env:?}: {}",
+            stderr(&bad)
+        );
+    }
+}
+
 #[test]
 fn policy_grants_lease_renewal_and_revocation_to_live_pods_with_leases() {
     let policy = |case: &str| {
@@ -176,4 +227,68 @@ fn check_verifies_the_role_grants_lease_renewal_and_revocation() {
     );
     let (_, codes, report) = check(&live);
     assert!(!codes.iter().any(|c| c == "SS321"), "{report}");
+}
+
+#[test]
+fn json_log_format_is_passed_to_the_agent_and_every_wrapped_container_only_when_set() {
+    let default = render(&[], &[], "live-deployment.yaml");
+    assert!(default.status.success(), "{}", stderr(&default));
+    let default = String::from_utf8(default.stdout).expect("utf-8");
+    assert!(!default.contains("SECRETSTORE_LOG_FORMAT"), "{default}");
+    let config = tempfile::NamedTempFile::new().expect("config");
+    std::fs::write(config.path(), "agent:\n  logFormat: json\n").expect("write config");
+    let config_path = config.path().display().to_string();
+    let logfmt = render(
+        &[],
+        &[("SECRETSTORE_LOG_FORMAT", "logfmt")],
+        "live-deployment.yaml",
+    );
+    assert_eq!(String::from_utf8_lossy(&logfmt.stdout), default);
+    let invocations: [Invocation; 3] = [
+        (&["--config", &config_path], &[]),
+        (&[], &[("SECRETSTORE_LOG_FORMAT", "json")]),
+        (&[], &[("ARGOCD_ENV_SECRETSTORE_LOG_FORMAT", "json")]),
+    ];
+    for (args, env) in invocations {
+        let output = render(args, env, "live-deployment.yaml");
+        assert!(output.status.success(), "{}", stderr(&output));
+        let json = String::from_utf8(output.stdout).expect("utf-8");
+        let doc: serde_json::Value = yaml_serde::from_str(&json).expect("rendered YAML");
+        let spec = &doc["spec"]["template"]["spec"];
+        let env_of = |c: &serde_json::Value| -> Vec<(String, String)> {
+            c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|e| {
+                    (
+                        e["name"].as_str().unwrap_or_default().to_owned(),
+                        e["value"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        };
+        let agent = &spec["initContainers"][0];
+        assert_eq!(agent["name"], "secretstore-agent");
+        let wanted = ("SECRETSTORE_LOG_FORMAT".to_owned(), "json".to_owned());
+        assert!(env_of(agent).contains(&wanted), "{json}");
+        let mut wrapped = 0;
+        for c in spec["containers"].as_array().expect("containers") {
+            let is_wrapped = c["command"][1] == "exec";
+            assert_eq!(env_of(c).contains(&wanted), is_wrapped, "{c}");
+            wrapped += usize::from(is_wrapped);
+        }
+        assert!(wrapped > 0, "{json}");
+    }
+    let bad = render(
+        &[],
+        &[("SECRETSTORE_LOG_FORMAT", "xml")],
+        "live-deployment.yaml",
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("SECRETSTORE_LOG_FORMAT"),
+        "{}",
+        stderr(&bad)
+    );
 }

@@ -9,7 +9,11 @@
 //!   and CRLF, mixed with real corpus documents, then mutated (lines dropped, doubled,
 //!   swapped, cut, hostile tokens inserted): it never panics; a success keeps every
 //!   other document byte for byte, leaves only documents that parse, and is a fixed
-//!   point; a refusal says why; lint agrees and writes its report in every format.
+//!   point; a refusal says why; lint agrees and writes its report in every format;
+//! - convert's in-place writer over regular files of any mode, owner and group, symbolic
+//!   links, hard links, files changed after reading, and a planted link where the old
+//!   writer put its temporary file: a rewrite keeps mode, owner, group and every other
+//!   entry of the directory; a refusal changes nothing.
 
 mod support;
 
@@ -814,4 +818,115 @@ fn mutated_pods_never_break_render() {
             Ok(())
         })
         .unwrap_or_else(|e| panic!("{e}"));
+}
+
+// --- convert's in-place writer -----------------------------------------------------
+
+/// What the path given to the writer is.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    Regular,
+    Symlink,
+    HardLinked,
+    ChangedAfterReading,
+}
+
+/// Every entry of `dir`: name → (is a symlink, link target or content, mode, uid, gid).
+fn snapshot(dir: &std::path::Path) -> BTreeMap<String, (bool, Vec<u8>, u32, u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            let link = meta.file_type().is_symlink();
+            let content = if link {
+                std::fs::read_link(&path)
+                    .unwrap()
+                    .into_os_string()
+                    .into_encoded_bytes()
+            } else {
+                std::fs::read(&path).unwrap()
+            };
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (
+                name,
+                (link, content, meta.mode() & 0o7777, meta.uid(), meta.gid()),
+            )
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(Config { cases: 96, failure_persistence: None, ..Config::default() })]
+
+    #[test]
+    fn in_place_rewrites_keep_what_they_do_not_own(
+        shape in prop::sample::select(vec![Shape::Regular, Shape::Symlink, Shape::HardLinked, Shape::ChangedAfterReading]),
+        mode in 0o000u32..0o7777,
+        owner in prop::sample::select(vec![0u32, 1000, 65534]),
+        group in prop::sample::select(vec![0u32, 100, 65534]),
+        old in prop::collection::vec(any::<u8>(), 0..200),
+        new in prop::collection::vec(any::<u8>(), 0..200),
+    ) {
+        use secretstore::convert::in_place::{replace, Original};
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let root = unsafe { libc::geteuid() } == 0;
+        // Without root, the test itself must be able to read and write the file.
+        let mode = if root { mode } else { mode | 0o600 };
+        let file = dir.path().join("manifest.yaml");
+        std::fs::write(&file, &old).unwrap();
+        if root {
+            std::os::unix::fs::chown(&file, Some(owner), Some(group)).unwrap();
+        }
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        // The old writer's predictable temporary name, planted as a link to a victim.
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"victim").unwrap();
+        let planted = format!(".manifest.yaml.secretstore-{}", std::process::id());
+        std::os::unix::fs::symlink(&victim, dir.path().join(&planted)).unwrap();
+        let target = match shape {
+            Shape::Symlink => {
+                let link = dir.path().join("link.yaml");
+                std::os::unix::fs::symlink("manifest.yaml", &link).unwrap();
+                link
+            }
+            Shape::HardLinked => {
+                std::fs::hard_link(&file, dir.path().join("other-name.yaml")).unwrap();
+                file.clone()
+            }
+            Shape::Regular | Shape::ChangedAfterReading => file.clone(),
+        };
+        let original = Original::of(&target).unwrap();
+        if let Shape::ChangedAfterReading = shape {
+            let mut changed = old.clone();
+            changed.push(b'!');
+            std::fs::write(&file, &changed).unwrap();
+        }
+        let before = snapshot(dir.path());
+        let before_meta = std::fs::metadata(&file).unwrap();
+        let result = replace(&target, &original, &new);
+        let after = snapshot(dir.path());
+        match shape {
+            Shape::Regular => {
+                prop_assert!(result.is_ok(), "{:?}", result);
+                let meta = std::fs::symlink_metadata(&file).unwrap();
+                prop_assert!(meta.file_type().is_file());
+                prop_assert_eq!(meta.mode() & 0o7777, mode);
+                prop_assert_eq!((meta.uid(), meta.gid()), (before_meta.uid(), before_meta.gid()));
+                prop_assert_eq!(meta.nlink(), 1);
+                prop_assert_eq!(std::fs::read(&file).unwrap(), new);
+                let mut expected = before.clone();
+                expected.get_mut("manifest.yaml").unwrap().1 = std::fs::read(&file).unwrap();
+                prop_assert_eq!(after, expected, "only the file's content changed");
+            }
+            Shape::Symlink | Shape::HardLinked | Shape::ChangedAfterReading => {
+                prop_assert!(result.is_err(), "{:?} was rewritten", shape);
+                prop_assert_eq!(after, before, "a refusal changed the directory");
+                prop_assert_eq!(std::fs::metadata(&file).unwrap().ino(), before_meta.ino());
+            }
+        }
+    }
 }

@@ -7,6 +7,7 @@
 use crate::analyze::scan::{self, ScannedContainer, ScannedPod};
 use crate::config::Settings;
 use crate::diag::{Code, Diagnostic, Location};
+use crate::duration;
 use crate::render::dialect;
 use crate::render::frontend;
 use crate::render::plan::AGENT_USER;
@@ -253,13 +254,29 @@ fn live_mode(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnostic>) {
     let find = |key: &str| pod.annotations.iter().find(|e| e.key == key);
     let annotation = find(dialect::REFRESH_KEY);
     let refresh = match annotation.and_then(|e| e.value.as_deref()) {
-        Some(text) => match crate::config::parse_refresh(text) {
+        Some(text) => match duration::parse_refresh(text) {
             Ok(r) => r,
             Err(_) => return,
         },
         None => settings.refresh_seconds,
     };
     let field = |key: &str| format!("{}metadata.annotations[{key}]", pod.field);
+    if let Some(e) = annotation {
+        if let Some(oddity) = e.value.as_deref().and_then(duration::refresh_oddity) {
+            let mut d = finding(
+                pod,
+                Code::RefreshOddValue,
+                &e.location,
+                field(dialect::REFRESH_KEY),
+            );
+            d.message = oddity;
+            d.help = Some(
+                "write the interval with its unit (30s, 5m, 1h30m), or `off` for no live mode"
+                    .into(),
+            );
+            out.push(d);
+        }
+    }
     match refresh {
         Some(seconds) if seconds < MIN_REFRESH_SECONDS => {
             let (location, source) = match annotation {
@@ -408,6 +425,18 @@ mod tests {
         format!(
             "    vault.secretstore.rafay.dev/filesecret-config-1: '{{\"vaultSecretRef\": \"s/a#k\", \"secretFileName\": \"k\", \"volumeMountPath\": \"/s\"{mode}}}'\n"
         )
+    }
+
+    #[test]
+    fn any_annotation_written_twice_is_reported() {
+        let one = "    - {name: a, image: a}\n";
+        let twice = "    prometheus.io/scrape: \"true\"\n    prometheus.io/scrape: \"false\"\n";
+        assert_eq!(codes(twice, "{}", one), vec![Code::DuplicateAnnotation]);
+        let role_twice = "    vault.secretstore.rafay.dev/role: other\n";
+        assert_eq!(
+            codes(role_twice, "{}", one),
+            vec![Code::DuplicateAnnotation]
+        );
     }
 
     const TWO_USERS: &str = "    - {name: a, image: a, securityContext: {runAsUser: 1000}}\n    - {name: b, image: b, securityContext: {runAsUser: 2000}}\n";

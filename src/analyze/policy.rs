@@ -6,7 +6,8 @@
 //! else from `--kv-version MOUNT=N`, else KV v2 mounted at the path's first segment.
 
 use crate::analyze::scan::ScannedPod;
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, Location};
+use crate::render::dialect::ROLE_KEY;
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -117,23 +118,67 @@ pub fn generate(
         namespaces: BTreeSet<String>,
     }
     let mut roles: BTreeMap<&str, Acc> = BTreeMap::new();
+    // Vault lowercases role and policy names: the first spelling of each, and where.
+    let mut spellings: BTreeMap<String, (&str, &Location)> = BTreeMap::new();
     let mut problems = Vec::new();
     let mut warnings = Vec::new();
     for pod in pods {
         if pod.role.is_empty() || options.role.as_ref().is_some_and(|r| *r != pod.role) {
             continue;
         }
+        let (first, at) = *spellings
+            .entry(pod.role.to_lowercase())
+            .or_insert((&pod.role, &pod.role_location));
+        if first != pod.role {
+            problems.push(
+                Diagnostic::new(
+                    Code::RoleNameCollision,
+                    pod.role_location.clone(),
+                    format!(
+                        "roles `{}` and `{first}` (at {}:{}:{}) are one role in Vault, which lowercases role and policy names: their bindings and policies would overwrite each other",
+                        pod.role, at.source, at.line, at.column
+                    ),
+                )
+                .with_object(Some(pod.object.clone()))
+                .with_field(format!("{}metadata.annotations[{}]", pod.field, ROLE_KEY))
+                .with_help("spell the role one way in every pod that uses it, or give the pods different roles"),
+            );
+        }
         let acc = roles.entry(&pod.role).or_default();
-        acc.names.insert(
-            pod.service_account
-                .clone()
-                .unwrap_or_else(|| "default".into()),
-        );
-        match pod
+        let service_account = pod
+            .service_account
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let namespace = pod
             .namespace
             .as_ref()
-            .or(options.default_namespace.as_ref())
-        {
+            .or(options.default_namespace.as_ref());
+        for (what, value, field) in [
+            (
+                "service account",
+                Some(&service_account),
+                "spec.serviceAccountName",
+            ),
+            ("namespace", namespace, "metadata.namespace"),
+        ] {
+            if let Some(value) = value.filter(|v| v.contains('*')) {
+                problems.push(
+                    Diagnostic::new(
+                        Code::RoleBoundToEveryone,
+                        pod.location.clone(),
+                        format!(
+                            "role `{}` would be bound to the {what} `{value}`, which Vault reads as a glob: every matching {what} could log in with it",
+                            pod.role
+                        ),
+                    )
+                    .with_object(Some(pod.object.clone()))
+                    .with_field(if field.starts_with("spec.") { format!("{}{field}", pod.field) } else { field.to_string() })
+                    .with_help("name the pod's own service account and namespace (a `*` is not a valid Kubernetes name either)"),
+                );
+            }
+        }
+        acc.names.insert(service_account);
+        match namespace {
             Some(ns) => {
                 acc.namespaces.insert(ns.clone());
             }
@@ -344,23 +389,28 @@ pub fn to_terraform(policies: &[RolePolicy], options: &TerraformOptions) -> Stri
             "var.token_audience".to_string()
         }
     };
-    for p in policies {
+    let policy_names: Vec<String> = policies.iter().map(|p| p.policy_name.clone()).collect();
+    let policy_ids = tf_names(&policy_names);
+    for (p, id) in policies.iter().zip(&policy_ids) {
         let _ = write!(
             out,
             "\nresource \"vault_policy\" {} {{\n  name   = {}\n  policy = <<EOT\n{}EOT\n}}\n",
-            hcl_string(&tf_name(&p.policy_name)),
+            hcl_string(id),
             hcl_string(&p.policy_name),
             heredoc_escape(&p.policy)
         );
     }
     let mut seen_paths: Vec<&str> = Vec::new();
     let mut backends: Vec<(String, String)> = Vec::new();
+    let mut clusters: Vec<(&String, &String)> = Vec::new();
     for (cluster, auth_path) in &options.clusters {
-        if seen_paths.contains(&auth_path.as_str()) {
-            continue;
+        if !seen_paths.contains(&auth_path.as_str()) {
+            seen_paths.push(auth_path);
+            clusters.push((cluster, auth_path));
         }
-        seen_paths.push(auth_path);
-        let id = tf_name(cluster);
+    }
+    let cluster_names: Vec<String> = clusters.iter().map(|(c, _)| c.to_string()).collect();
+    for ((cluster, auth_path), id) in clusters.into_iter().zip(tf_names(&cluster_names)) {
         let mount = auth_path.strip_prefix("auth/").unwrap_or(auth_path);
         if jwt {
             let _ = write!(
@@ -386,41 +436,106 @@ pub fn to_terraform(policies: &[RolePolicy], options: &TerraformOptions) -> Stri
             backends.push((id.clone(), format!("vault_auth_backend.{id}.path")));
         }
     }
-    for p in policies {
-        let targets: Vec<(String, String)> = if backends.is_empty() {
+    // Every role resource, named apart from the others of its type.
+    let mut roles: Vec<(&RolePolicy, &str, String, String)> = Vec::new();
+    for (p, policy_id) in policies.iter().zip(&policy_ids) {
+        if backends.is_empty() {
             let mount = p.auth_path.strip_prefix("auth/").unwrap_or(&p.auth_path);
-            vec![(tf_name(&p.role), hcl_string(mount))]
+            roles.push((p, policy_id, p.role.clone(), hcl_string(mount)));
         } else {
-            backends
-                .iter()
-                .map(|(id, backend)| (tf_name(&format!("{}_{id}", p.role)), backend.clone()))
-                .collect()
-        };
-        let policy_ref = format!("vault_policy.{}.name", tf_name(&p.policy_name));
-        for (id, backend) in targets {
-            if jwt {
-                let _ = write!(
-                    out,
-                    "\nresource \"vault_jwt_auth_backend_role\" {} {{\n  backend         = {backend}\n  role_name       = {}\n  role_type       = \"jwt\"\n  user_claim      = \"sub\"\n  bound_audiences = [{audience}]\n  bound_claims = {{\n    \"/kubernetes.io/namespace\"           = {}\n    \"/kubernetes.io/serviceaccount/name\" = {}\n  }}\n  token_policies = [{policy_ref}]\n}}\n",
-                    hcl_string(&id),
-                    hcl_string(&p.role),
-                    hcl_string(&p.bound_service_account_namespaces.join(",")),
-                    hcl_string(&p.bound_service_account_names.join(",")),
-                );
+            for (id, backend) in &backends {
+                roles.push((p, policy_id, format!("{}_{id}", p.role), backend.clone()));
+            }
+        }
+    }
+    let role_names: Vec<String> = roles.iter().map(|(_, _, name, _)| name.clone()).collect();
+    for ((p, policy_id, _, backend), id) in roles.into_iter().zip(tf_names(&role_names)) {
+        let policy_ref = format!("vault_policy.{policy_id}.name");
+        if jwt {
+            let _ = write!(
+                out,
+                "\nresource \"vault_jwt_auth_backend_role\" {} {{\n  backend         = {backend}\n  role_name       = {}\n  role_type       = \"jwt\"\n  user_claim      = \"sub\"\n  bound_audiences = [{audience}]\n  bound_claims = {{\n    \"/kubernetes.io/namespace\"           = {}\n    \"/kubernetes.io/serviceaccount/name\" = {}\n  }}\n  token_policies = [{policy_ref}]\n}}\n",
+                hcl_string(&id),
+                hcl_string(&p.role),
+                hcl_string(&p.bound_service_account_namespaces.join(",")),
+                hcl_string(&p.bound_service_account_names.join(",")),
+            );
+        } else {
+            let audience_line = if audience.is_empty() {
+                String::new()
             } else {
-                let audience_line = if audience.is_empty() {
-                    String::new()
-                } else {
-                    format!("  audience                         = {audience}\n")
-                };
-                let _ = write!(
-                    out,
-                    "\nresource \"vault_kubernetes_auth_backend_role\" {} {{\n  backend                          = {backend}\n  role_name                        = {}\n  bound_service_account_names      = {}\n  bound_service_account_namespaces = {}\n{audience_line}  token_policies                   = [{policy_ref}]\n}}\n",
-                    hcl_string(&id),
-                    hcl_string(&p.role),
-                    hcl_list(&p.bound_service_account_names),
-                    hcl_list(&p.bound_service_account_namespaces),
-                );
+                format!("  audience                         = {audience}\n")
+            };
+            let _ = write!(
+                out,
+                "\nresource \"vault_kubernetes_auth_backend_role\" {} {{\n  backend                          = {backend}\n  role_name                        = {}\n  bound_service_account_names      = {}\n  bound_service_account_namespaces = {}\n{audience_line}  token_policies                   = [{policy_ref}]\n}}\n",
+                hcl_string(&id),
+                hcl_string(&p.role),
+                hcl_list(&p.bound_service_account_names),
+                hcl_list(&p.bound_service_account_namespaces),
+            );
+        }
+    }
+    out
+}
+
+/// Terraform names for `names`, one each and all different. Each is [`tf_name`]'s,
+/// except where that would give two names one resource name (`a-b`, `a_b` and `a.b` all
+/// become `a_b`): then the name with the fewest characters `tf_name` replaces keeps the
+/// shared one (the first in byte order on a tie), so a role whose name is a Terraform
+/// name already keeps its resources, and the others write each such character as
+/// `_<hex>_` (`a_2d_b`, `a_2e_b`). A clash left after that gets `_2`, `_3`, … in order.
+fn tf_names(names: &[String]) -> Vec<String> {
+    let replaced = |name: &str| {
+        name.chars()
+            .filter(|c| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .count()
+    };
+    let mut keeper: BTreeMap<String, &str> = BTreeMap::new();
+    for name in names {
+        keeper
+            .entry(tf_name(name))
+            .and_modify(|k| {
+                if (replaced(name), name.as_str()) < (replaced(k), *k) {
+                    *k = name;
+                }
+            })
+            .or_insert(name);
+    }
+    let mut taken = BTreeSet::new();
+    names
+        .iter()
+        .map(|name| {
+            let base = tf_name(name);
+            let mut id = if keeper.get(&base) == Some(&name.as_str()) {
+                base
+            } else {
+                tf_name(&escaped(name))
+            };
+            if taken.contains(&id) {
+                let stem = id.clone();
+                let mut n = 2;
+                while taken.contains(&id) {
+                    id = format!("{stem}_{n}");
+                    n += 1;
+                }
+            }
+            taken.insert(id.clone());
+            id
+        })
+        .collect()
+}
+
+/// `name` with each byte of a character other than a letter, digit or `_` as `_<hex>_`.
+fn escaped(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+        } else {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "_{b:02x}_");
             }
         }
     }

@@ -133,7 +133,13 @@ impl ConfigArgs {
             agent_image: self.agent_image.clone(),
             kube_version: self.kube_version.clone(),
         };
-        Settings::resolve(&overrides, &|name| std::env::var(name).ok())
+        let settings = Settings::resolve(&overrides, &|name| std::env::var(name).ok())?;
+        if let Some(text) = &settings.kube_version_unreadable {
+            eprintln!(
+                "secretstore: warning: ignoring KUBE_VERSION {text:?}, which is not a Kubernetes version; pods in live mode are refused until it is one or --kube-version / SECRETSTORE_KUBE_VERSION is set"
+            );
+        }
+        Ok(settings)
     }
 }
 

@@ -2,11 +2,10 @@
 
 use super::args::ConvertArgs;
 use super::exit;
-use super::{
-    read_input, read_stdin, replace_file, server_mounts, usage_error, write_all_stdout,
-    write_report,
-};
+use super::{read_input, read_stdin, server_mounts, usage_error, write_all_stdout, write_report};
 use crate::analyze::policy;
+use crate::convert::in_place::{self, Original};
+use crate::diag::{Code, Diagnostic, Location};
 use crate::render::Input;
 use crate::report::{Note, Report};
 use std::collections::BTreeMap;
@@ -48,8 +47,14 @@ pub fn run(args: ConvertArgs) -> ExitCode {
         };
         let mut inputs = Vec::new();
         for path in targets.files.into_iter().flatten() {
+            // Its identity, taken before reading it: a rewrite goes ahead only if the path
+            // still names this file, unchanged.
+            let original = match Original::of(&path) {
+                Ok(o) => o,
+                Err(e) => return usage_error(&e),
+            };
             match read_input(&path) {
-                Ok(input) => inputs.push((Some(path), input)),
+                Ok(input) => inputs.push((Some((path, original)), input)),
                 Err(e) => return usage_error(&e),
             }
         }
@@ -72,7 +77,10 @@ pub fn run(args: ConvertArgs) -> ExitCode {
                 .or_insert_with(|| String::from_utf8_lossy(&input.bytes).into_owned());
         }
     }
+    let mut diagnostics = outcome.diagnostics;
     let mut changed = false;
+    // Each file is rewritten or left whole, independently: one that cannot be written is
+    // reported (SS610) and the others are still written, each with its own note.
     for (((path, input), output), pods) in
         inputs.iter().zip(&outcome.outputs).zip(&outcome.converted)
     {
@@ -85,6 +93,38 @@ pub fn run(args: ConvertArgs) -> ExitCode {
             continue;
         };
         changed = true;
+        let written = match path {
+            Some((path, original)) if args.check => match original.refusal(path) {
+                Some(refusal) => Err(refusal),
+                None => Ok(()),
+            },
+            Some((path, original)) => in_place::replace(path, original, output),
+            None => match write_all_stdout(output) {
+                Ok(()) => Ok(()),
+                Err(e) => return usage_error(&e),
+            },
+        };
+        if let Err(message) = written {
+            sources
+                .entry(input.name.clone())
+                .or_insert_with(|| String::from_utf8_lossy(&input.bytes).into_owned());
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::ConvertCannotWrite,
+                    Location {
+                        source: input.name.clone(),
+                        line: 1,
+                        column: 1,
+                    },
+                    format!(
+                        "the file is left as it was ({pods} pod template{} would be converted): {message}",
+                        if *pods == 1 { "" } else { "s" }
+                    ),
+                )
+                .with_help("do what the message says and convert again, or convert through stdin into a new file (`secretstore convert - < FILE > NEW`)"),
+            );
+            continue;
+        }
         let verb = if args.check {
             "would convert"
         } else {
@@ -97,20 +137,10 @@ pub fn run(args: ConvertArgs) -> ExitCode {
                 if *pods == 1 { "" } else { "s" }
             ),
         });
-        if args.check {
-            continue;
-        }
-        let written = match path {
-            Some(path) => replace_file(path, output),
-            None => write_all_stdout(output),
-        };
-        if let Err(e) = written {
-            return usage_error(&e);
-        }
     }
     let report = Report {
         command: "convert",
-        diagnostics: &outcome.diagnostics,
+        diagnostics: &diagnostics,
         sources: &sources,
         notes: &notes,
     };

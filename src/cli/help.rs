@@ -50,6 +50,10 @@ const CONFIG_ENV: &[(&str, &str)] = &[
         "the agent's deadline, retries included",
     ),
     (
+        "SECRETSTORE_LOG_FORMAT",
+        "logfmt or json: how the agent and exec log",
+    ),
+    (
         "SECRETSTORE_KUBE_VERSION",
         "Kubernetes version of the target cluster; live mode needs 1.29+ (--kube-version)",
     ),
@@ -208,8 +212,9 @@ pub const COMMANDS: &[CommandHelp] = &[
             ("0", "policies written"),
             (
                 "1",
-                "refused: the input has errors, a pod has no namespace, or a path cannot be named \
-                 exactly in a policy; nothing was written",
+                "refused: the input has errors, a pod has no namespace, a path cannot be named \
+                 exactly in a policy, two roles differ only in case, or a role would be bound \
+                 to `*`; nothing was written",
             ),
             (
                 "2",
@@ -242,7 +247,9 @@ pub const COMMANDS: &[CommandHelp] = &[
             ),
             (
                 "1",
-                "something was left as it was (reported), or with --check something would change",
+                "something was left as it was (reported): a pod not converted, or a file not \
+                 rewritten in place (a link, hard links, an owner it cannot keep); or with \
+                 --check something would change",
             ),
             ("2", "usage error: unreadable path, bad flag or configuration"),
         ],
@@ -311,6 +318,7 @@ pub const COMMANDS: &[CommandHelp] = &[
             "secretstore lint --format github --deny-warnings deploy/ overlays/",
             "helm template shop ./chart | secretstore lint -",
             "secretstore lint --format sarif . > secretstore.sarif",
+            "secretstore lint --format gitlab k8s/ > gl-code-quality-report.json",
         ],
     },
     CommandHelp {

@@ -134,25 +134,6 @@ fn write_all_stdout(bytes: &[u8]) -> Result<(), String> {
     }
 }
 
-/// Replaces `path`'s content through a temporary file in its directory and a rename,
-/// keeping its permissions, so a reader never sees a half-written manifest.
-fn replace_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), String> {
-    let fail = |e: io::Error| format!("cannot rewrite {}: {e}", path.display());
-    let permissions = std::fs::metadata(path).map_err(fail)?.permissions();
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temp = path.with_file_name(format!(".{name}.secretstore-{}", std::process::id()));
-    std::fs::write(&temp, bytes)
-        .and_then(|()| std::fs::set_permissions(&temp, permissions))
-        .and_then(|()| std::fs::rename(&temp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&temp);
-            fail(e)
-        })
-}
-
 /// The mounts of the Vault at `VAULT_ADDR`, for `command` to learn their KV versions
 /// from; `None` without `VAULT_ADDR`.
 fn server_mounts(settings: &Settings, command: &str) -> Result<Option<MountTable>, String> {

@@ -5,12 +5,14 @@
 //! converts when its template is one the dialect expresses ([`super::template`]); the
 //! injector's default template (Go map text of the response) is not one.
 
+use super::go_template;
 use super::rewrite::PodPlan;
 use super::template::{self, Recognised};
 use super::{logical_path, normalise_auth_path, Pod, Site};
 use crate::config::Settings;
 use crate::diag::Code;
 use crate::pod::agent_spec::FileFormat;
+use crate::render::dialect::FILE_KEY_PREFIX;
 use crate::render::tree::NodeId;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -65,7 +67,13 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
             "add the Vault role bound to this pod's service account",
         );
     }
-    let mut suffixes: Vec<String> = Vec::new();
+    // Suffixes the pod's annotations hold already are not written again.
+    let mut suffixes: Vec<String> = tree
+        .entries(annotations)
+        .iter()
+        .filter_map(|(k, _)| tree.str(*k)?.strip_prefix(FILE_KEY_PREFIX))
+        .map(str::to_string)
+        .collect();
     for (name, secret) in &read.secrets {
         if let Some(config) = file_secret(name, secret, &read.volume_path, &afield, site) {
             let suffix = unique_suffix(name, &mut suffixes);
@@ -231,16 +239,48 @@ fn file_secret(
     let recognised = match template::recognise(template, &file) {
         Ok(r) => r,
         Err(reason) => {
-            site.problem(
-                Code::ConvertTemplate,
-                *template_node,
-                format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
-                format!("secret `{name}`: {reason}"),
-                "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
-            );
+            let tfield = format!("{afield}[{PREFIX}agent-inject-template-{name}]");
+            // What the template needs: a template config (not accepted by render yet),
+            // or something convert does not translate, located at its action.
+            match go_template::translate(template) {
+                Ok(_) => site.problem(
+                    Code::ConvertTemplate,
+                    *template_node,
+                    tfield,
+                    format!("secret `{name}`: {reason}; it needs a template, which render does not accept yet"),
+                    "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
+                ),
+                Err(refusal) => {
+                    let location = site.location_in(*template_node, &refusal.action);
+                    site.problem_at(
+                        Code::ConvertTemplate,
+                        location,
+                        tfield,
+                        format!("secret `{name}`: `{}`: {}", refusal.action, refusal.message),
+                        "rewrite that part of the template (see the migration guide), convert this secret by hand, or keep the injector for this pod",
+                    );
+                }
+            }
             return None;
         }
     };
+    let source_parts = [
+        ("path", Some(&recognised.path)),
+        ("key", recognised.key.as_ref()),
+    ];
+    if let Some((what, part)) = source_parts
+        .into_iter()
+        .find_map(|(what, part)| Some((what, part.filter(|p| p.contains('#'))?)))
+    {
+        site.problem_at(
+            Code::ConvertReference,
+            site.location_in(*template_node, part),
+            format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
+            format!("secret `{name}`: the {what} `{part}` holds `#`, which separates path, key and version in a reference"),
+            "rename the secret or key without `#`, or keep the injector for this pod",
+        );
+        return None;
+    }
     if recognised.extra_whitespace {
         site.warn(
             Code::ConvertBehaviourChange,

@@ -250,8 +250,22 @@ fn placeholder_reference(
             return None;
         }
     };
+    let key = p.key.trim();
+    if let Some((what, part)) = [("key", key), ("path", path.trim())]
+        .into_iter()
+        .find(|(_, part)| part.contains('#'))
+    {
+        site.problem_at(
+            Code::ConvertReference,
+            location,
+            env_field.to_string(),
+            format!("`{text}` reads the {what} `{part}`, which holds `#`: a reference separates path, key and version with `#`"),
+            "rename the secret or key without `#`, or keep AVP for this object",
+        );
+        return None;
+    }
     let path = logical_path(path.trim(), !defaults.kv1, site.mounts);
-    let mut reference = format!("{REF_PREFIX}{path}#{}", p.key.trim());
+    let mut reference = format!("{REF_PREFIX}{path}#{key}");
     if let Some(v) = version {
         reference.push_str(&format!("#{v}"));
     }

@@ -12,12 +12,15 @@
 pub mod agent_injector;
 pub mod avp;
 pub mod bank_vaults;
+pub mod go_template;
+#[cfg(feature = "cli")]
+pub mod in_place;
 pub mod rewrite;
 pub mod template;
 
 use crate::config::Settings;
 use crate::diag::{Code, Diagnostic, Location, ObjectRef, Severity};
-use crate::render::dialect::OPT_IN_KEY;
+use crate::render::dialect::{OPT_IN_KEY, ROLE_KEY};
 use crate::render::edit::Layout;
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
@@ -221,12 +224,19 @@ fn convert_document(
         }
         if let Some(pod) = &pod {
             check_commands(pod, &plan, settings, &mut site);
+            check_existing_role(pod, &plan, &mut site);
         }
         let Some(pod) = pod.filter(|_| !site.has_problems()) else {
             // Behaviour changes matter only for a pod that is converted.
             diagnostics.append(&mut site.problems);
             continue;
         };
+        // A bare Pod's own annotations are its template's: AVP's are replaced by the
+        // dialect's in the one rewrite of that mapping, not removed beside it.
+        let mut object_annotations = found.object_annotations;
+        if pod.template == object.node && !plan.already_opted_in {
+            plan.dropped.append(&mut object_annotations);
+        }
         let planned =
             rewrite::plan_pod(text, &tree, pod.template, &plan, &layout).and_then(|(r, e)| {
                 let mut r = r;
@@ -234,7 +244,7 @@ fn convert_document(
                     text,
                     &tree,
                     object.node,
-                    &found.object_annotations,
+                    &object_annotations,
                 )?);
                 Ok((r, e))
             });
@@ -316,6 +326,37 @@ fn drop_object_annotations(
             text: String::new(),
         })
         .collect())
+}
+
+/// A pod that has this dialect's role annotation but is not opted in: writing the role
+/// again would give it two (render refuses that, SS107), so the pod is left for its owner
+/// to say which role is meant.
+fn check_existing_role(pod: &Pod, plan: &PodPlan, site: &mut Site) {
+    if plan.already_opted_in {
+        return;
+    }
+    let tree = pod.tree;
+    let Some(annotations) = pod.annotations else {
+        return;
+    };
+    for (k, v) in tree.entries(annotations) {
+        if tree.str(*k) != Some(ROLE_KEY) || plan.dropped.iter().any(|(d, _)| d == k) {
+            continue;
+        }
+        let existing = tree.str(*v).unwrap_or("<not a string>");
+        let new = plan
+            .role
+            .as_deref()
+            .map(|r| format!(" (`{r}`)"))
+            .unwrap_or_default();
+        site.problem(
+            Code::ConvertNoRole,
+            *k,
+            format!("{}metadata.annotations[{ROLE_KEY}]", pod.field),
+            format!("the pod already has `{ROLE_KEY}: {existing}`, and convert would write a second one{new}"),
+            &format!("remove the one that is not meant (or opt the pod in with `{OPT_IN_KEY}: vault` if it is already converted) and convert again"),
+        );
+    }
 }
 
 /// Env references need a command to wrap (SPEC 2, 4): the webhooks looked the image's
@@ -400,11 +441,16 @@ impl Site<'_> {
         crate::render::dialect::node_location(self.source, self.first_line, self.tree, node)
     }
 
-    /// The location of `needle` inside the scalar `node` as written, else of the node.
+    /// The location of `needle` inside the scalar `node` as written (a one-line or block
+    /// scalar), else of the node.
     pub fn location_in(&self, node: NodeId, needle: &str) -> Location {
-        let Some(offset) = rewrite::scalar_range(self.text, self.tree, node)
-            .ok()
-            .and_then(|r| self.text[r.clone()].find(needle).map(|i| r.start + i))
+        // A block scalar's lines hold its text as written, past their indentation.
+        let written = rewrite::scalar_range(self.text, self.tree, node)
+            .unwrap_or_else(|_| self.tree.node(node).start..self.tree.node(node).end);
+        let Some(offset) = self
+            .text
+            .get(written.clone())
+            .and_then(|w| w.find(needle).map(|i| written.start + i))
         else {
             return self.location(node);
         };
@@ -477,6 +523,7 @@ impl PodPlan {
             _ => {
                 self.role = Some(role);
                 self.role_explicit = true;
+                self.role_node = Some(node);
             }
         }
     }

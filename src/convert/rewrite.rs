@@ -35,6 +35,9 @@ pub struct PodPlan {
     pub dropped: Vec<(NodeId, NodeId)>,
     /// The role came from the source's own annotation, not a default.
     pub role_explicit: bool,
+    /// The value node of the annotation that named the role: a comment after it moves
+    /// to the new role annotation.
+    pub role_node: Option<NodeId>,
     /// The pod is opted in already: its annotations stay as they are.
     pub already_opted_in: bool,
 }
@@ -88,22 +91,38 @@ pub fn plan_pod(
     }
     if let Some(((first_key, _), _)) = dropped.split_first() {
         let col = tree.node(*first_key).col;
+        let role_comment = dropped
+            .iter()
+            .find(|(_, v)| Some(*v) == plan.role_node)
+            .and_then(|(_, v)| trailing_comment(text, tree, *v));
         let mut lines = String::new();
         for (key, value) in &new {
             lines.push_str(&" ".repeat(col));
             lines.push_str(&edit::yaml_scalar(key));
             lines.push_str(": ");
             lines.push_str(&edit::yaml_scalar(value));
+            if key == ROLE_KEY {
+                lines.push_str(role_comment.unwrap_or_default());
+            }
             lines.push_str(layout.newline);
         }
         for (i, (key, value)) in dropped.iter().enumerate() {
+            let mut replacement = if i == 0 {
+                std::mem::take(&mut lines)
+            } else {
+                String::new()
+            };
+            // The comment of another removed annotation stays, on a line of its own.
+            if let Some(comment) =
+                trailing_comment(text, tree, *value).filter(|_| Some(*value) != plan.role_node)
+            {
+                replacement.push_str(&" ".repeat(col));
+                replacement.push_str(comment.trim_start());
+                replacement.push_str(layout.newline);
+            }
             replacements.push(Replacement {
                 range: entry_lines(text, tree, *key, *value)?,
-                text: if i == 0 {
-                    std::mem::take(&mut lines)
-                } else {
-                    String::new()
-                },
+                text: replacement,
             });
         }
     } else {
@@ -354,6 +373,17 @@ pub fn entry_lines(
         return Err("another node follows an annotation on its line".into());
     }
     Ok(line_start..line_end)
+}
+
+/// The blanks and `# comment` after a one-line scalar value, up to the end of its line.
+fn trailing_comment<'t>(text: &'t str, tree: &Tree, value: NodeId) -> Option<&'t str> {
+    let end = scalar_range(text, tree, value).ok()?.end;
+    let line_end = text[end..].find('\n').map_or(text.len(), |i| end + i);
+    let tail = text[end..line_end].trim_end_matches('\r');
+    tail.trim_start_matches([' ', '\t'])
+        .starts_with('#')
+        .then_some(tail)
+        .filter(|t| t.starts_with([' ', '\t']))
 }
 
 /// The start of the last content line of a block scalar whose indicator is at `start`

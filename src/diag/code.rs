@@ -87,6 +87,7 @@ codes! {
     BadFileSecretSuffix = "SS104", Error, "A `filesecret-config-<N>` suffix is not made of a-z, 0-9 and -.";
     BadAnnotationType = "SS105", Error, "A file secret annotation is not a string.";
     LiveBadValue = "SS106", Error, "A live-mode setting (refresh, on-change, onChange, revoke-on-stop) has an invalid value.";
+    DuplicateAnnotation = "SS107", Error, "A pod template's annotations hold one key twice.";
     FileSecretBadJson = "SS110", Error, "A file secret configuration is not valid JSON.";
     FileSecretMissingField = "SS111", Error, "A file secret lacks vaultSecretRef, secretFileName or volumeMountPath.";
     FileSecretUnknownField = "SS112", Error, "A file secret configuration has an unknown field.";
@@ -108,6 +109,7 @@ codes! {
     VersionConflict = "SS205", Warning, "One secret path is read at different versions in one pod.";
     RefreshTooShort = "SS206", Warning, "A live-mode refresh interval under 30 seconds loads Vault with little gain.";
     OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange or revoke-on-stop on a pod without live mode: nothing will change.";
+    RefreshOddValue = "SS210", Warning, "A refresh value render accepts but reads in a way its author may not mean: a number without a unit, a zero other than `off`, a sign.";
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";
     VersionNotSupported = "SS302", Error, "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).";
     SecretNotFound = "SS303", Error, "No secret at the path, or its latest version is deleted or destroyed (check).";
@@ -128,6 +130,8 @@ codes! {
     NamespaceAtDeployTime = "SS330", Warning, "The manifest sets no namespace, so the role's namespace binding cannot be decided (check, policy).", or Error "in `policy`, which must write the namespace into the binding";
     BindingNotCheckable = "SS331", Warning, "Part of the role's binding depends on the cluster (namespace selector, claims) (check).";
     PolicyNotCheckable = "SS332", Warning, "The policies deny the path unless an identity-templated path allows it (check).";
+    RoleNameCollision = "SS340", Error, "Two role names differ only in case, and Vault lowercases role and policy names (policy).";
+    RoleBoundToEveryone = "SS341", Error, "A role would be bound to a service account or namespace with `*`, a glob matching others (policy).";
     CannotCheck = "SS390", Error, "A lookup was refused or failed, so an item could not be checked (check).";
     ConvertUnsupportedAnnotation = "SS601", Error, "A source tool's annotation has no equivalent that convert writes (convert).";
     ConvertTemplate = "SS602", Error, "A Vault Agent template is not one key or the whole secret in a file format (convert).";
@@ -138,6 +142,7 @@ codes! {
     ConvertNoCommand = "SS607", Error, "A container that gets env references has no command to wrap (convert).";
     ConvertCannotEdit = "SS608", Error, "Convert cannot rewrite the pod in this layout (convert).";
     ConvertBehaviourChange = "SS609", Warning, "Converted, but the pod behaves differently from the source tool in a stated way (convert).";
+    ConvertCannotWrite = "SS610", Error, "A converted file is left as it was: a symbolic link, hard links, an owner or group that cannot be kept, or a write error (convert).";
     AddBadArgument = "SS701", Error, "An add argument is not NAME=REF, PATH=REF, KIND/NAME or a role (add).";
     AddNoWorkload = "SS702", Error, "The file has no workload with a pod template, or none that --workload names (add).";
     AddChooseWorkload = "SS703", Error, "The file holds several workloads and --workload chooses none (add).";

@@ -48,6 +48,9 @@ pub const REF_PREFIX: &str = "secretstore:vault:";
 /// Live mode: env var of a wrapped app container that tells `exec` to stay as the app's
 /// supervisor, and which files to watch (compact JSON of [`ExecWatch`]).
 pub const LIVE_ENV: &str = "SECRETSTORE_LIVE";
+/// Env var that makes the agent and `exec` log JSON lines (`json`) instead of logfmt;
+/// render sets it on the agent and every wrapped container when `agent.logFormat` asks.
+pub const LOG_FORMAT_ENV: &str = "SECRETSTORE_LOG_FORMAT";
 /// Live mode: the file the agent writes after its first complete fetch, which its
 /// `startupProbe` (`secretstore agent --ready`) checks. Outside every app container's
 /// sub-path mounts.

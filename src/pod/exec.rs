@@ -14,6 +14,7 @@ use std::process::Command;
 
 use zeroize::Zeroizing;
 
+use crate::pod::agent::log::Log;
 use crate::pod::agent_spec::{
     ExecWatch, ENV_DIR, ENV_FILE_ENV, ENV_FILE_NAME, LIVE_ENV, REF_PREFIX,
 };
@@ -97,6 +98,7 @@ impl fmt::Display for ExecError {
 /// Entry point of `secretstore exec`: returns only when CMD could not be started, with the
 /// exit status to use.
 pub fn run(argv: Vec<OsString>) -> i32 {
+    let log = Log::new("exec");
     let env_file = env_file_path();
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     if let Some(i) = env.iter().position(|(k, _)| k == LIVE_ENV) {
@@ -107,7 +109,11 @@ pub fn run(argv: Vec<OsString>) -> i32 {
             }
             Ok(_) => {}
             Err(e) => {
-                eprintln!("secretstore exec: {LIVE_ENV} is not a list of files to watch: {e}: re-render the manifest with secretstore render");
+                log.error(
+                    "start",
+                    &format!("{LIVE_ENV} is not a list of files to watch: {e}: re-render the manifest with secretstore render"),
+                    &[],
+                );
                 return EXIT_FAILED;
             }
         }
@@ -115,7 +121,7 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     let prepared = match prepare(argv, env, &env_file) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("secretstore exec: {e}");
+            log.error("start", &e.to_string(), &[]);
             return EXIT_FAILED;
         }
     };
@@ -125,9 +131,13 @@ pub fn run(argv: Vec<OsString>) -> i32 {
         .envs(prepared.env.iter().map(|(k, v)| (k, v)))
         .exec();
     // The command as written: after substitution it may hold a secret value.
-    eprintln!(
-        "secretstore exec: cannot execute {}: {err}",
-        prepared.program_as_written.to_string_lossy()
+    log.error(
+        "start",
+        &format!(
+            "cannot execute {}: {err}",
+            prepared.program_as_written.to_string_lossy()
+        ),
+        &[],
     );
     if err.kind() == std::io::ErrorKind::NotFound {
         EXIT_NOT_FOUND

@@ -5,16 +5,23 @@
 //! killed), and when the files it watches change, sends the app a signal or restarts it
 //! with fresh env and files.
 //!
+//! The app starts as the kubelet would start it (SPEC 2.1.8): the supervisor blocks the
+//! signals it takes over, and a child inherits a blocked mask and ignored signals across
+//! `execve` (most programs never reset them), so the child unblocks every signal, sets
+//! every disposition to its default and gets its own process group before it executes.
+//!
 //! Changes are found by polling the watched files' metadata: the agent replaces a file by
 //! renaming a new one over it, so a change always shows as a new inode. Polling needs no
 //! inotify watch on a bind-mounted sub-path and costs a few `stat` calls per tick.
 
 use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::pod::agent::log::Log;
 use crate::pod::agent_spec::{ExecWatch, OnChange};
 use crate::pod::exec::{prepare, EXIT_CANNOT_EXECUTE, EXIT_FAILED, EXIT_NOT_FOUND};
 
@@ -23,8 +30,17 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// Changes are delivered once no further change was seen for this long, so the files
 /// one refresh writes (within milliseconds of each other) make one notification.
 pub const DEBOUNCE: Duration = Duration::from_secs(1);
+/// Files that keep changing (more often than [`DEBOUNCE`]) are delivered at the latest
+/// this long after the first undelivered change.
+pub const MAX_WAIT: Duration = Duration::from_secs(10);
 /// A restart waits this long for the app to exit after SIGTERM, then kills it.
 pub const RESTART_GRACE: Duration = Duration::from_secs(30);
+/// The least time between two restarts: changes within it wait for its end.
+pub const RESTART_MIN_GAP: Duration = Duration::from_secs(10);
+
+/// Linux's signals are 1 to 64, and its signal set is 64 bits.
+const KERNEL_SIGNALS: libc::c_long = 64;
+const KERNEL_SIGSET_BYTES: libc::c_long = 8;
 
 /// What identifies one version of a file: a rename gives a new inode, an in-place write
 /// a new size or time.
@@ -91,37 +107,76 @@ pub fn signal_number(name: &str) -> Option<i32> {
     })
 }
 
-fn log(message: &str) {
-    eprintln!("secretstore exec: {message}");
-}
-
 /// Starts the app with its references replaced from the env file as it is now.
 fn start(
+    log: &Log,
     argv: &[OsString],
     env: &[(OsString, OsString)],
     env_file: &Path,
 ) -> Result<libc::pid_t, i32> {
     let prepared = prepare(argv.to_vec(), env.to_vec(), env_file).map_err(|e| {
-        log(&e.to_string());
+        log.error("start", &e.to_string(), &[]);
         EXIT_FAILED
     })?;
-    // std resets the signal mask and dispositions in the child before it executes.
-    let child = Command::new(&prepared.program)
+    let mut command = Command::new(&prepared.program);
+    command
         .args(&prepared.args)
         .env_clear()
-        .envs(prepared.env.iter().map(|(k, v)| (k, v)))
-        .spawn()
-        .map_err(|err| {
-            log(&format!(
-                "cannot execute {}: {err}",
-                prepared.program.to_string_lossy()
-            ));
-            if err.kind() == std::io::ErrorKind::NotFound {
-                EXIT_NOT_FOUND
-            } else {
-                EXIT_CANNOT_EXECUTE
+        .envs(prepared.env.iter().map(|(k, v)| (k, v)));
+    // SAFETY: the closure runs in the forked child before it executes, and makes only
+    // async-signal-safe calls (system calls and their thin wrappers) with valid pointers.
+    unsafe {
+        command.pre_exec(|| {
+            // Its own process group; with a terminal (`tty: true`) that the supervisor's
+            // group holds, the app's group takes it over, as the container's first process
+            // had it (SIGTTOU is still blocked here, which lets a background group do so).
+            let foreground = libc::tcgetpgrp(libc::STDIN_FILENO) == libc::getpgrp();
+            if libc::setpgid(0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
             }
-        })?;
+            if foreground {
+                libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpid());
+            }
+            // Defaults first, then unblock: a signal pending now meets its default action.
+            // The raw call, because the C library refuses to touch the two real-time
+            // signals it keeps for itself, and an app must not inherit them ignored either.
+            // A zeroed kernel sigaction (32 bytes cover every layout) is SIG_DFL, no
+            // flags, an empty mask.
+            let default = [0u64; 4];
+            for sig in 1..=KERNEL_SIGNALS {
+                // SIGKILL and SIGSTOP refuse (EINVAL); they cannot be changed anyway.
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    KERNEL_SIGSET_BYTES,
+                );
+            }
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = command.spawn().map_err(|err| {
+        // The command as written: after substitution it may hold a secret value.
+        log.error(
+            "start",
+            &format!(
+                "cannot execute {}: {err}",
+                prepared.program_as_written.to_string_lossy()
+            ),
+            &[],
+        );
+        if err.kind() == std::io::ErrorKind::NotFound {
+            EXIT_NOT_FOUND
+        } else {
+            EXIT_CANNOT_EXECUTE
+        }
+    })?;
     // The child is reaped with waitpid below, not through `Child`.
     Ok(child.id() as libc::pid_t)
 }
@@ -146,6 +201,39 @@ enum State {
     },
 }
 
+/// Changed files not yet delivered.
+#[derive(Default)]
+struct Pending {
+    /// Indices into the watched files.
+    files: Vec<usize>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+impl Pending {
+    fn add(&mut self, index: usize, now: Instant) {
+        if !self.files.contains(&index) {
+            self.files.push(index);
+        }
+        self.first.get_or_insert(now);
+        self.last = Some(now);
+    }
+
+    /// Quiet for [`DEBOUNCE`], or waiting for [`MAX_WAIT`] already.
+    fn due(&self, now: Instant) -> bool {
+        match (self.first, self.last) {
+            (Some(first), Some(last)) => {
+                now.duration_since(last) >= DEBOUNCE || now.duration_since(first) >= MAX_WAIT
+            }
+            _ => false,
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Pending::default();
+    }
+}
+
 /// Runs the app under supervision until it exits; returns the exit status to use.
 pub fn run(
     argv: Vec<OsString>,
@@ -153,6 +241,7 @@ pub fn run(
     env_file: &Path,
     watch: ExecWatch,
 ) -> i32 {
+    let log = Log::new("exec");
     let signals = supervised_signals();
     // SAFETY: plain syscalls on a valid, initialised signal set; prctl takes integers.
     unsafe {
@@ -160,6 +249,8 @@ pub fn run(
         // Orphans of the app come to us to be reaped even when we are not PID 1.
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     }
+    // SAFETY: getpid(2) cannot fail.
+    let own_pid = unsafe { libc::getpid() };
     let mut watched: Vec<Watched> = watch
         .files
         .into_iter()
@@ -170,15 +261,18 @@ pub fn run(
             on_change: f.on_change,
         })
         .collect();
-    let mut app = match start(&argv, &env, env_file) {
+    let mut app = match start(&log, &argv, &env, env_file) {
         Ok(pid) => pid,
         Err(code) => return code,
     };
     let mut state = State::Running;
+    // Set by SIGTERM: the container is stopping, so no more notifications. The app may
+    // survive any other signal (SIGQUIT makes a JVM print its threads), and watching
+    // goes on.
     let mut stopping = false;
-    // Changed files not yet delivered: their indices, and when the last change was seen.
-    let mut pending: Vec<usize> = Vec::new();
-    let mut last_change = Instant::now();
+    let mut pending = Pending::default();
+    let mut last_restart: Option<Instant> = None;
+    let mut restart_deferred = false;
     loop {
         let timeout = libc::timespec {
             tv_sec: 0,
@@ -196,31 +290,36 @@ pub fn run(
                             w.seen = fingerprint(&w.path);
                         }
                         pending.clear();
-                        app = match start(&argv, &env, env_file) {
+                        app = match start(&log, &argv, &env, env_file) {
                             Ok(pid) => pid,
                             Err(code) => return code,
                         };
-                        log(&format!(
-                            "app restarted after its files changed (PID {app})"
-                        ));
+                        log.info(
+                            "restart",
+                            "app restarted after its files changed",
+                            &[("pid", &app)],
+                        );
                         state = State::Running;
                     }
                     _ => return exit_status(status),
                 }
             }
+        } else if sig == libc::SIGPIPE && raised_by(&info, own_pid) {
+            // Our own write to a closed stderr: the app's business is not ours.
         } else if sig > 0 {
             // SAFETY: kill(2) with a PID we started and have not reaped.
             unsafe { libc::kill(app, sig) };
-            if matches!(sig, libc::SIGTERM | libc::SIGINT | libc::SIGQUIT) {
+            if sig == libc::SIGTERM {
                 stopping = true;
             }
         }
         if let State::Restarting { since, killed } = &mut state {
             if !*killed && since.elapsed() >= RESTART_GRACE {
-                log(&format!(
-                    "the app did not stop within {}s of SIGTERM: killing it",
-                    RESTART_GRACE.as_secs()
-                ));
+                log.warn(
+                    "restart",
+                    "the app did not stop after SIGTERM: killing it",
+                    &[("pid", &app), ("grace_s", &RESTART_GRACE.as_secs())],
+                );
                 // SAFETY: as above.
                 unsafe { libc::kill(app, libc::SIGKILL) };
                 *killed = true;
@@ -230,33 +329,48 @@ pub fn run(
         if stopping {
             continue;
         }
+        let now = Instant::now();
         for (i, w) in watched.iter_mut().enumerate() {
-            let now = fingerprint(&w.path);
-            if now != w.seen {
-                w.seen = now;
-                if !pending.contains(&i) {
-                    pending.push(i);
-                }
-                last_change = Instant::now();
+            let fingerprint = fingerprint(&w.path);
+            if fingerprint != w.seen {
+                w.seen = fingerprint;
+                pending.add(i, now);
             }
         }
-        if pending.is_empty() || last_change.elapsed() < DEBOUNCE {
+        if !pending.due(now) {
             continue;
         }
-        let changed: Vec<&Watched> = pending.iter().map(|&i| &watched[i]).collect();
+        let changed: Vec<&Watched> = pending.files.iter().map(|&i| &watched[i]).collect();
         let paths: Vec<String> = changed
             .iter()
             .map(|w| w.path.display().to_string())
             .collect();
+        let paths = paths.join(", ");
         if changed.iter().any(|w| w.on_change == OnChange::Restart) {
-            log(&format!(
-                "{} changed: restarting the app (SIGTERM to PID {app})",
-                paths.join(", ")
-            ));
+            if let Some(gap_left) =
+                last_restart.and_then(|at| RESTART_MIN_GAP.checked_sub(at.elapsed()))
+            {
+                if !restart_deferred {
+                    restart_deferred = true;
+                    log.info(
+                        "restart",
+                        "files changed soon after the last restart: restarting later",
+                        &[("files", &paths), ("in_ms", &gap_left.as_millis())],
+                    );
+                }
+                continue;
+            }
+            restart_deferred = false;
+            log.info(
+                "restart",
+                "files changed: restarting the app (SIGTERM)",
+                &[("files", &paths), ("pid", &app)],
+            );
             // SAFETY: as above.
             unsafe { libc::kill(app, libc::SIGTERM) };
+            last_restart = Some(now);
             state = State::Restarting {
-                since: Instant::now(),
+                since: now,
                 killed: false,
             };
         } else {
@@ -272,14 +386,25 @@ pub fn run(
                     }
                 }
             }
-            log(&format!(
-                "{} changed: sent {} to the app (PID {app})",
-                paths.join(", "),
-                sent.join(", ")
-            ));
+            log.info(
+                "notify",
+                "files changed: signal sent to the app",
+                &[
+                    ("files", &paths),
+                    ("signal", &sent.join(",")),
+                    ("pid", &app),
+                ],
+            );
         }
         pending.clear();
     }
+}
+
+/// Whether a signal was raised by this process itself (SIGPIPE from its own write).
+fn raised_by(info: &libc::siginfo_t, pid: libc::pid_t) -> bool {
+    // SAFETY: si_pid is valid for signals sent by a process or the kernel on its behalf
+    // (SI_USER, SI_TKILL, SI_QUEUE); for others it reads as 0, which is never our PID.
+    info.si_code <= 0 && unsafe { info.si_pid() } == pid
 }
 
 /// Reaps every exited child; returns the app's wait status if the app was among them.
@@ -307,6 +432,26 @@ mod tests {
         for name in crate::pod::agent_spec::SIGNALS {
             assert!(signal_number(name).is_some(), "{name}");
         }
+    }
+
+    #[test]
+    fn pending_changes_are_due_when_quiet_or_after_the_max_wait() {
+        let t0 = Instant::now();
+        let mut pending = Pending::default();
+        assert!(!pending.due(t0 + MAX_WAIT));
+        pending.add(0, t0);
+        assert!(!pending.due(t0 + DEBOUNCE / 2));
+        assert!(pending.due(t0 + DEBOUNCE));
+        // A change every 100 ms: never quiet, due at the max wait.
+        let mut at = t0;
+        while at < t0 + MAX_WAIT {
+            at += Duration::from_millis(100);
+            pending.add(1, at);
+            assert_eq!(pending.due(at), at >= t0 + MAX_WAIT, "{:?}", at - t0);
+        }
+        assert_eq!(pending.files, [0, 1]);
+        pending.clear();
+        assert!(!pending.due(at + MAX_WAIT));
     }
 
     #[test]

@@ -299,6 +299,13 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
     let spec = tree.get(template, "spec").map(|s| tree.resolve(s));
     let containers = spec.map(|s| containers(tree, s)).unwrap_or_default();
     let env_refs = collect_env_refs(ctx, &containers, field);
+    if let Some(a) = annotations {
+        report_duplicate_keys(
+            ctx,
+            tree.resolve(a),
+            &format!("{field}metadata.annotations"),
+        );
+    }
 
     let opt_in = annotations.and_then(|a| tree.get(a, OPT_IN_KEY));
     let Some(opt_in) = opt_in else {
@@ -361,6 +368,32 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         injected,
         live,
     })
+}
+
+/// A key written twice in a pod template's annotations: YAML forbids it and readers differ
+/// on which value wins (render read one, a strict reader refuses the document), so no
+/// command guesses.
+fn report_duplicate_keys(ctx: &mut Ctx, annotations: NodeId, afield: &str) {
+    let tree = ctx.tree;
+    let mut seen: std::collections::HashMap<&str, NodeId> = std::collections::HashMap::new();
+    for (k, _) in tree.entries(annotations) {
+        let Some(key) = tree.str(*k) else { continue };
+        let Some(first) = seen.get(key).copied() else {
+            seen.insert(key, *k);
+            continue;
+        };
+        let at = ctx.location(first);
+        ctx.report(
+            Code::DuplicateAnnotation,
+            *k,
+            format!("{afield}[{key}]"),
+            format!(
+                "annotation `{key}` is written twice (first at line {}, column {})",
+                at.line, at.column
+            ),
+            "keep one of them (readers disagree on which value wins)",
+        );
+    }
 }
 
 /// Env references in a pod that is not opted in: the app would see the literal text.
@@ -482,7 +515,7 @@ fn read_live_annotation(
         return;
     };
     let parsed = if key == REFRESH_KEY {
-        crate::config::parse_refresh(text).map(|r| live.refresh = Some((r, node)))
+        crate::duration::parse_refresh(text).map(|r| live.refresh = Some((r, node)))
     } else if key == ON_CHANGE_KEY {
         OnChange::parse(text).map(|a| live.on_change = Some((a, node)))
     } else {
@@ -495,7 +528,7 @@ fn read_live_annotation(
     };
     if let Err(message) = parsed {
         let help = if key == REFRESH_KEY {
-            "write a duration such as 30s, 5m or 1h30m, or `off`"
+            "write a duration from 1s to 24h such as 30s, 5m or 1h30m, or `off`"
         } else if key == ON_CHANGE_KEY {
             "write none, restart or signal:<NAME> (e.g. signal:SIGHUP)"
         } else {

@@ -4,12 +4,12 @@
 //! that need `exec`, the agent spec and its container, the pod's volumes, and the edits.
 
 use crate::config::KubeVersion;
-use crate::config::Settings;
+use crate::config::{LogFormat, Settings};
 use crate::diag::Code;
 use crate::pod::agent_spec::{
     AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange, SecretRead,
     VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME,
-    LIVE_ENV, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
+    LIVE_ENV, LOG_FORMAT_ENV, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
 };
 use crate::render::dialect::{Ctx, PodRequest, STATUS_INJECTED, STATUS_KEY};
 use crate::render::edit::Edit;
@@ -122,12 +122,14 @@ fn live_mode_supported(
     field: &str,
     seconds: u64,
 ) -> Option<()> {
-    let Some(version) = settings.kube_version else {
-        return Some(());
+    let version = match (settings.kube_version, &settings.kube_version_unreadable) {
+        (Some(version), _) if version >= KubeVersion::NATIVE_SIDECARS => return Some(()),
+        (Some(version), _) => format!("the target cluster is Kubernetes {version}"),
+        (None, Some(text)) => {
+            format!("the target cluster's version is unknown (KUBE_VERSION {text:?} is not a Kubernetes version)")
+        }
+        (None, None) => return Some(()),
     };
-    if version >= KubeVersion::NATIVE_SIDECARS {
-        return Some(());
-    }
     let node = request
         .live
         .refresh
@@ -142,7 +144,7 @@ fn live_mode_supported(
         node,
         format!("{field}metadata.annotations"),
         format!(
-            "{pod} asks for live mode (refresh every {seconds}s), which needs native sidecars (Kubernetes {} or later), but the target cluster is Kubernetes {version}",
+            "{pod} asks for live mode (refresh every {seconds}s), which needs native sidecars (Kubernetes {} or later), but {version}",
             KubeVersion::NATIVE_SIDECARS
         ),
         "upgrade the cluster, set the right --kube-version, or turn live mode off for this pod (vault.secretstore.rafay.dev/refresh: \"off\")",
@@ -396,23 +398,34 @@ fn wrap_commands(
             }));
         }
         list.push(json!({"name": names.bin, "mountPath": BIN_DIR, "readOnly": true}));
+        let mut vars = Vec::new();
         if let Some(files) = wiring.watches.remove(&c) {
             let watch = ExecWatch { files };
-            let var = json!({"name": LIVE_ENV, "value": serde_json::to_string(&watch).unwrap_or_default()});
+            vars.push(json!({"name": LIVE_ENV, "value": serde_json::to_string(&watch).unwrap_or_default()}));
+        }
+        vars.extend(log_format_env(settings));
+        if !vars.is_empty() {
             match tree.get(container.node, "env") {
-                Some(seq) if tree.is_seq(seq) => edits.push(append_or_fill(tree, seq, vec![var])),
+                Some(seq) if tree.is_seq(seq) => edits.push(append_or_fill(tree, seq, vars)),
                 Some(other) => {
                     return cannot_edit(ctx, other, format!("{cfield}.env"));
                 }
                 None => edits.push(Edit::AddKey {
                     map: container.node,
                     key: "env".into(),
-                    value: Value::Array(vec![var]),
+                    value: Value::Array(vars),
                 }),
             }
         }
     }
     Some(!wiring.wrapped.is_empty() || !watch_only.is_empty())
+}
+
+/// The env var that asks the agent and `exec` for JSON logs, when configured (none by
+/// default, so a default render stays as it was).
+fn log_format_env(settings: &Settings) -> Option<Value> {
+    (settings.log_format == LogFormat::Json)
+        .then(|| json!({"name": LOG_FORMAT_ENV, "value": "json"}))
 }
 
 /// How the agent reaches Vault and logs in.
@@ -468,6 +481,11 @@ fn agent_container(
         },
         "volumeMounts": agent_mounts,
     });
+    if let Some(var) = log_format_env(settings) {
+        if let Some(env) = init["env"].as_array_mut() {
+            env.push(var);
+        }
+    }
     if agent_spec.live.is_some() {
         // A native sidecar: started before the app containers, which wait for its startup
         // probe (the first complete fetch), and stopped after them.

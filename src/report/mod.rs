@@ -1,6 +1,7 @@
 //! Reports of diagnostics, shared by `lint` and `check`: `human` (source snippets),
-//! `json`, `sarif` (SARIF 2.1.0, for GitHub code scanning) and `github` (workflow
-//! commands that GitHub Actions shows as annotations).
+//! `json`, `sarif` (SARIF 2.1.0, for GitHub code scanning), `github` (workflow
+//! commands that GitHub Actions shows as annotations) and `gitlab` (GitLab's
+//! code-quality report).
 //!
 //! Diagnostics never hold secret values, and nothing here adds any: a report shows the
 //! diagnostics and, in `human`, the source lines they point at (manifests, which hold
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use std::io::{self, Write};
 
 mod github;
+mod gitlab;
 mod human;
 mod json;
 mod sarif;
@@ -30,6 +32,8 @@ pub enum Format {
     Sarif,
     /// GitHub Actions workflow commands (annotations on the pull request)
     Github,
+    /// GitLab code-quality report (artifacts: reports: codequality)
+    Gitlab,
 }
 
 /// Something worth telling that is not a finding, e.g. a file that was skipped.
@@ -72,6 +76,7 @@ impl Report<'_> {
             Format::Json => write_json(out, &self.json()),
             Format::Sarif => write_json(out, &self.sarif()),
             Format::Github => self.write_github(out),
+            Format::Gitlab => write_json(out, &self.gitlab()),
         }
     }
 }

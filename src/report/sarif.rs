@@ -3,6 +3,7 @@
 
 use super::{Report, INFORMATION_URI};
 use crate::diag::{Code, Severity};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 impl Report<'_> {
@@ -119,15 +120,14 @@ fn physical_location(source: &str, position: Option<(usize, usize)>) -> Value {
     location
 }
 
-/// Percent-encodes all but RFC 3986 unreserved characters and `/`.
+/// All but RFC 3986 unreserved characters and `/` are percent-encoded in a URI path.
+const URI_PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
 fn percent_encode(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for b in path.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(path, URI_PATH).to_string()
 }

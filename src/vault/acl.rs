@@ -22,6 +22,7 @@
 //! `tests/acl_differential.rs`); Vault versions differ slightly on paths ending in `/`, never
 //! on others.
 
+use crate::duration::{self, Dialect, ErrorKind, GoDuration};
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::fmt;
@@ -826,58 +827,17 @@ fn duration_secs(value: &hcl::Value) -> Result<f64, String> {
         hcl::Value::Number(n) => n
             .as_f64()
             .ok_or_else(|| "is not a number of seconds".to_owned()),
-        hcl::Value::String(s) => parse_duration(s.trim()),
+        hcl::Value::String(s) => duration::parse(s, Dialect::VaultTtl)
+            .map(GoDuration::as_secs_f64)
+            .map_err(|e| match e.kind {
+                ErrorKind::Overflow => e.to_string(),
+                _ => format!(
+                    "{:?} is not a duration such as \"300s\", \"1h\" or \"300\"",
+                    s.trim()
+                ),
+            }),
         _ => Err("must be a duration such as \"300s\", \"1h\" or 300".to_owned()),
     }
-}
-
-fn parse_duration(s: &str) -> Result<f64, String> {
-    let bad = || format!("{s:?} is not a duration such as \"300s\", \"1h\" or \"300\"");
-    if s.is_empty() {
-        return Ok(0.0);
-    }
-    if let Ok(secs) = s.parse::<i64>() {
-        return Ok(secs as f64);
-    }
-    if let Some(days) = s.strip_suffix('d') {
-        return days
-            .parse::<i64>()
-            .map(|d| d as f64 * 86_400.0)
-            .map_err(|_| bad());
-    }
-    let (sign, mut rest) = match s.strip_prefix('-') {
-        Some(rest) => (-1.0, rest),
-        None => (1.0, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(0.0);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0.0;
-    while !rest.is_empty() {
-        let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        let number: f64 = rest[..number_len].parse().map_err(|_| bad())?;
-        rest = &rest[number_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" | "μs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += number * scale;
-        rest = &rest[unit_len..];
-    }
-    Ok(sign * total)
 }
 
 /// An absolute time as OpenBao reads `expiration`: RFC 3339 or Unix seconds; in Unix seconds.
@@ -894,60 +854,16 @@ fn absolute_time_secs(value: &hcl::Value) -> Result<i64, String> {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` to Unix seconds (the fraction is dropped).
+/// An RFC 3339 time (`2030-01-31T12:00:00Z`, `...+01:00`) to Unix seconds (a fraction
+/// is dropped).
 fn parse_rfc3339(s: &str) -> Option<i64> {
+    // jiff's `Timestamp` parser also takes a space for `T` and offsets without a colon;
+    // RFC 3339's `T` and `Z`/`±HH:MM` are what OpenBao's `time.RFC3339` parse takes.
     let b = s.as_bytes();
-    let digits = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(range)?;
-        if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
-    };
-    let sep = |i: usize, c: u8| b.get(i) == Some(&c);
-    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+    if b.get(10) != Some(&b'T') || !(s.ends_with('Z') || (b.len() > 6 && b[b.len() - 3] == b':')) {
         return None;
     }
-    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
-    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    if second > 60 {
-        return None;
-    }
-    let mut i = 19;
-    if sep(i, b'.') {
-        i += 1;
-        let start = i;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-    }
-    let offset = match b.get(i)? {
-        b'Z' if i + 1 == b.len() => 0,
-        sign @ (b'+' | b'-') if i + 6 == b.len() && sep(i + 3, b':') => {
-            let minutes = digits(i + 1..i + 3)? * 60 + digits(i + 4..i + 6)?;
-            if *sign == b'+' {
-                minutes * 60
-            } else {
-                -minutes * 60
-            }
-        }
-        _ => return None,
-    };
-    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+    s.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
 }
 
 /// The policies of one token, compiled for lookups.
@@ -1475,12 +1391,13 @@ mod tests {
 
     #[test]
     fn durations_and_times_parse_as_vault_reads_them() {
-        assert_eq!(parse_duration("90"), Ok(90.0));
-        assert_eq!(parse_duration("2d"), Ok(172_800.0));
-        assert_eq!(parse_duration("1h30m"), Ok(5400.0));
-        assert_eq!(parse_duration("1.5s"), Ok(1.5));
-        assert!(parse_duration("1x").is_err());
-        assert!(parse_duration("h").is_err());
+        let duration = |s: &str| duration_secs(&hcl::Value::String(s.to_owned()));
+        assert_eq!(duration("90"), Ok(90.0));
+        assert_eq!(duration("2d"), Ok(172_800.0));
+        assert_eq!(duration("1h30m"), Ok(5400.0));
+        assert_eq!(duration("1.5s"), Ok(1.5));
+        assert!(duration("1x").is_err());
+        assert!(duration("h").is_err());
         assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
         assert_eq!(parse_rfc3339("2000-03-01T00:00:00Z"), Some(951_868_800));
         assert_eq!(

@@ -30,23 +30,34 @@ impl OpenBao {
     /// Starts a dev server and waits until `sys/health` reports it active. KV v2 is
     /// mounted at `secret/`, as in every dev server.
     pub fn start() -> OpenBao {
-        Self::start_with(None, false)
+        Self::start_with(None, false, None)
+    }
+
+    /// A dev server that logs every request and answer, values unhashed, to `file` (a
+    /// file audit device with `log_raw`; OpenBao configures audit devices only in its
+    /// configuration file). For tests that need the answer another client got.
+    pub fn start_with_raw_audit(file: &Path) -> OpenBao {
+        let config = format!(
+            "audit \"file\" \"raw\" {{\n  options {{\n    file_path = \"{}\"\n    log_raw = \"true\"\n  }}\n}}\n",
+            file.display()
+        );
+        Self::start_with(None, false, Some(&config))
     }
 
     /// Starts a dev server whose client address is HTTPS, with a certificate for
     /// 127.0.0.1 and localhost signed by a fresh CA ([`Self::ca_cert_path`]). The
     /// fixture's own helpers use a second, plain listener on loopback.
     pub fn start_tls() -> OpenBao {
-        Self::start_with(None, true)
+        Self::start_with(None, true, None)
     }
 
     /// Starts on this port (e.g. one a client was already told to use, to test that it
     /// retries while the server is not up yet). Panics if the port is taken.
     pub fn start_on_port(port: u16) -> OpenBao {
-        Self::start_with(Some(port), false)
+        Self::start_with(Some(port), false, None)
     }
 
-    fn start_with(fixed_port: Option<u16>, tls: bool) -> OpenBao {
+    fn start_with(fixed_port: Option<u16>, tls: bool, extra_config: Option<&str>) -> OpenBao {
         let dir = tempfile::Builder::new()
             .prefix("secretstore-openbao-")
             .tempdir()
@@ -69,6 +80,11 @@ impl OpenBao {
                 .env("HOME", dir.path())
                 .env_remove("VAULT_ADDR")
                 .env_remove("BAO_ADDR");
+            if let Some(extra) = extra_config {
+                let config = dir.path().join(format!("extra-{attempt}.hcl"));
+                std::fs::write(&config, extra).expect("cannot write server config");
+                command.arg(format!("-config={}", config.display()));
+            }
             let (addr, api_addr, ca_cert) = if tls {
                 let api_port = free_port();
                 let config = dir.path().join(format!("plain-listener-{attempt}.hcl"));

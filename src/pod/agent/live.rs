@@ -44,18 +44,38 @@ const STOP_REQUEST_TIME: Duration = Duration::from_secs(5);
 /// For a token or lease without expiry.
 const NEVER: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// When a TTL of `seconds` is renewed: after two thirds of it.
+/// When a TTL of `seconds` is renewed: after two thirds of it (a TTL of any size, even
+/// one no Vault sends, gives a time and never an overflow).
 fn renew_after(seconds: u64) -> Duration {
     if seconds == 0 {
         return NEVER;
     }
-    Duration::from_millis(seconds * 2000 / 3).max(Duration::from_millis(500))
+    let millis = u64::try_from(u128::from(seconds) * 2000 / 3).unwrap_or(u64::MAX);
+    Duration::from_millis(millis).clamp(Duration::from_millis(500), NEVER)
 }
 
-/// `interval` plus up to [`JITTER_PERCENT`] of it, so replicas spread out.
+/// `interval` (at most [`NEVER`]) plus up to [`JITTER_PERCENT`] of it, so replicas spread out.
 fn jittered(interval: Duration) -> Duration {
-    let spread = interval.as_millis() as u64 * JITTER_PERCENT / 100;
-    interval + Duration::from_millis(random_u64() % (spread + 1))
+    let interval = interval.min(NEVER);
+    let spread =
+        u64::try_from(interval.as_millis() * u128::from(JITTER_PERCENT) / 100).unwrap_or(u64::MAX);
+    interval.saturating_add(Duration::from_millis(
+        random_u64() % spread.saturating_add(1),
+    ))
+}
+
+/// `now` plus `delay`, at most [`NEVER`] ahead: durations from Vault or the spec never
+/// overflow the clock.
+fn after(now: Instant, delay: Duration) -> Instant {
+    // A year past a monotonic clock reading always fits; `now` is the fallback of a
+    // clock that cannot say so, never reached.
+    now.checked_add(delay.min(NEVER)).unwrap_or(now)
+}
+
+/// The refresh interval of the spec: at least a second, so that a spec render did not
+/// write (render refuses zero) cannot make the sidecar read Vault in a tight loop.
+fn refresh_interval(settings: &LiveSpec) -> Duration {
+    Duration::from_secs(settings.refresh_seconds.max(1))
 }
 
 /// Sleeps until `until`, or until a stop is requested.
@@ -65,7 +85,7 @@ async fn sleep_until(until: Instant) {
         if now >= until {
             return;
         }
-        tokio::time::sleep((until - now).min(STOP_POLL)).await;
+        tokio::time::sleep(until.saturating_duration_since(now).min(STOP_POLL)).await;
     }
 }
 
@@ -91,7 +111,7 @@ impl TokenClock {
             } else {
                 TokenStep::Login
             },
-            due: Instant::now() + renew_after(grant.ttl),
+            due: after(Instant::now(), renew_after(grant.ttl)),
             full_ttl: grant.ttl,
             attempt: 0,
         }
@@ -111,8 +131,8 @@ impl LeaseClock {
     fn new(lease: Lease) -> LeaseClock {
         let now = Instant::now();
         LeaseClock {
-            expires: now + Duration::from_secs(lease.duration),
-            due: now + renew_after(lease.duration),
+            expires: after(now, Duration::from_secs(lease.duration)),
+            due: after(now, renew_after(lease.duration)),
             reissue: !lease.renewable,
             lease,
             attempt: 0,
@@ -183,7 +203,7 @@ pub async fn run(
         leases,
         retired: Vec::new(),
         token,
-        kv_due: Instant::now() + jittered(Duration::from_secs(settings.refresh_seconds)),
+        kv_due: after(Instant::now(), jittered(refresh_interval(settings))),
         kv_attempt: 0,
     };
     live.write_changed()?;
@@ -265,7 +285,7 @@ impl Live<'_> {
                     } else {
                         self.log
                             .info("token", "token renewed", &[("token_ttl_s", &ttl)]);
-                        self.token.due = now + renew_after(ttl);
+                        self.token.due = after(now, renew_after(ttl));
                     }
                 }
                 Err(err) if err.is_transient() => self.token_retry(&err, "renewal"),
@@ -284,7 +304,7 @@ impl Live<'_> {
     }
 
     fn token_retry(&mut self, err: &VaultError, what: &str) {
-        self.token.attempt += 1;
+        self.token.attempt = self.token.attempt.saturating_add(1);
         let delay = delay_after(self.token.attempt, err);
         let delay_ms = delay.as_millis();
         self.log.warn(
@@ -296,7 +316,7 @@ impl Live<'_> {
                 ("error", err),
             ],
         );
-        self.token.due = Instant::now() + delay;
+        self.token.due = after(Instant::now(), delay);
     }
 
     /// Logs in with the projected token as it is now (the kubelet rotates it).
@@ -306,8 +326,8 @@ impl Live<'_> {
             Ok(jwt) => jwt,
             Err(e) => {
                 self.log.error("token", &e.message, &[]);
-                self.token.attempt += 1;
-                self.token.due = Instant::now() + backoff(self.token.attempt);
+                self.token.attempt = self.token.attempt.saturating_add(1);
+                self.token.due = after(Instant::now(), backoff(self.token.attempt));
                 return;
             }
         };
@@ -325,12 +345,12 @@ impl Live<'_> {
             // Only the refresh loop holds the client between fetches.
             self.log
                 .error("token", "the Vault client is in use; login retried", &[]);
-            self.token.due = Instant::now() + backoff(1);
+            self.token.due = after(Instant::now(), backoff(1));
             return;
         };
         if let Err(e) = vault.set_token(grant.token) {
             self.log.error("token", &e.to_string(), &[]);
-            self.token.due = Instant::now() + backoff(1);
+            self.token.due = after(Instant::now(), backoff(1));
             return;
         }
         self.log.info(
@@ -368,7 +388,7 @@ impl Live<'_> {
         match result {
             Ok(ttl) => {
                 clock.attempt = 0;
-                clock.expires = now + Duration::from_secs(ttl);
+                clock.expires = after(now, Duration::from_secs(ttl));
                 if ttl < clock.lease.duration {
                     // Renewal no longer gives the full TTL: the max TTL ends before the
                     // next renewal would. New credentials now, while the old ones last.
@@ -380,7 +400,7 @@ impl Live<'_> {
                         &[("path", &path), ("lease_ttl_s", &ttl)],
                     );
                 } else {
-                    clock.due = now + renew_after(ttl);
+                    clock.due = after(now, renew_after(ttl));
                     log.info(
                         "lease",
                         "lease renewed",
@@ -389,9 +409,9 @@ impl Live<'_> {
                 }
             }
             Err(err) if err.is_transient() => {
-                clock.attempt += 1;
+                clock.attempt = clock.attempt.saturating_add(1);
                 let delay = delay_after(clock.attempt, &err);
-                clock.due = now + delay;
+                clock.due = after(now, delay);
                 let delay_ms = delay.as_millis();
                 log.warn(
                     "lease",
@@ -446,9 +466,9 @@ impl Live<'_> {
                 let Some(clock) = self.leases[index].as_mut() else {
                     return;
                 };
-                clock.attempt += 1;
+                clock.attempt = clock.attempt.saturating_add(1);
                 let delay = delay_after(clock.attempt, &err);
-                clock.due = now + delay;
+                clock.due = after(now, delay);
                 let delay_ms = delay.as_millis();
                 let left_s = clock.expires.saturating_duration_since(now).as_secs();
                 self.log.error(
@@ -506,14 +526,13 @@ impl Live<'_> {
         let now = Instant::now();
         match transient {
             Some(err) => {
-                self.kv_attempt += 1;
-                let delay = delay_after(self.kv_attempt, &err)
-                    .min(Duration::from_secs(self.settings.refresh_seconds.max(1)));
-                self.kv_due = now + delay;
+                self.kv_attempt = self.kv_attempt.saturating_add(1);
+                let delay = delay_after(self.kv_attempt, &err).min(refresh_interval(self.settings));
+                self.kv_due = after(now, delay);
             }
             None => {
                 self.kv_attempt = 0;
-                self.kv_due = now + jittered(Duration::from_secs(self.settings.refresh_seconds));
+                self.kv_due = after(now, jittered(refresh_interval(self.settings)));
             }
         }
         self.log.info(
@@ -643,5 +662,32 @@ mod tests {
             let d = jittered(Duration::from_secs(100));
             assert!(d >= Duration::from_secs(100) && d <= Duration::from_secs(110));
         }
+    }
+
+    /// Durations no Vault sends, and a spec render never writes, still give a time: no
+    /// overflow panic, no tight loop.
+    #[test]
+    fn extreme_durations_never_overflow() {
+        let now = Instant::now();
+        assert_eq!(renew_after(u64::MAX), NEVER);
+        assert!(jittered(Duration::MAX) <= NEVER + NEVER / 10);
+        assert_eq!(after(now, Duration::MAX), now + NEVER);
+        assert_eq!(after(now, Duration::from_secs(u64::MAX)), now + NEVER);
+        let clock = LeaseClock::new(Lease {
+            id: "database/creds/app/x".into(),
+            duration: u64::MAX,
+            renewable: true,
+        });
+        assert_eq!(clock.expires, clock.due.max(clock.expires));
+        let spec = |refresh_seconds| LiveSpec {
+            refresh_seconds,
+            revoke_on_stop: true,
+        };
+        assert_eq!(refresh_interval(&spec(0)), Duration::from_secs(1));
+        assert_eq!(
+            refresh_interval(&spec(u64::MAX)),
+            Duration::from_secs(u64::MAX)
+        );
+        assert!(after(now, jittered(refresh_interval(&spec(u64::MAX)))) <= now + NEVER);
     }
 }

@@ -1,9 +1,13 @@
-//! One structured (logfmt) line per step on stderr. Callers pass names, paths and counts,
-//! never a secret value.
+//! One structured line per step on stderr, logfmt or (with `SECRETSTORE_LOG_FORMAT=json`,
+//! which render sets from `agent.logFormat`) one JSON object: the one logger of the agent,
+//! `exec` and its supervisor. Callers pass names, paths and counts, never a secret value.
+//! Writing never fails loudly: a closed stderr must not stop the agent or the supervisor.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
+
+use crate::pod::agent_spec::LOG_FORMAT_ENV;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -22,17 +26,44 @@ impl Level {
     }
 }
 
-/// Writes `ts=… level=… component=… step=… msg=… key=value…` lines to stderr.
+/// How lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// `ts=… level=… component=… step=… msg=… key=value…`
+    #[default]
+    Logfmt,
+    /// `{"ts":…,"level":…,"component":…,"step":…,"msg":…,"key":"value",…}`
+    Json,
+}
+
+impl Format {
+    /// The format [`LOG_FORMAT_ENV`] names: `json`, else logfmt.
+    pub fn from_env() -> Format {
+        match std::env::var(LOG_FORMAT_ENV).as_deref() {
+            Ok("json") => Format::Json,
+            _ => Format::Logfmt,
+        }
+    }
+}
+
+/// Writes one line per call to stderr.
 #[derive(Debug, Clone)]
 pub struct Log {
     component: &'static str,
+    format: Format,
     start: Instant,
 }
 
 impl Log {
+    /// A logger in the format the environment names.
     pub fn new(component: &'static str) -> Log {
+        Log::with_format(component, Format::from_env())
+    }
+
+    pub fn with_format(component: &'static str, format: Format) -> Log {
         Log {
             component,
+            format,
             start: Instant::now(),
         }
     }
@@ -66,6 +97,45 @@ impl Log {
     }
 
     fn format(
+        &self,
+        now: SystemTime,
+        level: Level,
+        step: &str,
+        msg: &str,
+        fields: &[(&str, &dyn std::fmt::Display)],
+    ) -> String {
+        match self.format {
+            Format::Logfmt => self.logfmt(now, level, step, msg, fields),
+            Format::Json => self.json(now, level, step, msg, fields),
+        }
+    }
+
+    /// The same fields as [`Log::logfmt`], values as strings, `elapsed_ms` a number.
+    fn json(
+        &self,
+        now: SystemTime,
+        level: Level,
+        step: &str,
+        msg: &str,
+        fields: &[(&str, &dyn std::fmt::Display)],
+    ) -> String {
+        let mut object = serde_json::Map::new();
+        object.insert("ts".into(), rfc3339_utc(now).into());
+        object.insert("level".into(), level.as_str().into());
+        object.insert("component".into(), self.component.into());
+        object.insert("step".into(), step.into());
+        object.insert("msg".into(), msg.into());
+        for (key, value) in fields {
+            object.insert((*key).into(), value.to_string().into());
+        }
+        let elapsed = u64::try_from(self.elapsed_ms()).unwrap_or(u64::MAX);
+        object.insert("elapsed_ms".into(), elapsed.into());
+        let mut out = serde_json::Value::Object(object).to_string();
+        out.push('\n');
+        out
+    }
+
+    fn logfmt(
         &self,
         now: SystemTime,
         level: Level,
@@ -116,39 +186,16 @@ fn push_field(out: &mut String, key: &str, value: &str) {
     }
 }
 
-/// `2026-01-02T03:04:05.678Z`, without a date crate.
+/// `2026-01-02T03:04:05.678Z`: RFC 3339 in UTC to the millisecond (jiff).
 fn rfc3339_utc(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, day) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let t = jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    format!("{t:.3}")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use std::time::{Duration, UNIX_EPOCH};
 
     #[test]
     fn formats_logfmt_with_quoting() {
@@ -175,9 +222,47 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(20_454), (2026, 1, 1));
+    fn utc_times_to_the_millisecond() {
+        let at = |millis| rfc3339_utc(UNIX_EPOCH + Duration::from_millis(millis));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(at(1_767_225_599_999), "2025-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn formats_json_with_the_same_fields() {
+        let log = Log::with_format("exec", Format::Json);
+        let t = UNIX_EPOCH + Duration::from_millis(1_767_323_045_678);
+        let line = log.format(
+            t,
+            Level::Info,
+            "notify",
+            "files changed",
+            &[("files", &"/etc/a \"b\""), ("pid", &42)],
+        );
+        assert!(line.ends_with('\n') && !line[..line.len() - 1].contains('\n'));
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["ts"], "2026-01-02T03:04:05.678Z");
+        assert_eq!(value["level"], "info");
+        assert_eq!(value["component"], "exec");
+        assert_eq!(value["step"], "notify");
+        assert_eq!(value["msg"], "files changed");
+        assert_eq!(value["files"], "/etc/a \"b\"");
+        assert_eq!(value["pid"], "42");
+        assert!(value["elapsed_ms"].is_u64());
+        let keys: Vec<&String> = value.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "ts",
+                "level",
+                "component",
+                "step",
+                "msg",
+                "files",
+                "pid",
+                "elapsed_ms"
+            ]
+        );
     }
 }
