@@ -129,7 +129,9 @@ fi
 WASM_BINDGEN_VERSION="$(sed -n '/^name = "wasm-bindgen"$/{n;s/^version = "\(.*\)"$/\1/p;}' "$ROOT/Cargo.lock")"
 if [[ "$("$BIN/wasm-bindgen" --version 2>/dev/null)" != "wasm-bindgen $WASM_BINDGEN_VERSION" ]]; then
     log "cargo install wasm-bindgen-cli $WASM_BINDGEN_VERSION"
-    cargo install --quiet --locked --root "$TOOLS/wasm-bindgen" wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
+    # Not --locked: its lock file names a webpki-roots release the crates.io mirror here
+    # does not serve; the tool itself is pinned to the exact version.
+    cargo install --quiet --root "$TOOLS/wasm-bindgen" wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
     ln -sfn ../wasm-bindgen/bin/wasm-bindgen "$BIN/wasm-bindgen"
 fi
 # playwright-core drives Debian's chromium (it downloads no browser of its own).
