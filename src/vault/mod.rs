@@ -6,5 +6,6 @@ pub mod client;
 pub mod http;
 pub mod kv;
 pub mod mounts;
+pub mod pki;
 pub mod retry;
 pub mod role;

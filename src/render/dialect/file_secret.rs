@@ -1,7 +1,8 @@
 //! `filesecret-config-<N>`: one file secret's JSON configuration, every field checked.
 
 use super::annotations::closest;
-use super::{Container, Ctx, FileSecret, SecretRef, FILE_KEY_PREFIX};
+use super::issued;
+use super::{Container, Ctx, FileEntry, FileSecret, SecretRef, FILE_KEY_PREFIX};
 use crate::diag::Code;
 use crate::pod::agent_spec::{FileFormat, OnChange, MAX_FILE_NAME, RESERVED_DIR};
 use crate::render::tree::NodeId;
@@ -9,17 +10,20 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-struct FileSecretJson {
+pub(super) struct FileSecretJson {
     vault_secret_ref: Option<String>,
     secret_file_name: Option<String>,
     volume_mount_path: Option<String>,
     containers: Option<Vec<String>>,
-    format: Option<String>,
+    pub(super) format: Option<String>,
     mode: Option<String>,
     on_change: Option<String>,
+    pub(super) params: Option<serde_json::Value>,
+    pub(super) files: Option<serde_json::Value>,
+    pub(super) renew_before: Option<serde_json::Value>,
 }
 
-const FILE_FIELDS: [&str; 7] = [
+const FILE_FIELDS: [&str; 10] = [
     "vaultSecretRef",
     "secretFileName",
     "volumeMountPath",
@@ -27,6 +31,9 @@ const FILE_FIELDS: [&str; 7] = [
     "format",
     "mode",
     "onChange",
+    "params",
+    "files",
+    "renewBefore",
 ];
 
 /// A `filesecret-config-<suffix>` annotation: its JSON configuration, every field checked.
@@ -42,42 +49,85 @@ pub(super) fn parse_file_secret(
     let (reference_text, file_name, mount_path) = required_fields(ctx, at, &parsed)?;
     // Every field is checked, so one run reports every mistake of the configuration.
     let reference = secret_reference(ctx, at, &reference_text);
-    let name_ok = file_name_ok(ctx, at, &file_name);
+    let params = issued::params(ctx, at, parsed.params.as_ref(), reference.as_ref());
+    let renew_before = issued::renew_before(ctx, at, parsed.renew_before.as_ref());
+    let name_ok = file_name
+        .as_ref()
+        .is_none_or(|name| file_name_ok(ctx, at, "secretFileName", name));
     let mount_ok = mount_path_ok(ctx, at, &mount_path);
     let whole = reference.as_ref().is_some_and(|r| r.key.is_none());
-    let format = file_format(ctx, at, parsed.format.as_deref(), whole);
-    let mode = file_mode(ctx, at, parsed.mode.as_deref());
+    let format = match file_name {
+        Some(_) => file_format(ctx, at, parsed.format.as_deref(), whole),
+        None => None,
+    };
+    let mode = file_mode(ctx, at, "mode", parsed.mode.as_deref());
+    let outputs = match (&file_name, &parsed.files) {
+        (Some(file_name), _) => match (name_ok, format, mode) {
+            (true, Some(format), Some(mode)) => Some(vec![FileEntry {
+                file_name: file_name.clone(),
+                key: reference.as_ref().and_then(|r| r.key.clone()),
+                format,
+                mode,
+            }]),
+            _ => None,
+        },
+        (None, Some(files)) => issued::files(ctx, at, files, &parsed, reference.as_ref(), mode),
+        (None, None) => None,
+    };
     let targets = target_containers(ctx, at, containers, parsed.containers.as_deref());
     let on_change = file_on_change(ctx, at, parsed.on_change.as_deref());
-    let (Some(reference), true, true, Some(format), Some(mode), Some(targets), Ok(on_change)) = (
-        reference, name_ok, mount_ok, format, mode, targets, on_change,
-    ) else {
+    let (
+        Some(mut reference),
+        Ok(params),
+        Ok(renew_before),
+        true,
+        Some(outputs),
+        Some(targets),
+        Ok(on_change),
+    ) = (
+        reference,
+        params,
+        renew_before,
+        mount_ok,
+        outputs,
+        targets,
+        on_change,
+    )
+    else {
         return None;
     };
+    reference.params = params;
     Some(FileSecret {
         suffix,
         reference,
         reference_text,
-        file_name,
+        outputs,
+        together: file_name.is_none(),
         mount_path: mount_path.trim_end_matches('/').to_string(),
         containers: targets,
-        format,
-        mode,
         on_change,
+        renew_before,
         node,
     })
 }
 
 /// Where a file secret's configuration is: its annotation's value and field path.
 #[derive(Clone, Copy)]
-struct FileSite<'f> {
-    node: NodeId,
-    field: &'f str,
+pub(super) struct FileSite<'f> {
+    pub(super) node: NodeId,
+    pub(super) field: &'f str,
 }
 
 impl FileSite<'_> {
     /// Reports a finding about one field of the configuration (`""` for the whole).
-    fn report(&self, ctx: &mut Ctx, code: Code, json_field: &str, message: String, help: &str) {
+    pub(super) fn report(
+        &self,
+        ctx: &mut Ctx,
+        code: Code,
+        json_field: &str,
+        message: String,
+        help: &str,
+    ) {
         let field = if json_field.is_empty() {
             self.field.to_string()
         } else {
@@ -133,15 +183,19 @@ fn file_secret_json(ctx: &mut Ctx, node: NodeId, field: &str) -> Option<FileSecr
     }
 }
 
-/// `vaultSecretRef`, `secretFileName` and `volumeMountPath`, each reported when missing.
+/// `vaultSecretRef`, `volumeMountPath`, and one of `secretFileName` and `files`, each
+/// reported when missing.
 fn required_fields(
     ctx: &mut Ctx,
     at: FileSite,
     parsed: &FileSecretJson,
-) -> Option<(String, String, String)> {
+) -> Option<(String, Option<String>, String)> {
     for (present, name) in [
         (parsed.vault_secret_ref.is_some(), "vaultSecretRef"),
-        (parsed.secret_file_name.is_some(), "secretFileName"),
+        (
+            parsed.secret_file_name.is_some() || parsed.files.is_some(),
+            "secretFileName",
+        ),
         (parsed.volume_mount_path.is_some(), "volumeMountPath"),
     ] {
         if !present {
@@ -150,13 +204,23 @@ fn required_fields(
                 Code::FileSecretMissingField,
                 "",
                 format!("the file secret configuration has no `{name}`"),
-                "vaultSecretRef, secretFileName and volumeMountPath are required",
+                "vaultSecretRef, volumeMountPath and secretFileName (or files, for several files from one answer) are required",
             );
         }
     }
+    if parsed.secret_file_name.is_some() && parsed.files.is_some() {
+        at.report(
+            ctx,
+            Code::FileSecretBadFiles,
+            "files",
+            "the configuration has both `secretFileName` and `files`".into(),
+            "keep secretFileName for one file, or files for several files from one answer",
+        );
+        return None;
+    }
     Some((
         parsed.vault_secret_ref.clone()?,
-        parsed.secret_file_name.clone()?,
+        parsed.secret_file_name.clone(),
         parsed.volume_mount_path.clone()?,
     ))
 }
@@ -176,8 +240,9 @@ fn secret_reference(ctx: &mut Ctx, at: FileSite, text: &str) -> Option<SecretRef
         .ok()
 }
 
-/// `secretFileName`: one plain, printable file name the agent can write.
-fn file_name_ok(ctx: &mut Ctx, at: FileSite, file_name: &str) -> bool {
+/// `secretFileName` (or a name in `files`): one plain, printable file name the agent can
+/// write.
+pub(super) fn file_name_ok(ctx: &mut Ctx, at: FileSite, json_field: &str, file_name: &str) -> bool {
     let (message, help) = if file_name.is_empty()
         || file_name.contains('/')
         || file_name == "."
@@ -186,6 +251,11 @@ fn file_name_ok(ctx: &mut Ctx, at: FileSite, file_name: &str) -> bool {
         (
             format!("`{file_name}` is not a file name"),
             "give a plain file name without `/`; the directory is volumeMountPath",
+        )
+    } else if file_name.starts_with("..") {
+        (
+            format!("`{file_name}` starts with `..`, which names the agent's own versions of a directory (`..data`)"),
+            "give a file name that does not start with `..`",
         )
     } else if file_name.chars().any(char::is_control) {
         (
@@ -203,13 +273,7 @@ fn file_name_ok(ctx: &mut Ctx, at: FileSite, file_name: &str) -> bool {
     } else {
         return true;
     };
-    at.report(
-        ctx,
-        Code::FileSecretBadName,
-        "secretFileName",
-        message,
-        help,
-    );
+    at.report(ctx, Code::FileSecretBadName, json_field, message, help);
     false
 }
 
@@ -279,8 +343,13 @@ fn file_format(
     None
 }
 
-/// `mode`: an octal permission, `0444` by default.
-fn file_mode(ctx: &mut Ctx, at: FileSite, mode: Option<&str>) -> Option<u32> {
+/// `mode` (or a `mode` in `files`): an octal permission, `0444` by default.
+pub(super) fn file_mode(
+    ctx: &mut Ctx,
+    at: FileSite,
+    json_field: &str,
+    mode: Option<&str>,
+) -> Option<u32> {
     let Some(m) = mode else {
         return Some(0o444);
     };
@@ -290,7 +359,7 @@ fn file_mode(ctx: &mut Ctx, at: FileSite, mode: Option<&str>) -> Option<u32> {
             at.report(
                 ctx,
                 Code::FileSecretBadFormat,
-                "mode",
+                json_field,
                 format!("mode `{m}` is not an octal permission"),
                 "write an octal string such as \"0440\"",
             );
@@ -391,28 +460,29 @@ pub(super) fn check_file_clashes(
                     "choose a volumeMountPath the container does not use",
                 );
             }
-            if let Some((_, _, _, other)) = seen
-                .iter()
-                .find(|(sc, m, n, _)| *sc == c && *m == f.mount_path && *n == f.file_name)
-            {
-                ctx.report(
-                    Code::FileSecretPathClash,
-                    f.node,
-                    field.clone(),
-                    format!(
-                        "container `{}` would get two files at `{mount}/{}` (also from filesecret-config-{other})",
-                        container.name, f.file_name
-                    ),
-                    "give each file its own secretFileName or volumeMountPath",
-                );
-            } else {
-                seen.push((c, &f.mount_path, &f.file_name, &f.suffix));
+            for out in &f.outputs {
+                if let Some((_, _, _, other)) = seen
+                    .iter()
+                    .find(|(sc, m, n, _)| *sc == c && *m == f.mount_path && *n == out.file_name)
+                {
+                    ctx.report(
+                        Code::FileSecretPathClash,
+                        f.node,
+                        field.clone(),
+                        format!(
+                            "container `{}` would get two files at `{mount}/{}` (also from filesecret-config-{other})",
+                            container.name, out.file_name
+                        ),
+                        "give each file its own secretFileName or volumeMountPath",
+                    );
+                } else {
+                    seen.push((c, &f.mount_path, &out.file_name, &f.suffix));
+                }
             }
         }
     }
 }
 
-/// `/secretstore` itself or anything below it.
 /// `/secretstore` itself or anything below it.
 fn is_reserved_mount_path(path: &str) -> bool {
     let path = path.trim_end_matches('/');

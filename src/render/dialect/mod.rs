@@ -1,10 +1,12 @@
 //! The Rafay secret-store dialect (SPEC section 1), parsed from a pod template into a typed
 //! request with source positions: the annotations (`annotations`), env references
-//! (`env_refs`) and file secrets (`file_secret`).
+//! (`env_refs`), file secrets (`file_secret`) and what makes one an issued secret
+//! (`issued`: params, files, renewBefore).
 
 mod annotations;
 mod env_refs;
 mod file_secret;
+mod issued;
 
 use crate::diag::{Code, Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::{FileFormat, OnChange};
@@ -38,6 +40,9 @@ pub struct SecretRef {
     pub path: String,
     pub key: Option<String>,
     pub version: Option<u64>,
+    /// A write's body (a file secret's `params`, SPEC 1.3) as compact JSON with its keys
+    /// sorted, so that equal bodies are one request.
+    pub params: Option<String>,
 }
 
 impl SecretRef {
@@ -82,6 +87,7 @@ impl SecretRef {
             path: path.to_string(),
             key: key.map(str::to_string),
             version,
+            params: None,
         })
     }
 }
@@ -116,18 +122,33 @@ impl Container {
 #[derive(Debug, Clone)]
 pub struct FileSecret {
     pub suffix: String,
+    /// What is read or issued; its `key` is the one file's key (`secretFileName` with a
+    /// `#key`), never set with `files`.
     pub reference: SecretRef,
     pub reference_text: String,
-    pub file_name: String,
+    /// The files of the config: one for `secretFileName`, one per entry of `files`.
+    pub outputs: Vec<FileEntry>,
+    /// The config has `files`: its files are written together (one version at a time).
+    pub together: bool,
     pub mount_path: String,
     /// Indices into [`PodRequest::containers`].
     pub containers: Vec<usize>,
-    pub format: FileFormat,
-    pub mode: u32,
     /// Live mode: `onChange`, overriding the pod's `on-change`.
     pub on_change: Option<OnChange>,
+    /// Certificates in live mode: `renewBefore`, in seconds.
+    pub renew_before: Option<u64>,
     /// The annotation's value node.
     pub node: NodeId,
+}
+
+/// One file of a file secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEntry {
+    pub file_name: String,
+    /// The key written raw; `None` writes the whole answer in `format`.
+    pub key: Option<String>,
+    pub format: FileFormat,
+    pub mode: u32,
 }
 
 #[derive(Debug, Clone)]
