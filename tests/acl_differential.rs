@@ -564,8 +564,8 @@ fn generated_policy_grants_update_on_write_paths_only() {
     .to_vec();
     let server = server_capabilities(&bao, &token, &paths);
     let acl = Acl::new(&[Policy::parse("generated", text).expect("the generated policy parses")]);
-    let update = Capabilities::from_names(&["update"]).expect("update");
-    let deny = Capabilities::from_names(&["deny"]).expect("deny");
+    let update = Capabilities::from_names(["update"]).expect("update");
+    let deny = Capabilities::from_names(["deny"]).expect("deny");
     for (i, path) in paths.iter().enumerate() {
         let expected = if i < 2 { update } else { deny };
         assert_eq!(server[i], expected, "server on {path}:\n{text}");

@@ -25,7 +25,7 @@ pub const AGENT_BASE_MIB: usize = 16;
 pub const AGENT_MEMORY_LIMIT_MIB: usize =
     AGENT_BASE_MIB + ((MAX_HELD_BYTES + MAX_ANSWER_BYTES) >> 20);
 /// Longest file name the agent writes: Linux's 255 less what its temporary name adds
-/// (`.` + name + `.tmp` + a pid of up to 10 digits).
+/// (`.` + name + `.tmp` or `.lnk` + a pid of up to 10 digits).
 pub const MAX_FILE_NAME: usize = 255 - (1 + 4 + 10);
 /// Where the init container sees the secrets volume (read-write).
 pub const AGENT_SECRETS_DIR: &str = "/secretstore/secrets";

@@ -328,9 +328,12 @@ impl Live<'_> {
             result => {
                 let err = match result {
                     Err(err) => err,
-                    Ok(_) => VaultError::permanent(
-                        "the answer holds no certificate that parses".to_owned(),
-                    ),
+                    Ok(unusable) => {
+                        self.budget.release(unusable.held_bytes);
+                        VaultError::permanent(
+                            "the answer holds no certificate that parses".to_owned(),
+                        )
+                    }
                 };
                 let Some(clock) = self.certs[index].as_mut() else {
                     return;

@@ -253,64 +253,95 @@ async fn fetch_and_write(
     let leased = fetched.iter().any(|f| f.leased);
     // Every key found and every format possible before the first file is written.
     let outputs = plan_outputs(spec, &fetched)?;
-    let secrets_root = Path::new(&spec.secrets_root);
     for unit in write_units(spec, &outputs) {
-        let (out, dir, files) = match unit {
-            WriteUnit::One(out) => (out, None, Vec::new()),
-            WriteUnit::Together { dir, files } => (Output::File(files[0]), Some(dir), files),
-        };
-        if let Some(dir) = dir {
-            let names = together_names(spec, &files);
-            let mut rendered = Ok(());
-            write::write_together(secrets_root, Path::new(dir), &names, |k, file| {
-                let mut sink = Sink::new(file);
-                if let Err(e) = Output::File(files[k]).write(spec, &fetched, &mut sink) {
-                    rendered = Err(e);
-                }
-                sink.finish()
-            })
-            .map_err(|e| {
-                AgentError::environment(
-                    "write",
-                    format!("cannot write the files of {dir}: {e}: is the secrets volume mounted read-write?"),
-                )
-            })?;
-            rendered?;
-            log.info(
-                "write",
-                "file secrets written together",
-                &[("dir", &dir), ("files", &names.len())],
-            );
-            continue;
+        match unit {
+            WriteUnit::One(out) => write_one(spec, &fetched, out, log)?,
+            WriteUnit::Together { dir, files } => {
+                write_dir_together(spec, &fetched, dir, &files, log)?
+            }
         }
-        let path = Path::new(out.path(spec));
-        let mut rendered = Ok(());
-        write::write_atomic_in(secrets_root, path, out.mode(spec), |file| {
-            let mut sink = Sink::new(file);
-            rendered = out.write(spec, &fetched, &mut sink);
-            sink.finish()
-        })
-        .map_err(|e| {
-            AgentError::environment(
-                "write",
-                format!(
-                    "cannot write {}: {e}: is the secrets volume mounted read-write?",
-                    out.path(spec)
-                ),
-            )
-        })?;
-        rendered?;
-        log.info(
-            "write",
-            out.what(),
-            &[
-                ("path", &out.path(spec)),
-                ("mode", &format_args!("{:04o}", out.mode(spec))),
-            ],
-        );
     }
     copy_binary(spec, log)?;
     Ok(leased)
+}
+
+/// Writes one file (a file secret or an env file), its content streamed into it.
+fn write_one(
+    spec: &AgentSpec,
+    fetched: &[Fetched],
+    out: Output,
+    log: &Log,
+) -> Result<(), AgentError> {
+    let path = Path::new(out.path(spec));
+    let mut rendered = Ok(());
+    write::write_atomic_in(
+        Path::new(&spec.secrets_root),
+        path,
+        out.mode(spec),
+        |file| {
+            let mut sink = Sink::new(file);
+            rendered = out.write(spec, fetched, &mut sink);
+            sink.finish()
+        },
+    )
+    .map_err(|e| {
+        AgentError::environment(
+            "write",
+            format!(
+                "cannot write {}: {e}: is the secrets volume mounted read-write?",
+                out.path(spec)
+            ),
+        )
+    })?;
+    rendered?;
+    log.info(
+        "write",
+        out.what(),
+        &[
+            ("path", &out.path(spec)),
+            ("mode", &format_args!("{:04o}", out.mode(spec))),
+        ],
+    );
+    Ok(())
+}
+
+/// Writes the file secrets of directory `dir` together, as one version.
+fn write_dir_together(
+    spec: &AgentSpec,
+    fetched: &[Fetched],
+    dir: &str,
+    files: &[usize],
+    log: &Log,
+) -> Result<(), AgentError> {
+    let names = together_names(spec, files);
+    let mut rendered = Ok(());
+    write::write_together(
+        Path::new(&spec.secrets_root),
+        Path::new(dir),
+        &names,
+        |k, file| {
+            let mut sink = Sink::new(file);
+            if let Err(e) = Output::File(files[k]).write(spec, fetched, &mut sink) {
+                rendered = Err(e);
+            }
+            sink.finish()
+        },
+    )
+    .map_err(|e| {
+        AgentError::environment(
+            "write",
+            format!(
+                "cannot write the files of {dir}: {e}: is the secrets volume mounted read-write?"
+            ),
+        )
+    })?;
+    rendered?;
+    log.info(
+        "write",
+        "file secrets written together",
+        &[("dir", &dir), ("files", &names.len())],
+    );
+    Ok(())
 }
 
 /// Copies this executable for `exec`, when the spec asks.

@@ -228,7 +228,7 @@ fn replace_symlink_at(dir: &OwnedFd, name: &CString, target: &[u8]) -> io::Resul
     }
     let mut tmp = b".".to_vec();
     tmp.extend_from_slice(name.as_bytes());
-    tmp.extend_from_slice(format!(".link{}", std::process::id()).as_bytes());
+    tmp.extend_from_slice(format!(".lnk{}", std::process::id()).as_bytes());
     let tmp = c_name(OsStr::from_bytes(&tmp))?;
     let target = c_name(OsStr::from_bytes(target))?;
     // SAFETY: valid descriptor and NUL-terminated names.
@@ -284,10 +284,10 @@ pub fn write_together(
     files: &[(&str, u32)],
     mut fill: impl FnMut(usize, &mut File) -> io::Result<()>,
 ) -> io::Result<()> {
-    let (parent, name) = open_parent(root, &dir.join("-"))?;
-    drop(name);
+    // The directory itself, opened (and created) as the parent of a name inside it.
+    let (dir_fd, _) = open_parent(root, &dir.join("-"))?;
     let data_link = c_name(OsStr::new(DATA_LINK))?;
-    let previous = read_link_at(&parent, &data_link);
+    let previous = read_link_at(&dir_fd, &data_link);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -295,7 +295,7 @@ pub fn write_together(
         .find_map(|n| {
             let name = format!("..{}.{:09}_{n}", stamp.as_secs(), stamp.subsec_nanos());
             let c = c_name(OsStr::new(&name)).ok()?;
-            match create_dir_at(&parent, &c) {
+            match create_dir_at(&dir_fd, &c) {
                 Ok(fd) => Some(Ok((name, fd))),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
                 Err(e) => Some(Err(e)),
@@ -322,22 +322,22 @@ pub fn write_together(
             // SAFETY: valid descriptor.
             cvt(unsafe { libc::fchmod(file.as_raw_fd(), *mode as libc::mode_t) })?;
         }
-        replace_symlink_at(&parent, &data_link, version_name.as_bytes())
+        replace_symlink_at(&dir_fd, &data_link, version_name.as_bytes())
     })();
     if let Err(e) = written {
-        let _ = remove_version(&parent, version_name.as_bytes());
+        let _ = remove_version(&dir_fd, version_name.as_bytes());
         return Err(e);
     }
     for (file_name, _) in files {
         let target = format!("{DATA_LINK}/{file_name}");
-        replace_symlink_at(&parent, &c_name(OsStr::new(file_name))?, target.as_bytes())?;
+        replace_symlink_at(&dir_fd, &c_name(OsStr::new(file_name))?, target.as_bytes())?;
     }
-    for old in names_in(&parent)? {
+    for old in names_in(&dir_fd)? {
         let keep = old == DATA_LINK.as_bytes()
             || old == version_name.as_bytes()
             || previous.as_deref() == Some(old.as_slice());
         if old.starts_with(b"..") && !keep {
-            remove_version(&parent, &old)?;
+            remove_version(&dir_fd, &old)?;
         }
     }
     Ok(())
