@@ -81,6 +81,7 @@ impl Lab {
             r#"
 path "pki/issue/web" { capabilities = ["update"] }
 path "transit/decrypt/app" { capabilities = ["update"] }
+path "secret/data/shop/*" { capabilities = ["read"] }
 "#,
         );
         let issuer = ServiceAccountIssuer::new();
@@ -263,10 +264,22 @@ fn certificate_files_match_and_one_issuance_per_pod_start() {
     let transit = format!(
         r#"        vault.secretstore.rafay.dev/filesecret-config-transit: '{{"vaultSecretRef": "transit/decrypt/app", "params": {{"ciphertext": "{ciphertext}"}}, "files": {{"plaintext.b64": "plaintext"}}, "volumeMountPath": "/etc/plain"}}'"#
     );
+    // The same certificate request again (params in another order): the same answer.
+    let same = r#"        vault.secretstore.rafay.dev/filesecret-config-u-same: '{"vaultSecretRef": "pki/issue/web", "params": {"ttl": "30m", "ip_sans": "$(POD_IP)", "alt_names": "web.shop.svc", "common_name": "$(POD_NAME).web.shop.svc"}, "files": {"cert.pem": "certificate"}, "volumeMountPath": "/etc/same"}'"#;
+    // `files` for a read: a KV pair in one config.
+    lab.vault.kv2_put(
+        "secret",
+        "shop/tls",
+        &json!({"tls.crt": "kv-cert-1a2b", "tls.key": "kv-key-3c4d"}),
+    );
+    let kv = r#"        vault.secretstore.rafay.dev/filesecret-config-v-kv: '{"vaultSecretRef": "secret/shop/tls", "files": {"tls.crt": "tls.crt", "tls.key": {"key": "tls.key", "mode": "0400"}}, "volumeMountPath": "/etc/kv"}'"#;
     let script = "cat /etc/tls/tls.crt > /out/crt && cat /etc/tls/tls.key > /out/key && cat /etc/plain/plaintext.b64 > /out/plain";
     let spec = render(
         &lab,
-        &manifest(&format!("{}\n{transit}", tls_config("30m", "")), script),
+        &manifest(
+            &format!("{}\n{transit}\n{same}\n{kv}", tls_config("30m", "")),
+            script,
+        ),
     );
     let agent_env = &spec["initContainers"][0]["env"];
     assert_eq!(
@@ -307,6 +320,21 @@ fn certificate_files_match_and_one_issuance_per_pod_start() {
     assert_eq!(mode(&dir.join("tls.crt")), 0o444);
     assert_eq!(mode(&dir.join("ca.crt")), 0o444);
     assert_eq!(mode(&dir.join("tls.key")), 0o440);
+    let files = pod.volume(SECRETS_VOLUME).join("files/app");
+    assert_eq!(
+        std::fs::read_to_string(files.join("2/cert.pem")).expect("cert.pem"),
+        cert,
+        "one answer for one request"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("3/tls.crt")).expect("kv tls.crt"),
+        "kv-cert-1a2b"
+    );
+    assert_eq!(
+        std::fs::read_to_string(files.join("3/tls.key")).expect("kv tls.key"),
+        "kv-key-3c4d"
+    );
+    assert_eq!(mode(&files.join("3/tls.key")), 0o400);
     assert!(std::fs::symlink_metadata(dir.join("tls.key"))
         .expect("lstat")
         .file_type()
@@ -340,7 +368,17 @@ fn certificate_files_match_and_one_issuance_per_pod_start() {
         describe(&app)
     );
     let key_body = key.lines().nth(1).expect("key body");
-    support::assert_no_secret(&log, &[&key, key_body, plaintext, &plain_b64]);
+    support::assert_no_secret(
+        &log,
+        &[
+            &key,
+            key_body,
+            plaintext,
+            &plain_b64,
+            "kv-cert-1a2b",
+            "kv-key-3c4d",
+        ],
+    );
     support::assert_no_secret(&lab.vault.log(), &[key_body, plaintext]);
 }
 
