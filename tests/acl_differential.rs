@@ -526,3 +526,49 @@ fn server_and_parser_reject_the_same_bad_policies() {
         );
     }
 }
+
+/// `secretstore policy` for a pod that issues a certificate and decrypts with transit,
+/// applied to OpenBao: the pod's token may `update` exactly its write paths and nothing
+/// else there, and the evaluator agrees with the server on every path asked.
+#[test]
+fn generated_policy_grants_update_on_write_paths_only() {
+    let bao = OpenBao::start();
+    bao.enable_secrets_engine("pki", "pki", &json!({}));
+    bao.enable_secrets_engine("transit", "transit", &json!({}));
+    let manifest = support::repo_root().join("testdata/render/issued-pki-deployment.yaml");
+    let output = support::secretstore()
+        .envs(bao.env())
+        .args(["policy", "--format", "json"])
+        .arg(&manifest)
+        .output()
+        .expect("run policy");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let generated: Value = serde_json::from_slice(&output.stdout).expect("policy JSON");
+    let text = generated[0]["policy"].as_str().expect("policy text");
+    bao.put_policy("generated", text);
+    let token = bao.create_token(&["generated"]);
+    let paths: Vec<String> = [
+        "pki/issue/web",
+        "transit/decrypt/app",
+        "pki/issue/other",
+        "pki/sign/web",
+        "pki/roles/web",
+        "transit/encrypt/app",
+        "transit/decrypt/other",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let server = server_capabilities(&bao, &token, &paths);
+    let acl = Acl::new(&[Policy::parse("generated", text).expect("the generated policy parses")]);
+    let update = Capabilities::from_names(["update"]).expect("update");
+    let deny = Capabilities::from_names(["deny"]).expect("deny");
+    for (i, path) in paths.iter().enumerate() {
+        let expected = if i < 2 { update } else { deny };
+        assert_eq!(server[i], expected, "server on {path}:\n{text}");
+        assert_eq!(acl.capabilities(path), server[i], "evaluator on {path}");
+    }
+}

@@ -140,7 +140,12 @@ impl PodRequest {
     fn spec(&self, address: &str) -> (AgentSpec, FileMounts) {
         let mut secrets: Vec<SecretRead> = Vec::new();
         let mut index_of = |path: String, version: Option<u64>| {
-            let read = SecretRead { path, version };
+            let read = SecretRead {
+                path,
+                version,
+                params: None,
+                renew_before_seconds: None,
+            };
             match secrets.iter().position(|s| *s == read) {
                 Some(i) => i,
                 None => {
@@ -178,6 +183,7 @@ impl PodRequest {
                     path: format!("{AGENT_SECRETS_DIR}/files/{container}/{k}/{}", f.name),
                     reference: f.reference.to_owned(),
                     on_change: None,
+                    together: false,
                 });
             }
         }

@@ -417,3 +417,21 @@ fn walks_directories() {
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert!(stdout(&output).contains("skipped 1 Helm chart template file"));
 }
+
+/// SS208: a Deployment that gets a certificate without live mode is warned about, once per
+/// config, at its configuration; a live StatefulSet with certificates is not.
+#[test]
+fn certificate_without_live_mode_in_a_long_running_workload() {
+    let (report, code) = json_report(&["testdata/render/issued-pki-deployment.yaml"]);
+    assert_eq!(code, 0, "warnings only: {report:#}");
+    let tls =
+        "spec.template.metadata.annotations[vault.secretstore.rafay.dev/filesecret-config-tls]";
+    // SS203 too: the key (0400) is the agent user's, and the app runs as another.
+    assert_eq!(
+        positions(&report),
+        expected(&[("SS203", 18, 11, tls), ("SS208", 18, 11, tls)])
+    );
+    let (report, code) = json_report(&["testdata/render/issued-pki-statefulset-live.yaml"]);
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(positions(&report), expected(&[]), "{report:#}");
+}

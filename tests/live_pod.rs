@@ -575,7 +575,10 @@ fn sealed_vault_keeps_the_files_and_refresh_resumes() {
 /// every lease re-issued under it.
 #[test]
 fn database_leases_and_token_stay_valid_then_are_revoked() {
-    let lab = Lab::start("9s", "24s");
+    // Every renewal comes at two thirds of a TTL of 8 s or more, and the max TTLs end a
+    // renewal step after one: at least 2.6 s of margin for each step, however loaded the
+    // machine.
+    let lab = Lab::start("8s", "32s");
     let pg = Postgres::start();
     pg.attach_to_vault(&lab.vault, "database", "app", "1h");
     lab.vault.post_json(
@@ -585,8 +588,8 @@ fn database_leases_and_token_stay_valid_then_are_revoked() {
             "creation_statements": [
                 "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
             ],
-            "default_ttl": "9s",
-            "max_ttl": "17s",
+            "default_ttl": "8s",
+            "max_ttl": "20s",
         }),
     );
     let psql = pg.bin().join("psql");

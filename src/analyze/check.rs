@@ -74,6 +74,9 @@ enum Plan {
     /// Another engine: reading may have side effects (dynamic credentials), so only the
     /// policy is checked.
     PolicyOnly(Target),
+    /// A write that issues a secret (params): the policy must grant update on the
+    /// target; for PKI's `issue/<role>`, the PKI role must allow the request.
+    Write(Target),
 }
 
 /// Checks `pods` against Vault. `Err` when nothing could be checked (unreachable, sealed,
@@ -148,15 +151,28 @@ pub async fn check(
             (secrets.get(&key) == Some(&Fetch::NotFound)).then(|| t.kv2.clone())?
         })
         .collect();
+    let pki_roles: BTreeSet<String> = plans
+        .iter()
+        .flatten()
+        .filter_map(|plan| match plan {
+            Plan::Write(t) => pki_role_path(&table, t),
+            _ => None,
+        })
+        .collect();
     stats.policy_lookups = policy_names.len();
     stats.metadata_lookups = metadata_keys.len();
-    let (policies, metadata) = tokio::join!(
+    let (policies, metadata, pki_roles) = tokio::join!(
         fetch_all(&api, policy_names, |api, name| async move {
             api.policy(&name).await
         }),
         fetch_all(&api, metadata_keys, |api, (mount, path)| async move {
             api.kv2_versions(&mount, &path).await
         }),
+        fetch_all(
+            &api,
+            pki_roles,
+            |api, path| async move { api.data(&path).await }
+        ),
     );
 
     let lookups = Lookups {
@@ -165,6 +181,7 @@ pub async fn check(
         roles: &roles,
         policies: &policies,
         metadata: &metadata,
+        pki_roles: &pki_roles,
         options,
     };
     for (pod, plans) in pods.iter().zip(&plans) {
@@ -257,7 +274,7 @@ fn report_read_grants(
     for (r, plan) in pod.references.iter().zip(plans) {
         let target = match plan {
             Plan::Kv(t) | Plan::PolicyOnly(t) => t,
-            Plan::Done => continue,
+            Plan::Done | Plan::Write(_) => continue,
         };
         if acl.capabilities(&target.api_path).allows(Capability::Read) {
             continue;
@@ -296,6 +313,67 @@ fn report_read_grants(
         };
         out.push(at_reference(pod, r, code, message, help));
     }
+}
+
+/// Every write (params) whose path the role's policies do not grant `update` on.
+fn report_update_grants(
+    pod: &ScannedPod,
+    plans: &[Plan],
+    grants: &RoleGrants,
+    out: &mut Vec<Diagnostic>,
+) {
+    for (r, plan) in pod.references.iter().zip(plans) {
+        let Plan::Write(target) = plan else { continue };
+        if grants
+            .acl
+            .capabilities(&target.api_path)
+            .allows(Capability::Update)
+        {
+            continue;
+        }
+        out.push(at_reference(
+            pod,
+            r,
+            Code::PolicyDeniesUpdate,
+            format!(
+                "file secret `{}` is issued by a write, but the policies of role `{}` ({}) do not grant `update` on `{}`",
+                r.reference.path,
+                pod.role,
+                grants.names.join(", "),
+                target.api_path
+            ),
+            format!(
+                "add `path \"{}\" {{ capabilities = [\"update\"] }}` to one of the role's policies (`secretstore policy` writes it)",
+                target.api_path
+            ),
+        ));
+    }
+}
+
+/// The PKI role a write issues from (`<mount>/roles/<role>`), when it is PKI's
+/// `issue/<role>`.
+fn pki_role_path(table: &MountTable, target: &Target) -> Option<String> {
+    let mount = table.find(&target.api_path)?;
+    if mount.engine != Engine::Other("pki".to_owned()) {
+        return None;
+    }
+    let role = crate::vault::pki::issue_role(&target.api_path, &mount.path)?;
+    Some(format!("{}roles/{role}", mount.path))
+}
+
+/// A request's names with each pod variable as one DNS label (or, in `ip_sans`, an
+/// address), the way check decides what the pod will ask for.
+fn with_sample_pod_variables(text: &str, ip: bool) -> String {
+    use crate::pod::agent_spec::{parse_param, ParamPiece, POD_VARIABLES};
+    let mut out = String::new();
+    for piece in parse_param(text).unwrap_or_default() {
+        match piece {
+            ParamPiece::Text(t) => out.push_str(&t),
+            ParamPiece::Var(i) if ip && POD_VARIABLES[i].0 == "POD_IP" => out.push_str("10.0.0.1"),
+            ParamPiece::Var(_) => out.push_str("podlabel"),
+        }
+    }
+    out
 }
 
 /// A live pod with a leased secret: its sidecar renews the lease and revokes it on stop.
@@ -362,6 +440,19 @@ fn plan(table: &MountTable, pod: &ScannedPod, r: &ScannedRef, out: &mut Vec<Diag
             )
         }
     };
+    if reference.params.is_some() {
+        return match mount.engine {
+            Engine::Kv1 | Engine::Kv2 => report(
+                Code::WriteToKvMount,
+                format!(
+                    "file secret `{}` has params, so the pod writes to `{}`, but `{}` is a KV mount: the write would replace the secret",
+                    reference.path, target.api_path, mount.path
+                ),
+                "params are for engines that issue a secret in answer to a write (pki/issue/<role>, transit/decrypt/<key>, aws/sts/<role>); remove params to read the KV secret".into(),
+            ),
+            Engine::Other(_) => Plan::Write(target),
+        };
+    }
     match (&mount.engine, reference.version) {
         (Engine::Kv2, _) | (Engine::Kv1, None) => Plan::Kv(target),
         (engine, Some(v)) => report(
@@ -383,6 +474,8 @@ struct Lookups<'a> {
     roles: &'a BTreeMap<String, Fetch<serde_json::Value>>,
     policies: &'a BTreeMap<String, Fetch<String>>,
     metadata: &'a BTreeMap<(String, String), Fetch<Versions>>,
+    /// PKI roles by path (`<mount>/roles/<role>`).
+    pki_roles: &'a BTreeMap<String, Fetch<serde_json::Value>>,
     options: &'a CheckOptions,
 }
 
@@ -400,8 +493,10 @@ struct RoleGrants {
 impl Lookups<'_> {
     fn report_pod(&self, pod: &ScannedPod, plans: &[Plan], out: &mut Vec<Diagnostic>) {
         for (r, plan) in pod.references.iter().zip(plans) {
-            if let Plan::Kv(target) = plan {
-                self.report_secret(pod, r, target, out);
+            match plan {
+                Plan::Kv(target) => self.report_secret(pod, r, target, out),
+                Plan::Write(target) => self.report_pki(pod, r, target, out),
+                _ => {}
             }
         }
         if pod.role.is_empty() {
@@ -414,6 +509,7 @@ impl Lookups<'_> {
         match self.role_grants(role) {
             Ok(grants) => {
                 report_read_grants(pod, plans, &grants, out);
+                report_update_grants(pod, plans, &grants, out);
                 report_lease_grants(pod, plans, &grants, out);
             }
             Err(why) => out.push(at_role(
@@ -531,6 +627,102 @@ impl Lookups<'_> {
             names,
             missing,
         })
+    }
+
+    /// A PKI issue: the role exists and allows the requested names and TTL.
+    fn report_pki(
+        &self,
+        pod: &ScannedPod,
+        r: &ScannedRef,
+        target: &Target,
+        out: &mut Vec<Diagnostic>,
+    ) {
+        let Some(role_path) = pki_role_path(self.table, target) else {
+            return;
+        };
+        let path = &r.reference.path;
+        let mut push = |code, message: String, help: String| {
+            out.push(at_reference(
+                pod,
+                r,
+                code,
+                format!("file secret `{path}`: {message}"),
+                help,
+            ));
+        };
+        let role = match self.pki_roles.get(&role_path) {
+            Some(Fetch::Found(data)) => crate::vault::pki::PkiRole::from_data(data),
+            Some(Fetch::NotFound) => {
+                return push(
+                    Code::PkiRoleNotFound,
+                    format!("the PKI role `{role_path}` does not exist"),
+                    format!("create it (`vault write {role_path} allowed_domains=... max_ttl=...`), or fix the path"),
+                )
+            }
+            other => {
+                return push(
+                    Code::CannotCheck,
+                    format!("cannot read the PKI role `{role_path}`: {}", why(other)),
+                    format!("give the check token `read` on {role_path}"),
+                )
+            }
+        };
+        let params: serde_json::Value = r
+            .reference
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str(p).ok())
+            .unwrap_or_default();
+        let text = |k: &str| params.get(k).and_then(|v| v.as_str()).unwrap_or_default();
+        let mut names: Vec<(&str, String)> = Vec::new();
+        if !text("common_name").is_empty() {
+            names.push((
+                "common_name",
+                with_sample_pod_variables(text("common_name"), false),
+            ));
+        }
+        for alt in text("alt_names")
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            names.push(("alt_names", with_sample_pod_variables(alt, false)));
+        }
+        for (field, name) in names {
+            if !role.allows_name(&name) {
+                push(
+                    Code::PkiNameNotAllowed,
+                    format!(
+                        "{field} `{name}` is not allowed by PKI role `{role_path}` (allowed_domains: {}; allow_subdomains {}, allow_bare_domains {}, allow_glob_domains {}, allow_any_name {})",
+                        if role.allowed_domains.is_empty() { "none".to_owned() } else { role.allowed_domains.join(", ") },
+                        role.allow_subdomains, role.allow_bare_domains, role.allow_glob_domains, role.allow_any_name
+                    ),
+                    "ask for a name under the role's allowed_domains, or change the role (a $(POD_...) part counts as one DNS label)".into(),
+                );
+            }
+        }
+        if !text("ip_sans").is_empty() && !role.allow_ip_sans {
+            push(
+                Code::PkiNameNotAllowed,
+                format!(
+                    "ip_sans are requested, but PKI role `{role_path}` has allow_ip_sans false"
+                ),
+                "drop ip_sans, or set allow_ip_sans=true on the role".into(),
+            );
+        }
+        if let Some(ttl) = params.get("ttl") {
+            let seconds = crate::vault::pki::ttl_seconds(ttl);
+            if role.max_ttl > 0 && seconds > role.max_ttl {
+                push(
+                    Code::PkiTtlOverMax,
+                    format!(
+                        "ttl {ttl} ({seconds}s) is longer than the max_ttl of PKI role `{role_path}` ({}s), so the certificate would be cut short or refused",
+                        role.max_ttl
+                    ),
+                    "ask for a ttl within the role's max_ttl, or raise max_ttl".into(),
+                );
+            }
+        }
     }
 
     fn report_secret(

@@ -37,6 +37,7 @@ pub fn lint_input(input: &Input, settings: &Settings) -> Vec<Diagnostic> {
         istio_init_order(&pod, settings, &mut out);
         version_conflicts(&pod, &mut out);
         live_mode(&pod, settings, &mut out);
+        certificate_without_live_mode(&pod, &mut out);
     }
     out.sort_by(|a, b| {
         (a.location.line, a.location.column, a.code).cmp(&(
@@ -329,6 +330,49 @@ fn live_mode(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnostic>) {
                 out.push(d);
             }
         }
+    }
+}
+
+/// Workload kinds whose pods run until replaced: a certificate issued once expires in them.
+const LONG_RUNNING: [&str; 4] = ["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet"];
+
+/// Whether a reference asks for a certificate: a write to PKI's `issue/<role>`, or any
+/// write with a `common_name`.
+fn is_certificate_request(reference: &dialect::SecretRef) -> bool {
+    let Some(params) = &reference.params else {
+        return false;
+    };
+    let segments: Vec<&str> = reference.path.split('/').collect();
+    segments.len() >= 3 && segments[segments.len() - 2] == "issue"
+        || serde_json::from_str::<serde_json::Value>(params)
+            .is_ok_and(|p| p.get("common_name").is_some())
+}
+
+/// SS208: a long-running workload gets a certificate without live mode.
+fn certificate_without_live_mode(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
+    if pod.live || !LONG_RUNNING.contains(&pod.object.kind.as_str()) {
+        return;
+    }
+    let mut seen = BTreeSet::new();
+    for r in &pod.references {
+        if !is_certificate_request(&r.reference) || !seen.insert(&r.field) {
+            continue;
+        }
+        let mut d = finding(
+            pod,
+            Code::CertificateWithoutLiveMode,
+            &r.location,
+            r.field.clone(),
+        );
+        d.message = format!(
+            "this {} gets a certificate from `{}` without live mode: it is issued once at pod start and expires while the pod runs",
+            pod.object.kind, r.reference.path
+        );
+        d.help = Some(format!(
+            "add `{}: \"1h\"` so the sidecar issues it again before it expires (at two thirds of its lifetime, or renewBefore ahead of notAfter)",
+            dialect::REFRESH_KEY
+        ));
+        out.push(d);
     }
 }
 

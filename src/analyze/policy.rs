@@ -111,6 +111,8 @@ pub fn generate(
     #[derive(Default)]
     struct Acc {
         paths: BTreeSet<String>,
+        /// API paths written to issue a secret (params): `update`.
+        write_paths: BTreeSet<String>,
         /// A live pod of the role reads a leased secret, which the sidecar renews and
         /// revokes.
         leases: bool,
@@ -217,12 +219,18 @@ pub fn generate(
                     .at_alternative_severity(),
                 );
             }
-            if pod.live && matches!(mount.engine, Engine::Other(_)) {
+            let write = r.reference.params.is_some();
+            // A PKI certificate has no lease; every other non-KV answer may.
+            if pod.live && matches!(&mount.engine, Engine::Other(e) if !(write && e == "pki")) {
                 acc.leases = true;
             }
             let problem = match mounts::target(&r.reference.path, &mount) {
                 Ok(t) if is_exact_pattern(&t.api_path) => {
-                    acc.paths.insert(t.api_path);
+                    if write {
+                        acc.write_paths.insert(t.api_path);
+                    } else {
+                        acc.paths.insert(t.api_path);
+                    }
                     continue;
                 }
                 Ok(t) => format!(
@@ -249,7 +257,7 @@ pub fn generate(
         .map(|(role, acc)| RolePolicy {
             role: role.to_string(),
             policy_name: policy_name(role),
-            policy: hcl_policy(&acc.paths, acc.leases),
+            policy: hcl_policy(&acc.paths, &acc.write_paths, acc.leases),
             bound_service_account_names: acc.names.into_iter().collect(),
             bound_service_account_namespaces: acc.namespaces.into_iter().collect(),
             auth_path: options.auth_path.clone(),
@@ -272,12 +280,18 @@ fn is_exact_pattern(path: &str) -> bool {
 /// its leases before they expire and revokes them when the pod stops.
 pub const LEASE_PATHS: [&str; 2] = ["sys/leases/renew", "sys/leases/revoke"];
 
-fn hcl_policy(paths: &BTreeSet<String>, leases: bool) -> String {
+/// `read` on the paths read, `update` on the paths written (both on a path that is both).
+fn hcl_policy(paths: &BTreeSet<String>, write_paths: &BTreeSet<String>, leases: bool) -> String {
     let mut text = String::new();
-    for path in paths {
+    for path in paths.union(write_paths) {
+        let capabilities = match (paths.contains(path), write_paths.contains(path)) {
+            (true, true) => r#""read", "update""#,
+            (false, true) => r#""update""#,
+            _ => r#""read""#,
+        };
         let _ = writeln!(
             text,
-            "path \"{}\" {{\n  capabilities = [\"read\"]\n}}",
+            "path \"{}\" {{\n  capabilities = [{capabilities}]\n}}",
             hcl_escape(path)
         );
     }

@@ -229,18 +229,22 @@ fn references_and_files(
         })
         .collect();
     for (f, (names, annotation)) in request.files.iter().zip(&file_sites) {
-        references.push(ScannedRef {
-            reference: f.reference.clone(),
-            text: f.reference_text.clone(),
-            usage: Usage::File {
-                suffix: f.suffix.clone(),
-                file_name: f.file_name.clone(),
-                containers: names.clone(),
-                format: f.format,
-            },
-            location: ctx.location(f.node),
-            field: annotation.clone(),
-        });
+        for out in &f.outputs {
+            let mut reference = f.reference.clone();
+            reference.key = out.key.clone();
+            references.push(ScannedRef {
+                reference,
+                text: f.reference_text.clone(),
+                usage: Usage::File {
+                    suffix: f.suffix.clone(),
+                    file_name: out.file_name.clone(),
+                    containers: names.clone(),
+                    format: out.format,
+                },
+                location: ctx.location(f.node),
+                field: annotation.clone(),
+            });
+        }
     }
     for r in &request.env_refs {
         let c = &request.containers[r.container];
@@ -259,14 +263,16 @@ fn references_and_files(
         .files
         .iter()
         .zip(file_sites)
-        .map(|(f, (containers, annotation))| ScannedFile {
-            suffix: f.suffix.clone(),
-            file_name: f.file_name.clone(),
-            mount_path: f.mount_path.clone(),
-            mode: f.mode,
-            containers,
-            location: ctx.location(f.node),
-            field: annotation,
+        .flat_map(|(f, (containers, annotation))| {
+            f.outputs.iter().map(move |out| ScannedFile {
+                suffix: f.suffix.clone(),
+                file_name: out.file_name.clone(),
+                mount_path: f.mount_path.clone(),
+                mode: out.mode,
+                containers: containers.clone(),
+                location: ctx.location(f.node),
+                field: annotation.clone(),
+            })
         })
         .collect();
     (references, files)

@@ -97,9 +97,12 @@ codes! {
     FileSecretPathClash = "SS116", Error, "Two file secrets give one container the same path.";
     MountPathInUse = "SS117", Error, "A file secret's volumeMountPath is already mounted in the container.";
     FileSecretBadFormat = "SS118", Error, "A file secret's format or mode is invalid.";
+    FileSecretBadFiles = "SS119", Error, "A file secret's `files` is not a map of file names to keys or {key, mode}, or is combined with secretFileName, a #key or format.";
     BadReference = "SS120", Error, "A secret reference is not `<path>[#<key>[#<version>]]`.";
     ReferenceNotOptedIn = "SS121", Error, "An env secret reference in a pod that is not opted in.";
     NoCommand = "SS122", Error, "A container with env references has no command to wrap.";
+    BadParams = "SS123", Error, "A file secret's `params` is not a JSON object or comes with a #key/#version, or its `renewBefore` is not a duration.";
+    UnknownPodVariable = "SS124", Error, "A param string has a `$(...)` that is not one of the pod variables (POD_NAME, POD_NAMESPACE, POD_IP, POD_SERVICE_ACCOUNT, NODE_NAME).";
     CannotEdit = "SS130", Error, "Render cannot insert its wiring into this document.";
     LiveNeedsKubernetes129 = "SS131", Error, "Live mode needs native sidecars (Kubernetes 1.29+), but the target version is older.";
     KeysOnWorkloadMetadata = "SS201", Warning, "Dialect keys on a workload's own metadata have no effect.";
@@ -109,6 +112,7 @@ codes! {
     VersionConflict = "SS205", Warning, "One secret path is read at different versions in one pod.";
     RefreshTooShort = "SS206", Warning, "A live-mode refresh interval under 30 seconds loads Vault with little gain.";
     OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange or revoke-on-stop on a pod without live mode: nothing will change.";
+    CertificateWithoutLiveMode = "SS208", Warning, "A long-running workload gets a certificate without live mode: it is issued once and expires while the pod runs.";
     RefreshOddValue = "SS210", Warning, "A refresh value render accepts but reads in a way its author may not mean: a number without a unit, a zero other than `off`, a sign.";
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";
     VersionNotSupported = "SS302", Error, "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).";
@@ -118,6 +122,7 @@ codes! {
     VersionDeleted = "SS306", Error, "The pinned KV v2 version is soft-deleted (check).";
     VersionDestroyed = "SS307", Error, "The pinned KV v2 version is destroyed (check).";
     EnvFormatKeys = "SS308", Error, "A file secret in format env reads a secret whose keys are not all shell variable names (check).";
+    WriteToKvMount = "SS309", Error, "A file secret with params writes to a KV mount, which would overwrite the secret (check).";
     RoleNotFound = "SS310", Error, "The pod's Vault role does not exist on the auth path (check).";
     ServiceAccountNotBound = "SS311", Error, "The role is not bound to the pod's service account (check).";
     NamespaceNotBound = "SS312", Error, "The role is not bound to the pod's namespace (check).";
@@ -127,11 +132,15 @@ codes! {
     NotAJwtRole = "SS316", Error, "The role's role_type does not accept a JWT login (check).";
     PolicyDeniesRead = "SS320", Error, "The role's policies do not grant `read` on a path the pod reads (check).";
     PolicyDeniesLeases = "SS321", Error, "A live pod reads a leased secret, but the role's policies do not grant `update` on sys/leases/renew and sys/leases/revoke (check).";
+    PolicyDeniesUpdate = "SS322", Error, "The role's policies do not grant `update` on a path the pod writes to issue a secret (check).";
     NamespaceAtDeployTime = "SS330", Warning, "The manifest sets no namespace, so the role's namespace binding cannot be decided (check, policy).", or Error "in `policy`, which must write the namespace into the binding";
     BindingNotCheckable = "SS331", Warning, "Part of the role's binding depends on the cluster (namespace selector, claims) (check).";
     PolicyNotCheckable = "SS332", Warning, "The policies deny the path unless an identity-templated path allows it (check).";
     RoleNameCollision = "SS340", Error, "Two role names differ only in case, and Vault lowercases role and policy names (policy).";
     RoleBoundToEveryone = "SS341", Error, "A role would be bound to a service account or namespace with `*`, a glob matching others (policy).";
+    PkiRoleNotFound = "SS342", Error, "The PKI role a file secret issues from does not exist (check).";
+    PkiNameNotAllowed = "SS343", Error, "The PKI role does not allow a requested common_name, alt_names or ip_sans (check).";
+    PkiTtlOverMax = "SS344", Error, "The requested ttl is longer than the PKI role's max_ttl (check).";
     CannotCheck = "SS390", Error, "A lookup was refused or failed, so an item could not be checked (check).";
     ConvertUnsupportedAnnotation = "SS601", Error, "A source tool's annotation has no equivalent that convert writes (convert).";
     ConvertTemplate = "SS602", Error, "A Vault Agent template is not one key or the whole secret in a file format (convert).";

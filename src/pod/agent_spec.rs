@@ -25,7 +25,7 @@ pub const AGENT_BASE_MIB: usize = 16;
 pub const AGENT_MEMORY_LIMIT_MIB: usize =
     AGENT_BASE_MIB + ((MAX_HELD_BYTES + MAX_ANSWER_BYTES) >> 20);
 /// Longest file name the agent writes: Linux's 255 less what its temporary name adds
-/// (`.` + name + `.tmp` + a pid of up to 10 digits).
+/// (`.` + name + `.tmp` or `.lnk` + a pid of up to 10 digits).
 pub const MAX_FILE_NAME: usize = 255 - (1 + 4 + 10);
 /// Where the init container sees the secrets volume (read-write).
 pub const AGENT_SECRETS_DIR: &str = "/secretstore/secrets";
@@ -228,13 +228,190 @@ pub struct VaultConnection {
 }
 
 /// One secret read: a Vault path as written in the manifest (logical or API form; the
-/// agent resolves the mount and KV version at run time), optionally pinned to a version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// agent resolves the mount and KV version at run time), optionally pinned to a version;
+/// or, with `params`, one secret issued by a write (SPEC 1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SecretRead {
     pub path: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<u64>,
+    /// The body of a write (`PUT` to `path`) as written in the manifest; its strings may
+    /// name pod variables ([`POD_VARIABLES`]), which the agent resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Params>,
+    /// Live mode, certificates: issue again this many seconds before notAfter, when that
+    /// comes before two thirds of the lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_before_seconds: Option<u64>,
+}
+
+/// The body of a write, a JSON object. Params are not secret (a transit plaintext in the
+/// answer is).
+pub type Params = serde_json::Map<String, serde_json::Value>;
+
+/// The pod variables a param string may name as `$(NAME)`: the name, the agent's env var
+/// that holds it, and the downward-API field render wires that env var from.
+pub const POD_VARIABLES: [(&str, &str, &str); 5] = [
+    ("POD_NAME", "SECRETSTORE_POD_NAME", "metadata.name"),
+    (
+        "POD_NAMESPACE",
+        "SECRETSTORE_POD_NAMESPACE",
+        "metadata.namespace",
+    ),
+    ("POD_IP", "SECRETSTORE_POD_IP", "status.podIP"),
+    (
+        "POD_SERVICE_ACCOUNT",
+        "SECRETSTORE_POD_SERVICE_ACCOUNT",
+        "spec.serviceAccountName",
+    ),
+    ("NODE_NAME", "SECRETSTORE_NODE_NAME", "spec.nodeName"),
+];
+
+/// A piece of a param string: literal text, or a pod variable (index into
+/// [`POD_VARIABLES`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamPiece {
+    Text(String),
+    Var(usize),
+}
+
+/// Splits a param string into text and pod variables, Kubernetes' `$(VAR)` syntax:
+/// `$$(` is a literal `$(`; a `$(...)` that names no pod variable is an error giving its
+/// byte offset.
+pub fn parse_param(text: &str) -> Result<Vec<ParamPiece>, (usize, String)> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(at) = rest.find('$') {
+        literal.push_str(&rest[..at]);
+        let after = &rest[at..];
+        if let Some(tail) = after.strip_prefix("$$(") {
+            literal.push_str("$(");
+            offset += at + 3;
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("$(") {
+            let Some(close) = tail.find(')') else {
+                return Err((
+                    offset + at,
+                    format!("`$(` has no closing `)`: write $(NAME) with one of {}, or $$( for a literal $(", pod_variable_names()),
+                ));
+            };
+            let name = &tail[..close];
+            let Some(index) = POD_VARIABLES.iter().position(|(n, _, _)| *n == name) else {
+                return Err((
+                    offset + at,
+                    format!(
+                        "`$({name})` is not a pod variable: use one of {}, or $$( for a literal $(",
+                        pod_variable_names()
+                    ),
+                ));
+            };
+            if !literal.is_empty() {
+                pieces.push(ParamPiece::Text(std::mem::take(&mut literal)));
+            }
+            pieces.push(ParamPiece::Var(index));
+            offset += at + 2 + close + 1;
+            rest = &tail[close + 1..];
+        } else {
+            literal.push('$');
+            offset += at + 1;
+            rest = &after[1..];
+        }
+    }
+    literal.push_str(rest);
+    if !literal.is_empty() {
+        pieces.push(ParamPiece::Text(literal));
+    }
+    Ok(pieces)
+}
+
+fn pod_variable_names() -> String {
+    POD_VARIABLES
+        .iter()
+        .map(|(n, _, _)| format!("$({n})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every string in `value` (recursively), with the JSON path of each, e.g. `alt_names`
+/// or `tags[0]`.
+pub fn param_strings<'v>(
+    value: &'v serde_json::Value,
+    at: String,
+    out: &mut Vec<(String, &'v str)>,
+) {
+    match value {
+        serde_json::Value::String(s) => out.push((at, s)),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                param_strings(item, format!("{at}[{i}]"), out);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                param_strings(v, path, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The params with every pod variable replaced by `value(index)`; an unknown or unset
+/// variable is an error naming it.
+pub fn resolve_params(
+    params: &Params,
+    value: &dyn Fn(usize) -> Option<String>,
+) -> Result<Params, String> {
+    fn resolve(
+        v: &serde_json::Value,
+        value: &dyn Fn(usize) -> Option<String>,
+    ) -> Result<serde_json::Value, String> {
+        Ok(match v {
+            serde_json::Value::String(s) => {
+                let mut out = String::new();
+                for piece in parse_param(s).map_err(|(_, e)| e)? {
+                    match piece {
+                        ParamPiece::Text(t) => out.push_str(&t),
+                        ParamPiece::Var(i) => {
+                            let (name, env, _) = POD_VARIABLES[i];
+                            match value(i) {
+                                Some(v) if !v.is_empty() => out.push_str(&v),
+                                _ => {
+                                    return Err(format!(
+                                        "$({name}) is used in params, but {env} is not set in the agent's environment: render wires it from the downward API"
+                                    ))
+                                }
+                            }
+                        }
+                    }
+                }
+                serde_json::Value::String(out)
+            }
+            serde_json::Value::Array(items) => serde_json::Value::Array(
+                items
+                    .iter()
+                    .map(|i| resolve(i, value))
+                    .collect::<Result<_, _>>()?,
+            ),
+            serde_json::Value::Object(map) => serde_json::Value::Object(
+                map.iter()
+                    .map(|(k, v)| Ok((k.clone(), resolve(v, value)?)))
+                    .collect::<Result<_, String>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+    params
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), resolve(v, value)?)))
+        .collect()
 }
 
 /// How a whole secret (no `#key`) is written to a file.
@@ -289,6 +466,10 @@ pub struct FileOutput {
     /// Live mode: what the containers of this file are told when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_change: Option<OnChange>,
+    /// The file belongs to a config of several files (`files`): its directory is written
+    /// as one version (a `..data` symlink swap), so a reader never sees two answers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub together: bool,
 }
 
 /// One container's env file: the values for the env refs of that container.
@@ -334,5 +515,43 @@ impl AgentSpec {
             ));
         }
         Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn param_strings_split_into_text_and_pod_variables() {
+        assert_eq!(
+            parse_param("$(POD_NAME).web.$(POD_NAMESPACE).svc").unwrap(),
+            vec![
+                ParamPiece::Var(0),
+                ParamPiece::Text(".web.".into()),
+                ParamPiece::Var(1),
+                ParamPiece::Text(".svc".into()),
+            ]
+        );
+        assert_eq!(
+            parse_param("cost $5 $$(POD_NAME)").unwrap(),
+            vec![ParamPiece::Text("cost $5 $(POD_NAME)".into())]
+        );
+        let (at, message) = parse_param("a.$(HOSTNAME)").unwrap_err();
+        assert_eq!(at, 2);
+        assert!(message.contains("$(HOSTNAME)"), "{message}");
+        assert!(parse_param("$(POD_NAME").is_err());
+        let params: Params = serde_json::from_str(
+            r#"{"common_name":"$(POD_NAME).x","alt":["$(NODE_NAME)"],"ttl":60}"#,
+        )
+        .unwrap();
+        let resolved = resolve_params(&params, &|i| Some(format!("v{i}"))).unwrap();
+        assert_eq!(
+            serde_json::Value::Object(resolved).to_string(),
+            r#"{"common_name":"v0.x","alt":["v4"],"ttl":60}"#
+        );
+        assert!(resolve_params(&params, &|_| None)
+            .unwrap_err()
+            .contains("SECRETSTORE_POD_NAME"));
     }
 }

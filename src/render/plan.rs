@@ -7,11 +7,12 @@ use crate::config::KubeVersion;
 use crate::config::{LogFormat, Settings};
 use crate::diag::Code;
 use crate::pod::agent_spec::{
-    AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange, SecretRead,
-    VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME,
-    LIVE_ENV, LOG_FORMAT_ENV, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
+    parse_param, AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange,
+    ParamPiece, Params, SecretRead, VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR,
+    CA_DIR, ENV_DIR, ENV_FILE_NAME, LIVE_ENV, LOG_FORMAT_ENV, POD_VARIABLES, SPEC_ENV, TOKEN_DIR,
+    TOKEN_FILE_NAME,
 };
-use crate::render::dialect::{Ctx, PodRequest, STATUS_INJECTED, STATUS_KEY};
+use crate::render::dialect::{Ctx, PodRequest, SecretRef, STATUS_INJECTED, STATUS_KEY};
 use crate::render::edit::Edit;
 use crate::render::tree::{NodeId, Tree};
 use serde_json::{json, Value};
@@ -195,19 +196,30 @@ struct Wiring {
 }
 
 impl Wiring {
-    /// The index of a secret in `reads`, added on first use.
-    fn read_index(&mut self, path: &str, version: Option<u64>) -> usize {
-        let read = SecretRead {
-            path: path.to_string(),
-            version,
-        };
-        match self.reads.iter().position(|r| *r == read) {
+    /// The index of a request in `reads` (path, version and a write's params), added on
+    /// first use. A certificate's `renewBefore` is the longest any config asks for.
+    fn read_index(&mut self, reference: &SecretRef, renew_before: Option<u64>) -> usize {
+        let params = reference
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Params>(p).ok());
+        let i = match self.reads.iter().position(|r| {
+            r.path == reference.path && r.version == reference.version && r.params == params
+        }) {
             Some(i) => i,
             None => {
-                self.reads.push(read);
+                self.reads.push(SecretRead {
+                    path: reference.path.clone(),
+                    version: reference.version,
+                    params,
+                    renew_before_seconds: None,
+                });
                 self.reads.len() - 1
             }
-        }
+        };
+        let read = &mut self.reads[i];
+        read.renew_before_seconds = read.renew_before_seconds.max(renew_before);
+        i
     }
 
     /// Each file secret: one output per container, and one sub-directory mount of the
@@ -217,7 +229,7 @@ impl Wiring {
         // Per container: mount path → sub-directory number.
         let mut dirs: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         for f in &request.files {
-            let secret = self.read_index(&f.reference.path, f.reference.version);
+            let secret = self.read_index(&f.reference, f.renew_before);
             let on_change = refresh
                 .map(|_| f.on_change.clone().unwrap_or_else(|| pod_on_change.clone()))
                 .filter(|a| *a != OnChange::None);
@@ -237,20 +249,23 @@ impl Wiring {
                         container_dirs.len() - 1
                     }
                 };
-                self.files.push(FileOutput {
-                    secret,
-                    key: f.reference.key.clone(),
-                    format: f.format,
-                    mode: f.mode,
-                    path: format!("{AGENT_SECRETS_DIR}/files/{cname}/{k}/{}", f.file_name),
-                    reference: f.reference_text.clone(),
-                    on_change: on_change.clone(),
-                });
-                if let Some(action) = &on_change {
-                    self.watches.entry(c).or_default().push(WatchedFile {
-                        path: format!("{}/{}", f.mount_path, f.file_name),
-                        on_change: action.clone(),
+                for out in &f.outputs {
+                    self.files.push(FileOutput {
+                        secret,
+                        key: out.key.clone(),
+                        format: out.format,
+                        mode: out.mode,
+                        path: format!("{AGENT_SECRETS_DIR}/files/{cname}/{k}/{}", out.file_name),
+                        reference: f.reference_text.clone(),
+                        on_change: on_change.clone(),
+                        together: f.together,
                     });
+                    if let Some(action) = &on_change {
+                        self.watches.entry(c).or_default().push(WatchedFile {
+                            path: format!("{}/{}", f.mount_path, out.file_name),
+                            on_change: action.clone(),
+                        });
+                    }
                 }
             }
         }
@@ -259,7 +274,7 @@ impl Wiring {
     /// The env references: one env file per container, each reference once.
     fn add_env_refs(&mut self, request: &PodRequest, refresh: Option<u64>) {
         for r in &request.env_refs {
-            let secret = self.read_index(&r.reference.path, r.reference.version);
+            let secret = self.read_index(&r.reference, None);
             let cname = &request.containers[r.container].name;
             let entry = match self.env_files.iter().position(|e| &e.container == cname) {
                 Some(i) => &mut self.env_files[i],
@@ -468,7 +483,7 @@ fn agent_container(
         "image": settings.agent_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": [IMAGE_BINARY, "agent"],
-        "env": [{"name": SPEC_ENV, "value": agent_spec.to_compact_json()}],
+        "env": agent_env(agent_spec),
         "resources": settings.resources,
         "securityContext": {
             "runAsNonRoot": true,
@@ -497,6 +512,34 @@ fn agent_container(
         });
     }
     init
+}
+
+/// The agent's env: the spec, and the pod variables its params use, from the downward API.
+/// The kubelet expands `$(VAR)` and reduces `$$` to `$` in env values, so every `$` of the
+/// spec is written `$$`.
+fn agent_env(agent_spec: &AgentSpec) -> Value {
+    let mut env =
+        vec![json!({"name": SPEC_ENV, "value": agent_spec.to_compact_json().replace('$', "$$")})];
+    let mut used = [false; POD_VARIABLES.len()];
+    for params in agent_spec.secrets.iter().filter_map(|s| s.params.as_ref()) {
+        let mut strings = Vec::new();
+        for (k, v) in params {
+            crate::pod::agent_spec::param_strings(v, k.clone(), &mut strings);
+        }
+        for (_, text) in strings {
+            for piece in parse_param(text).unwrap_or_default() {
+                if let ParamPiece::Var(i) = piece {
+                    used[i] = true;
+                }
+            }
+        }
+    }
+    for (i, (_, name, field)) in POD_VARIABLES.iter().enumerate() {
+        if used[i] {
+            env.push(json!({"name": name, "valueFrom": {"fieldRef": {"fieldPath": field}}}));
+        }
+    }
+    Value::Array(env)
 }
 
 /// The volumes render adds: secrets in memory, the binary, the projected token and the CA.

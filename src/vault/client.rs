@@ -315,6 +315,13 @@ impl VaultApi {
             .and_then(|body| data_of(&body, &path))
     }
 
+    /// The `data` of any answer (`GET <path>`), e.g. a PKI role.
+    pub async fn data(&self, path: &str) -> Fetch<serde_json::Value> {
+        self.fetch(path, "")
+            .await
+            .and_then(|body| data_of(&body, path))
+    }
+
     /// An ACL policy's text (`GET sys/policies/acl/<name>`).
     pub async fn policy(&self, name: &str) -> Fetch<String> {
         let path = format!("sys/policies/acl/{name}");

@@ -11,5 +11,7 @@ pub mod http;
 pub mod kv;
 pub mod mounts;
 #[cfg(feature = "cli")]
+pub mod pki;
+#[cfg(feature = "cli")]
 pub mod retry;
 pub mod role;

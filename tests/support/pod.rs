@@ -291,6 +291,8 @@ pub fn expand(input: &str, vars: &BTreeMap<String, String>) -> String {
 /// `volumeMounts`, `$(VAR)`-expanded command, args and env, and its security context.
 pub struct KubeletPod {
     spec: Value,
+    /// The downward API's fields (`metadata.name`, `status.podIP`...) for `fieldRef` env.
+    fields: BTreeMap<String, String>,
     volumes: BTreeMap<String, PathBuf>,
     agent_binary: PathBuf,
     _dir: TempDir,
@@ -369,12 +371,28 @@ impl KubeletPod {
                 panic!("volume type not supported by the test kubelet: {volume}");
             }
         }
+        let fields = [
+            ("metadata.name", "test-pod"),
+            ("metadata.namespace", namespace),
+            ("spec.serviceAccountName", service_account),
+            ("spec.nodeName", "node-1"),
+            ("status.podIP", "10.0.0.7"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
         KubeletPod {
             spec: spec.clone(),
+            fields,
             volumes,
             agent_binary: agent_binary.to_owned(),
             _dir: dir,
         }
+    }
+
+    /// Sets a downward-API field (e.g. `metadata.name`) that `fieldRef` env vars read.
+    pub fn set_field(&mut self, path: &str, value: &str) {
+        self.fields.insert(path.to_owned(), value.to_owned());
     }
 
     /// The host directory of a volume.
@@ -411,10 +429,19 @@ impl KubeletPod {
         let mut env = Vec::new();
         for e in c["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().expect("env name").to_owned();
-            let value = e["value"]
-                .as_str()
-                .unwrap_or_else(|| panic!("env {name}: only literal values are supported"));
-            let value = expand(value, &vars);
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some(field) => self
+                    .fields
+                    .get(field)
+                    .unwrap_or_else(|| panic!("env {name}: no downward-API field {field}"))
+                    .clone(),
+                None => expand(
+                    e["value"].as_str().unwrap_or_else(|| {
+                        panic!("env {name}: only literal values and fieldRef are supported")
+                    }),
+                    &vars,
+                ),
+            };
             vars.insert(name.clone(), value.clone());
             env.push((name, value));
         }

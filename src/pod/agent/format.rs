@@ -50,6 +50,23 @@ impl<'de> Deserialize<'de> for SecretValue {
     }
 }
 
+/// Writes one value as a raw file: a string as it is, a list of strings (PKI's
+/// `ca_chain`) one item per line, any other JSON type as its JSON text.
+pub fn write_raw(value: &SecretValue, out: &mut dyn io::Write) -> io::Result<()> {
+    if let SecretValue::Json(text) = value {
+        if text.starts_with('[') {
+            if let Ok(items) = serde_json::from_str::<Vec<Zeroizing<String>>>(text) {
+                for item in &items {
+                    out.write_all(item.as_bytes())?;
+                    out.write_all(b"\n")?;
+                }
+                return Ok(());
+            }
+        }
+    }
+    out.write_all(value.as_text().as_bytes())
+}
+
 /// Why a secret cannot be written in the requested form.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FormatError {

@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
+use super::certificate::{self, Validity};
 use super::format::Sink;
 use super::log::Log;
 use super::vault::{Fetched, Lease, TokenGrant, Vault, VaultError};
 use super::{
-    all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token, write,
-    AgentError,
+    all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token,
+    resolved_params, together_names, write, write_units, AgentError, Output, WriteUnit,
 };
 use crate::pod::agent_spec::{AgentSpec, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
 use crate::vault::http::Budget;
@@ -140,6 +141,27 @@ impl LeaseClock {
     }
 }
 
+/// A certificate's schedule: issued again at `due` (see [`certificate::renewal_time`]).
+struct CertClock {
+    validity: Validity,
+    due: Instant,
+    attempt: u32,
+}
+
+/// The `Instant` of a Unix time.
+fn instant_of(unix: i64) -> Instant {
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let now = Instant::now();
+    if unix >= now_unix {
+        now + Duration::from_secs((unix - now_unix) as u64)
+    } else {
+        now.checked_sub(Duration::from_secs((now_unix - unix) as u64))
+            .unwrap_or(now)
+    }
+}
+
 struct Live<'a> {
     spec: &'a AgentSpec,
     settings: &'a LiveSpec,
@@ -150,6 +172,8 @@ struct Live<'a> {
     budget: Budget,
     /// Per secret: its lease, for leased secrets.
     leases: Vec<Option<LeaseClock>>,
+    /// Per secret: its certificate's schedule, for certificates.
+    certs: Vec<Option<CertClock>>,
     /// Leases replaced by re-issued ones, until they expire: revoked on stop.
     retired: Vec<(Lease, Instant)>,
     token: TokenClock,
@@ -193,6 +217,7 @@ pub async fn run(
     // new read in place of the old.
     let budget = Budget::new(MAX_HELD_BYTES);
     budget.try_charge(secrets.iter().map(|s| s.held_bytes).sum());
+    let certs = (0..secrets.len()).map(|_| None).collect();
     let mut live = Live {
         spec,
         settings,
@@ -201,12 +226,16 @@ pub async fn run(
         secrets,
         budget,
         leases,
+        certs,
         retired: Vec::new(),
         token,
         kv_due: after(Instant::now(), jittered(refresh_interval(settings))),
         kv_attempt: 0,
     };
     live.write_changed()?;
+    for index in 0..live.secrets.len() {
+        live.schedule_certificate(index);
+    }
     copy_binary(spec, log)?;
     let root = std::path::Path::new(&spec.secrets_root);
     let ready = root.join(READY_FILE_NAME);
@@ -235,6 +264,7 @@ impl Live<'_> {
             .iter()
             .flatten()
             .map(|l| l.due)
+            .chain(self.certs.iter().flatten().map(|c| c.due))
             .chain([self.token.due, self.kv_due])
             .min()
             .unwrap_or(self.kv_due)
@@ -256,6 +286,12 @@ impl Live<'_> {
             for i in due {
                 self.refresh_lease(i).await;
             }
+            let due: Vec<usize> = (0..self.certs.len())
+                .filter(|&i| self.certs[i].as_ref().is_some_and(|c| c.due <= now))
+                .collect();
+            for i in due {
+                self.reissue_certificate(i).await;
+            }
             if self.kv_due <= now {
                 self.refresh_kv().await;
             }
@@ -264,6 +300,87 @@ impl Live<'_> {
 
     fn path(&self, index: usize) -> &str {
         &self.spec.secrets[index].path
+    }
+
+    /// Schedules the next issue of secret `index` when it is a certificate. This is the
+    /// one place that knows a certificate's notAfter once it is on disk.
+    fn schedule_certificate(&mut self, index: usize) {
+        let Some(validity) = certificate::validity(&self.secrets[index].data) else {
+            self.certs[index] = None;
+            return;
+        };
+        let renew_before = self.spec.secrets[index].renew_before_seconds;
+        let now_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let at = certificate::renewal_time(validity, renew_before, random_u64() % 1001, now_unix);
+        let path = self.path(index).to_owned();
+        self.log.info(
+            "certificate",
+            "certificate in place",
+            &[
+                ("path", &path),
+                ("not_before", &validity.not_before),
+                ("not_after", &validity.not_after),
+                ("renew_in_s", &(at - now_unix).max(0)),
+            ],
+        );
+        // A leased certificate (`generate_lease`) follows its lease instead.
+        self.certs[index] = self.leases[index].is_none().then(|| CertClock {
+            validity,
+            due: instant_of(at),
+            attempt: 0,
+        });
+    }
+
+    /// Issues certificate `index` again and writes its files together; on failure the
+    /// current files stay, and the next try comes before the certificate expires.
+    async fn reissue_certificate(&mut self, index: usize) {
+        let path = self.path(index).to_owned();
+        match self.reread(index).await {
+            Ok(fetched) if certificate::validity(&fetched.data).is_some() => {
+                self.replace(index, fetched);
+                if let Err(e) = self.write_changed() {
+                    self.log.error("write", &e.message, &[]);
+                }
+                self.schedule_certificate(index);
+            }
+            result => {
+                let err = match result {
+                    Err(err) => err,
+                    Ok(unusable) => {
+                        self.budget.release(unusable.held_bytes);
+                        VaultError::permanent(
+                            "the answer holds no certificate that parses".to_owned(),
+                        )
+                    }
+                };
+                let Some(clock) = self.certs[index].as_mut() else {
+                    return;
+                };
+                clock.attempt += 1;
+                let left =
+                    instant_of(clock.validity.not_after).saturating_duration_since(Instant::now());
+                // Retries come before the certificate expires, however long the backoff.
+                let delay = delay_after(clock.attempt, &err)
+                    .min(left / 2)
+                    .max(Duration::from_secs(1));
+                clock.due = Instant::now() + delay;
+                let (attempt, delay_ms, left_s) =
+                    (clock.attempt, delay.as_millis(), left.as_secs());
+                self.log.error(
+                    "certificate",
+                    "cannot issue the certificate again; the current files stay in place",
+                    &[
+                        ("path", &path),
+                        ("attempt", &attempt),
+                        ("retry_in_ms", &delay_ms),
+                        ("cert_left_s", &left_s),
+                        ("error", &err),
+                    ],
+                );
+            }
+        }
     }
 
     async fn refresh_token(&mut self) {
@@ -492,7 +609,8 @@ impl Live<'_> {
         let mut transient: Option<VaultError> = None;
         let mut read = 0;
         for index in 0..self.secrets.len() {
-            if self.secrets[index].lease.is_some() {
+            // Leased secrets follow their leases, issued ones their own schedule.
+            if self.secrets[index].lease.is_some() || self.spec.secrets[index].params.is_some() {
                 continue;
             }
             match self.reread(index).await {
@@ -545,6 +663,14 @@ impl Live<'_> {
     /// Reads secret `index` again where it was read first.
     async fn reread(&self, index: usize) -> Result<Fetched, VaultError> {
         let secret = &self.secrets[index];
+        if let Some(params) =
+            resolved_params(&self.spec.secrets[index]).map_err(VaultError::permanent)?
+        {
+            return self
+                .vault
+                .write(&secret.api_path, &params, MAX_REQUEST_TIME, &self.budget)
+                .await;
+        }
         self.vault
             .read(
                 &secret.api_path,
@@ -562,39 +688,92 @@ impl Live<'_> {
         self.budget.release(old.held_bytes);
     }
 
-    /// Writes each output whose content differs from its file; an output that cannot be
-    /// rendered (a key gone) keeps its old file. Returns how many files were written.
+    /// Writes each output whose content differs from its file (the files of a directory
+    /// written together: all of them, as a new version, when any differs); an output that
+    /// cannot be rendered (a key gone) keeps its old file. Returns how many files were
+    /// written.
     fn write_changed(&self) -> Result<usize, AgentError> {
         let root = std::path::Path::new(&self.spec.secrets_root);
         let mut written = 0;
-        for out in all_outputs(self.spec) {
-            if let Err(e) = output_ready(self.spec, &self.secrets, &out) {
-                self.log.error(
-                    "refresh",
-                    &format!("{}; the old file stays in place", e.message),
-                    &[],
-                );
-                continue;
+        let outputs = all_outputs(self.spec);
+        for unit in write_units(self.spec, &outputs) {
+            match unit {
+                WriteUnit::One(out) => {
+                    let Some(content) = self.rendered(out)? else {
+                        continue;
+                    };
+                    let path_text = out.path(self.spec);
+                    let path = std::path::Path::new(path_text);
+                    if !differs(path, &content) {
+                        continue;
+                    }
+                    write::write_atomic(root, path, &content, out.mode(self.spec)).map_err(
+                        |e| {
+                            AgentError::environment(
+                                "write",
+                                format!("cannot write {path_text}: {e}"),
+                            )
+                        },
+                    )?;
+                    self.log.info("write", out.what(), &[("path", &path_text)]);
+                    written += 1;
+                }
+                WriteUnit::Together { dir, files } => {
+                    let mut contents = Vec::new();
+                    for &i in &files {
+                        match self.rendered(Output::File(i))? {
+                            Some(content) => contents.push(content),
+                            None => break,
+                        }
+                    }
+                    if contents.len() < files.len() {
+                        continue;
+                    }
+                    let changed = files.iter().zip(&contents).any(|(&i, content)| {
+                        differs(std::path::Path::new(&self.spec.files[i].path), content)
+                    });
+                    if !changed {
+                        continue;
+                    }
+                    let names = together_names(self.spec, &files);
+                    write::write_together(root, std::path::Path::new(dir), &names, |k, file| {
+                        std::io::Write::write_all(file, &contents[k])
+                    })
+                    .map_err(|e| {
+                        AgentError::environment(
+                            "write",
+                            format!("cannot write the files of {dir}: {e}"),
+                        )
+                    })?;
+                    self.log.info(
+                        "write",
+                        "file secrets written together",
+                        &[("dir", &dir), ("files", &names.len())],
+                    );
+                    written += files.len();
+                }
             }
-            let mut content: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(4096));
-            let mut sink = Sink::new(&mut *content);
-            let rendered = out.write(self.spec, &self.secrets, &mut sink);
-            let finished = sink.finish();
-            rendered?;
-            finished.map_err(|e| AgentError::environment("render", e.to_string()))?;
-            let path_text = out.path(self.spec);
-            let path = std::path::Path::new(path_text);
-            let current = std::fs::read(path).ok().map(Zeroizing::new);
-            if current.as_deref().map(Vec::as_slice) == Some(content.as_slice()) {
-                continue;
-            }
-            write::write_atomic(root, path, &content, out.mode(self.spec)).map_err(|e| {
-                AgentError::environment("write", format!("cannot write {path_text}: {e}"))
-            })?;
-            self.log.info("write", out.what(), &[("path", &path_text)]);
-            written += 1;
         }
         Ok(written)
+    }
+
+    /// The content of one output, or `None` (logged) when it cannot be rendered now.
+    fn rendered(&self, out: Output) -> Result<Option<Zeroizing<Vec<u8>>>, AgentError> {
+        if let Err(e) = output_ready(self.spec, &self.secrets, &out) {
+            self.log.error(
+                "refresh",
+                &format!("{}; the old file stays in place", e.message),
+                &[],
+            );
+            return Ok(None);
+        }
+        let mut content: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(4096));
+        let mut sink = Sink::new(&mut *content);
+        let rendered = out.write(self.spec, &self.secrets, &mut sink);
+        let finished = sink.finish();
+        rendered?;
+        finished.map_err(|e| AgentError::environment("render", e.to_string()))?;
+        Ok(Some(content))
     }
 
     /// SIGTERM: revokes the pod's leases (unless `revoke-on-stop` is false) and the token.
@@ -647,6 +826,12 @@ impl Live<'_> {
             ),
         }
     }
+}
+
+/// Whether the file at `path` (through a `..data` link, if any) holds other than `content`.
+fn differs(path: &std::path::Path, content: &[u8]) -> bool {
+    let current = std::fs::read(path).ok().map(Zeroizing::new);
+    current.as_deref().map(Vec::as_slice) != Some(content)
 }
 
 #[cfg(test)]

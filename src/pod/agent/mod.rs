@@ -2,6 +2,7 @@
 //! service-account token, reads each distinct secret once, writes the file secrets and one
 //! env file per wrapped container, copies its own executable for `exec`, then exits.
 
+pub mod certificate;
 pub mod format;
 pub mod live;
 pub mod log;
@@ -16,11 +17,12 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use self::format::{check_whole, write_whole, FormatError, SecretData, Sink};
+use self::format::{check_whole, write_raw, write_whole, FormatError, SecretData, Sink};
 use self::log::Log;
 use self::vault::{Fetched, TokenGrant, Vault, VaultError};
 use crate::pod::agent_spec::{
-    AgentSpec, FileFormat, SecretRead, MAX_HELD_BYTES, READY_FILE, SPEC_ENV, TOKEN_DIR,
+    resolve_params, AgentSpec, FileFormat, Params, SecretRead, MAX_HELD_BYTES, POD_VARIABLES,
+    READY_FILE, SPEC_ENV, TOKEN_DIR,
 };
 use crate::vault::http::{has_dot_segment, is_header_safe, redacted_address, Budget};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
@@ -251,36 +253,95 @@ async fn fetch_and_write(
     let leased = fetched.iter().any(|f| f.leased);
     // Every key found and every format possible before the first file is written.
     let outputs = plan_outputs(spec, &fetched)?;
-    let secrets_root = Path::new(&spec.secrets_root);
-    for out in &outputs {
-        let path = Path::new(out.path(spec));
-        let mut rendered = Ok(());
-        write::write_atomic_in(secrets_root, path, out.mode(spec), |file| {
-            let mut sink = Sink::new(file);
-            rendered = out.write(spec, &fetched, &mut sink);
-            sink.finish()
-        })
-        .map_err(|e| {
-            AgentError::environment(
-                "write",
-                format!(
-                    "cannot write {}: {e}: is the secrets volume mounted read-write?",
-                    out.path(spec)
-                ),
-            )
-        })?;
-        rendered?;
-        log.info(
-            "write",
-            out.what(),
-            &[
-                ("path", &out.path(spec)),
-                ("mode", &format_args!("{:04o}", out.mode(spec))),
-            ],
-        );
+    for unit in write_units(spec, &outputs) {
+        match unit {
+            WriteUnit::One(out) => write_one(spec, &fetched, out, log)?,
+            WriteUnit::Together { dir, files } => {
+                write_dir_together(spec, &fetched, dir, &files, log)?
+            }
+        }
     }
     copy_binary(spec, log)?;
     Ok(leased)
+}
+
+/// Writes one file (a file secret or an env file), its content streamed into it.
+fn write_one(
+    spec: &AgentSpec,
+    fetched: &[Fetched],
+    out: Output,
+    log: &Log,
+) -> Result<(), AgentError> {
+    let path = Path::new(out.path(spec));
+    let mut rendered = Ok(());
+    write::write_atomic_in(
+        Path::new(&spec.secrets_root),
+        path,
+        out.mode(spec),
+        |file| {
+            let mut sink = Sink::new(file);
+            rendered = out.write(spec, fetched, &mut sink);
+            sink.finish()
+        },
+    )
+    .map_err(|e| {
+        AgentError::environment(
+            "write",
+            format!(
+                "cannot write {}: {e}: is the secrets volume mounted read-write?",
+                out.path(spec)
+            ),
+        )
+    })?;
+    rendered?;
+    log.info(
+        "write",
+        out.what(),
+        &[
+            ("path", &out.path(spec)),
+            ("mode", &format_args!("{:04o}", out.mode(spec))),
+        ],
+    );
+    Ok(())
+}
+
+/// Writes the file secrets of directory `dir` together, as one version.
+fn write_dir_together(
+    spec: &AgentSpec,
+    fetched: &[Fetched],
+    dir: &str,
+    files: &[usize],
+    log: &Log,
+) -> Result<(), AgentError> {
+    let names = together_names(spec, files);
+    let mut rendered = Ok(());
+    write::write_together(
+        Path::new(&spec.secrets_root),
+        Path::new(dir),
+        &names,
+        |k, file| {
+            let mut sink = Sink::new(file);
+            if let Err(e) = Output::File(files[k]).write(spec, fetched, &mut sink) {
+                rendered = Err(e);
+            }
+            sink.finish()
+        },
+    )
+    .map_err(|e| {
+        AgentError::environment(
+            "write",
+            format!(
+                "cannot write the files of {dir}: {e}: is the secrets volume mounted read-write?"
+            ),
+        )
+    })?;
+    rendered?;
+    log.info(
+        "write",
+        "file secrets written together",
+        &[("dir", &dir), ("files", &names.len())],
+    );
+    Ok(())
 }
 
 /// Copies this executable for `exec`, when the spec asks.
@@ -379,6 +440,9 @@ impl FetchJob {
         budget: &Budget,
     ) -> Result<Fetched, AgentError> {
         let path = self.read.path.trim_start_matches('/');
+        if self.read.params.is_some() {
+            return self.issue(vault, log, deadline, budget, path).await;
+        }
         let mount = self.mount(vault, mounts, log, deadline, path).await?;
         let api = api_path(path, &mount, self.read.version)
             .map_err(|e| AgentError::refused("read", format!("{}: {e}", self.refs)))?;
@@ -410,6 +474,62 @@ impl FetchJob {
                 ("version", version),
                 ("keys", &fetched.data.len()),
                 ("leased", &fetched.leased),
+            ],
+        );
+        Ok(fetched)
+    }
+
+    /// A write that issues a secret: its params (pod variables resolved) sent to the path
+    /// as written, no mount lookup needed.
+    async fn issue(
+        &self,
+        vault: &Vault,
+        log: &Log,
+        deadline: &Deadline,
+        budget: &Budget,
+        path: &str,
+    ) -> Result<Fetched, AgentError> {
+        let params = resolved_params(&self.read)
+            .map_err(|e| AgentError::environment("issue", format!("{}: {e}", self.refs)))?
+            .unwrap_or_default();
+        let fields: [(&str, &dyn fmt::Display); 1] = [("path", &path)];
+        let fetched = retry(deadline, retrying(log, "issue", &fields), |timeout| {
+            vault.write(path, &params, timeout, budget)
+        })
+        .await
+        .map_err(|gave_up| match gave_up {
+            GaveUp::Permanent(err) if err.status.is_none_or(|s| s < 300) => {
+                unreachable("issue", &err, &self.address)
+            }
+            GaveUp::Permanent(err) => {
+                let what = match err.status {
+                    Some(403) => format!(
+                        "permission denied writing to {path:?} ({err}): the policies of role {:?} must grant \"update\" on {path:?}",
+                        self.role
+                    ),
+                    _ => format!(
+                        "Vault refused the write to {path:?}: {err}: check the params (for PKI, that the role allows the names and ttl asked for; `secretstore check` tells)"
+                    ),
+                };
+                AgentError::refused("issue", format!("{}: {what}", self.refs))
+            }
+            GaveUp::Deadline { attempts, last } => {
+                deadline_error("issue", deadline, attempts, &last, &self.address)
+            }
+        })?;
+        let not_after = certificate::validity(&fetched.data).map(|v| v.not_after);
+        let not_after: &dyn fmt::Display = match &not_after {
+            Some(t) => t,
+            None => &"-",
+        };
+        log.info(
+            "issue",
+            "secret issued",
+            &[
+                ("path", &path),
+                ("keys", &fetched.data.len()),
+                ("leased", &fetched.leased),
+                ("cert_not_after", not_after),
             ],
         );
         Ok(fetched)
@@ -556,6 +676,15 @@ fn retrying<'a>(
     }
 }
 
+/// A write's params with the pod variables taken from the agent's environment (render
+/// wires them from the downward API); `None` for a read.
+pub fn resolved_params(read: &SecretRead) -> Result<Option<Params>, String> {
+    read.params
+        .as_ref()
+        .map(|p| resolve_params(p, &|i| std::env::var(POD_VARIABLES[i].1).ok()))
+        .transpose()
+}
+
 /// The references that use secret `index`, for error messages: `ref1, ref2`.
 fn references_of(spec: &AgentSpec, index: usize) -> String {
     let mut refs = BTreeSet::new();
@@ -590,6 +719,7 @@ pub fn api_path(path: &str, mount: &Mount, version: Option<u64>) -> Result<Strin
 
 /// One file to write: a file secret (index into the spec's files), or a container's env
 /// file (index into its env files). Its content is written straight into the file.
+#[derive(Debug, Clone, Copy)]
 enum Output {
     File(usize),
     Env(usize),
@@ -609,7 +739,7 @@ impl Output {
                 match &file.key {
                     Some(key) => {
                         if let Some(value) = data.get(key) {
-                            std::io::Write::write_all(sink, value.as_text().as_bytes())
+                            write_raw(value, sink)
                                 .map_err(|e| AgentError::environment("write", e.to_string()))?;
                         }
                         Ok(())
@@ -654,6 +784,59 @@ impl Output {
             Output::Env(i) => &spec.env_files[i].path,
         }
     }
+}
+
+/// What is written in one step: one file, or every file of a directory whose files are
+/// written together (a directory with a file of a `files` config).
+enum WriteUnit<'s> {
+    One(Output),
+    Together { dir: &'s str, files: Vec<usize> },
+}
+
+/// The outputs as write units, in order: each together-directory where its first file is.
+fn write_units<'s>(spec: &'s AgentSpec, outputs: &[Output]) -> Vec<WriteUnit<'s>> {
+    let parent = |path: &'s str| path.rsplit_once('/').map_or(path, |(d, _)| d);
+    let together: BTreeSet<&str> = spec
+        .files
+        .iter()
+        .filter(|f| f.together)
+        .map(|f| parent(&f.path))
+        .collect();
+    let mut units: Vec<WriteUnit> = Vec::new();
+    for out in outputs {
+        match *out {
+            Output::File(i) if together.contains(parent(&spec.files[i].path)) => {
+                let dir = parent(&spec.files[i].path);
+                let existing = units.iter_mut().find_map(|u| match u {
+                    WriteUnit::Together { dir: d, files } if *d == dir => Some(files),
+                    _ => None,
+                });
+                match existing {
+                    Some(files) => files.push(i),
+                    None => units.push(WriteUnit::Together {
+                        dir,
+                        files: vec![i],
+                    }),
+                }
+            }
+            other => units.push(WriteUnit::One(other)),
+        }
+    }
+    units
+}
+
+/// The names and modes of files written together.
+fn together_names<'s>(spec: &'s AgentSpec, files: &[usize]) -> Vec<(&'s str, u32)> {
+    files
+        .iter()
+        .map(|&i| {
+            let f = &spec.files[i];
+            (
+                f.path.rsplit_once('/').map_or(f.path.as_str(), |(_, n)| n),
+                f.mode,
+            )
+        })
+        .collect()
 }
 
 fn missing_key(reference: &str, path: &str, key: &str, data: &SecretData) -> AgentError {
@@ -777,6 +960,16 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
     {
         return Err(format!("secret {i} of the spec has an empty path"));
     }
+    for s in &spec.secrets {
+        let mut strings = Vec::new();
+        for (k, v) in s.params.iter().flatten() {
+            crate::pod::agent_spec::param_strings(v, k.clone(), &mut strings);
+        }
+        for (field, text) in strings {
+            crate::pod::agent_spec::parse_param(text)
+                .map_err(|(_, e)| format!("secret {:?}, params.{field}: {e}", s.path))?;
+        }
+    }
     let n = spec.secrets.len();
     let mut paths = BTreeSet::new();
     for f in &spec.files {
@@ -809,6 +1002,16 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
         }
         if !paths.insert(f.path.as_str()) {
             return Err(format!("the spec writes {} twice", f.path));
+        }
+        if f.path
+            .rsplit('/')
+            .next()
+            .is_some_and(|n| n.starts_with(".."))
+        {
+            return Err(format!(
+                "file {}: a name starting with `..` is the agent's own (`..data`)",
+                f.path
+            ));
         }
     }
     for e in &spec.env_files {

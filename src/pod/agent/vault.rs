@@ -256,6 +256,45 @@ impl Vault {
     }
 }
 
+impl Vault {
+    /// Writes `params` to an API path (a `PUT`, sent as POST like the Vault CLI) and keeps
+    /// the answer like a read: an issued secret (a certificate, STS credentials, a
+    /// transit plaintext). The body is not secret; the answer is.
+    pub async fn write(
+        &self,
+        api_path: &str,
+        params: &crate::pod::agent_spec::Params,
+        timeout: Duration,
+        budget: &Budget,
+    ) -> Result<Fetched, VaultError> {
+        let body = json_body(&serde_json::Value::Object(params.clone()));
+        let answer = self
+            .http
+            .send(Request::post(api_path, body, timeout), Some(budget))
+            .await?;
+        let body_bytes = answer.body.capacity();
+        let result = parse_read(&answer, api_path, false);
+        drop(answer);
+        budget.release(body_bytes);
+        let (data, lease) = result?;
+        let held_bytes = data.iter().map(|(k, v)| k.len() + v.as_text().len()).sum();
+        if !budget.try_charge(held_bytes) {
+            return Err(VaultError::permanent(format!(
+                "the answer of {api_path} would pass the {} MiB the agent holds for one pod",
+                budget.limit() >> 20
+            )));
+        }
+        Ok(Fetched {
+            data,
+            leased: lease.is_some(),
+            held_bytes,
+            lease,
+            api_path: api_path.to_owned(),
+            kv2: false,
+        })
+    }
+}
+
 fn parse_read(
     answer: &crate::vault::http::Answer,
     api_path: &str,

@@ -186,6 +186,163 @@ pub fn write_atomic_in(
     result
 }
 
+/// The symlink that names a directory's current version (as the kubelet names a
+/// ConfigMap volume's).
+pub const DATA_LINK: &str = "..data";
+
+/// Creates directory `name` in `parent` (it must not exist), mode 0755 plus the setgid
+/// bit it inherits, and opens it.
+fn create_dir_at(parent: &OwnedFd, name: &CString) -> io::Result<OwnedFd> {
+    // SAFETY: valid descriptor and NUL-terminated name.
+    cvt(unsafe { libc::mkdirat(parent.as_raw_fd(), name.as_ptr(), DIR_MODE) })?;
+    let dir = open_dir_at(Some(parent), name)?;
+    let file = File::from(dir.try_clone()?);
+    let inherited = std::os::unix::fs::MetadataExt::mode(&file.metadata()?) & 0o2000;
+    // SAFETY: valid descriptor.
+    cvt(unsafe { libc::fchmod(dir.as_raw_fd(), (DIR_MODE | inherited) as libc::mode_t) })?;
+    Ok(dir)
+}
+
+/// The target of symlink `name` in `dir`, when it is one.
+fn read_link_at(dir: &OwnedFd, name: &CString) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 512];
+    // SAFETY: valid descriptor, NUL-terminated name, and a buffer of the length given.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    (n >= 0).then(|| {
+        buf.truncate(n as usize);
+        buf
+    })
+}
+
+/// Points `name` in `dir` at `target` with a new symlink renamed over it (atomic).
+fn replace_symlink_at(dir: &OwnedFd, name: &CString, target: &[u8]) -> io::Result<()> {
+    if read_link_at(dir, name).as_deref() == Some(target) {
+        return Ok(());
+    }
+    let mut tmp = b".".to_vec();
+    tmp.extend_from_slice(name.as_bytes());
+    tmp.extend_from_slice(format!(".lnk{}", std::process::id()).as_bytes());
+    let tmp = c_name(OsStr::from_bytes(&tmp))?;
+    let target = c_name(OsStr::from_bytes(target))?;
+    // SAFETY: valid descriptor and NUL-terminated names.
+    unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    // SAFETY: valid descriptor and NUL-terminated names.
+    cvt(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), tmp.as_ptr()) })?;
+    // SAFETY: valid descriptor and NUL-terminated names.
+    cvt(unsafe {
+        libc::renameat(
+            dir.as_raw_fd(),
+            tmp.as_ptr(),
+            dir.as_raw_fd(),
+            name.as_ptr(),
+        )
+    })
+    .map(|_| ())
+    .inspect_err(|_| {
+        // SAFETY: valid descriptor and NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
+    })
+}
+
+/// The names in an open directory.
+fn names_in(dir: &OwnedFd) -> io::Result<Vec<Vec<u8>>> {
+    let entries = std::fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+    entries
+        .map(|e| e.map(|e| e.file_name().as_bytes().to_vec()))
+        .collect()
+}
+
+/// Removes version directory `name` of `dir` and the files in it (never following a link).
+fn remove_version(dir: &OwnedFd, name: &[u8]) -> io::Result<()> {
+    let name = c_name(OsStr::from_bytes(name))?;
+    let version = open_dir_at(Some(dir), &name)?;
+    for file in names_in(&version)? {
+        let file = c_name(OsStr::from_bytes(&file))?;
+        // SAFETY: valid descriptor and NUL-terminated name.
+        cvt(unsafe { libc::unlinkat(version.as_raw_fd(), file.as_ptr(), 0) })?;
+    }
+    // SAFETY: valid descriptor and NUL-terminated name.
+    cvt(unsafe { libc::unlinkat(dir.as_raw_fd(), name.as_ptr(), libc::AT_REMOVEDIR) }).map(|_| ())
+}
+
+/// Writes the files of directory `dir` (inside `root`) together, so that a reader never
+/// sees two versions of them, as the kubelet writes a ConfigMap volume: the files go into a
+/// new version directory `..<time>`, the symlink `..data` is renamed to point at it in
+/// one step, and each file name is a symlink `..data/<name>`. The version before stays
+/// (a reader that opened `..data` a moment ago can still open the other files); older
+/// ones are removed. `files` are names and modes; `fill` writes file `i`.
+pub fn write_together(
+    root: &Path,
+    dir: &Path,
+    files: &[(&str, u32)],
+    mut fill: impl FnMut(usize, &mut File) -> io::Result<()>,
+) -> io::Result<()> {
+    // The directory itself, opened (and created) as the parent of a name inside it.
+    let (dir_fd, _) = open_parent(root, &dir.join("-"))?;
+    let data_link = c_name(OsStr::new(DATA_LINK))?;
+    let previous = read_link_at(&dir_fd, &data_link);
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let (version_name, version) = (0..100)
+        .find_map(|n| {
+            let name = format!("..{}.{:09}_{n}", stamp.as_secs(), stamp.subsec_nanos());
+            let c = c_name(OsStr::new(&name)).ok()?;
+            match create_dir_at(&dir_fd, &c) {
+                Ok(fd) => Some(Ok((name, fd))),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                Err(e) => Some(Err(e)),
+            }
+        })
+        .unwrap_or_else(|| Err(io::Error::other("no free version directory name")))?;
+    let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let written = (|| {
+        for (i, (file_name, mode)) in files.iter().enumerate() {
+            let c = c_name(OsStr::new(file_name))?;
+            // SAFETY: valid descriptor and NUL-terminated name; the descriptor is owned below.
+            let fd = cvt(unsafe {
+                libc::openat(
+                    version.as_raw_fd(),
+                    c.as_ptr(),
+                    flags,
+                    0o600 as libc::c_uint,
+                )
+            })?;
+            // SAFETY: openat returned a fresh descriptor that nothing else owns.
+            let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+            fill(i, &mut file)?;
+            file.flush()?;
+            // SAFETY: valid descriptor.
+            cvt(unsafe { libc::fchmod(file.as_raw_fd(), *mode as libc::mode_t) })?;
+        }
+        replace_symlink_at(&dir_fd, &data_link, version_name.as_bytes())
+    })();
+    if let Err(e) = written {
+        let _ = remove_version(&dir_fd, version_name.as_bytes());
+        return Err(e);
+    }
+    for (file_name, _) in files {
+        let target = format!("{DATA_LINK}/{file_name}");
+        replace_symlink_at(&dir_fd, &c_name(OsStr::new(file_name))?, target.as_bytes())?;
+    }
+    for old in names_in(&dir_fd)? {
+        let keep = old == DATA_LINK.as_bytes()
+            || old == version_name.as_bytes()
+            || previous.as_deref() == Some(old.as_slice());
+        if old.starts_with(b"..") && !keep {
+            remove_version(&dir_fd, &old)?;
+        }
+    }
+    Ok(())
+}
+
 /// Writes `contents` to `path` inside `root`, atomically, with exactly `mode`.
 pub fn write_atomic(root: &Path, path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     write_atomic_in(root, path, mode, |file| file.write_all(contents))
@@ -264,6 +421,50 @@ mod tests {
             .is_file());
         // A path outside the root is refused.
         assert!(write_atomic(&root, &outside.join("y"), b"v", 0o444).is_err());
+        fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn writes_a_directory_together_through_data_link() {
+        let d = tempdir("together");
+        let dir = d.join("files/app/0");
+        for round in 0..3 {
+            let contents = [format!("cert{round}"), format!("key{round}")];
+            write_together(
+                &d,
+                &dir,
+                &[("tls.crt", 0o444), ("tls.key", 0o400)],
+                |i, f| f.write_all(contents[i].as_bytes()),
+            )
+            .unwrap();
+            assert_eq!(
+                fs::read_to_string(dir.join("tls.crt")).unwrap(),
+                contents[0]
+            );
+            assert_eq!(
+                fs::read_to_string(dir.join("tls.key")).unwrap(),
+                contents[1]
+            );
+            assert_eq!(
+                fs::metadata(dir.join("tls.key")).unwrap().mode() & 0o7777,
+                0o400
+            );
+            assert!(fs::symlink_metadata(dir.join("tls.crt"))
+                .unwrap()
+                .file_type()
+                .is_symlink());
+        }
+        // `..data`, the current and the previous version, and the two names.
+        let versions = fs::read_dir(&dir)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                let name = name.to_string_lossy();
+                name.starts_with("..") && name != DATA_LINK
+            })
+            .count();
+        assert_eq!(versions, 2);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 5);
         fs::remove_dir_all(d).unwrap();
     }
 

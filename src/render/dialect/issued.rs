@@ -1,0 +1,239 @@
+//! Issued secrets (SPEC 1.3): a file secret's `params` (the body of a write, whose strings
+//! may name pod variables), `files` (several files from one answer) and `renewBefore`.
+
+use super::file_secret::{file_mode, file_name_ok, FileSecretJson, FileSite};
+use super::{Ctx, FileEntry, SecretRef};
+use crate::diag::Code;
+use crate::pod::agent_spec::{param_strings, parse_param, FileFormat};
+use serde_json::Value;
+
+/// `params`: a JSON object whose strings use only the pod variables; with it the
+/// reference is a path, without `#key` or `#version`. Returns the body as compact JSON
+/// with its keys sorted (the request's identity), `None` without params.
+pub(super) fn params(
+    ctx: &mut Ctx,
+    at: FileSite,
+    params: Option<&Value>,
+    reference: Option<&SecretRef>,
+) -> Result<Option<String>, ()> {
+    let Some(params) = params else {
+        return Ok(None);
+    };
+    let Value::Object(map) = params else {
+        at.report(
+            ctx,
+            Code::BadParams,
+            "params",
+            "`params` is not a JSON object".into(),
+            r#"write the body of the write as an object, e.g. {"common_name": "$(POD_NAME).web.svc", "ttl": "24h"}"#,
+        );
+        return Err(());
+    };
+    let mut ok = true;
+    if let Some(r) = reference.filter(|r| r.key.is_some() || r.version.is_some()) {
+        let part = if r.key.is_some() { "#key" } else { "#version" };
+        at.report(
+            ctx,
+            Code::BadParams,
+            "vaultSecretRef",
+            format!("with `params`, vaultSecretRef is the path to write to, but it has a {part}"),
+            "write the path alone (e.g. pki/issue/web) and choose keys of the answer in `files`",
+        );
+        ok = false;
+    }
+    let mut strings = Vec::new();
+    for (k, v) in map {
+        param_strings(v, k.clone(), &mut strings);
+    }
+    for (path, text) in strings {
+        if let Err((offset, message)) = parse_param(text) {
+            at.report(
+                ctx,
+                Code::UnknownPodVariable,
+                &format!("params.{path}"),
+                format!("{message} (at byte {offset} of {text:?})"),
+                "pod variables are resolved in the pod from the downward API; anything else is sent as written",
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| Some(sorted(params).to_string())).ok_or(())
+}
+
+/// A JSON value with the keys of every object sorted.
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
+    }
+}
+
+/// `renewBefore`: a duration, in seconds.
+pub(super) fn renew_before(
+    ctx: &mut Ctx,
+    at: FileSite,
+    value: Option<&Value>,
+) -> Result<Option<u64>, ()> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    let parsed = match value {
+        Value::String(text) => crate::duration::parse_seconds(text),
+        other => Err(format!("`{other}` is not a duration string")),
+    };
+    parsed.map(Some).map_err(|message| {
+        at.report(
+            ctx,
+            Code::BadParams,
+            "renewBefore",
+            message,
+            "write a duration such as 30m, 12h or 1h30m",
+        );
+    })
+}
+
+/// `files`: file name → a key of the answer, or `{"key": ..., "mode": ...}`. Each file
+/// is that key's value, raw; its mode is its own, else the config's.
+pub(super) fn files(
+    ctx: &mut Ctx,
+    at: FileSite,
+    files: &Value,
+    parsed: &FileSecretJson,
+    reference: Option<&SecretRef>,
+    default_mode: Option<u32>,
+) -> Option<Vec<FileEntry>> {
+    let Value::Object(map) = files else {
+        at.report(
+            ctx,
+            Code::FileSecretBadFiles,
+            "files",
+            "`files` is not a JSON object of file names".into(),
+            r#"write e.g. {"tls.crt": "certificate", "tls.key": {"key": "private_key", "mode": "0400"}}"#,
+        );
+        return None;
+    };
+    let mut ok = default_mode.is_some();
+    if map.is_empty() {
+        at.report(
+            ctx,
+            Code::FileSecretBadFiles,
+            "files",
+            "`files` names no file".into(),
+            "name at least one file, or use secretFileName",
+        );
+        ok = false;
+    }
+    if let Some(r) = reference.filter(|r| r.key.is_some()) {
+        at.report(
+            ctx,
+            Code::FileSecretBadFiles,
+            "vaultSecretRef",
+            format!(
+                "with `files`, each file names its key, but vaultSecretRef selects key `{}`",
+                r.key.as_deref().unwrap_or_default()
+            ),
+            "drop the #key from vaultSecretRef",
+        );
+        ok = false;
+    }
+    if parsed.format.is_some() {
+        at.report(
+            ctx,
+            Code::FileSecretBadFiles,
+            "format",
+            "`format` applies to secretFileName; each file of `files` is one key, written as it is"
+                .into(),
+            "drop format",
+        );
+        ok = false;
+    }
+    let mut entries = Vec::new();
+    for (name, what) in map {
+        let field = format!("files[{name:?}]");
+        let name_ok = file_name_ok(ctx, at, &field, name);
+        let entry = match what {
+            Value::String(key) if !key.is_empty() => Some((key.clone(), default_mode)),
+            Value::Object(o) if o.contains_key("template") => {
+                at.report(
+                    ctx,
+                    Code::FileSecretBadFiles,
+                    &field,
+                    format!("file `{name}` is a template, which this version does not support yet"),
+                    r#"name a key of the answer: "file": "key" or {"key": "...", "mode": "0400"}"#,
+                );
+                None
+            }
+            Value::Object(o) => file_object(ctx, at, &field, name, o, default_mode),
+            _ => {
+                at.report(
+                    ctx,
+                    Code::FileSecretBadFiles,
+                    &field,
+                    format!("file `{name}` names no key of the answer"),
+                    r#"write "file": "key" or {"key": "...", "mode": "0400"}"#,
+                );
+                None
+            }
+        };
+        match (entry, name_ok) {
+            (Some((key, Some(mode))), true) => entries.push(FileEntry {
+                file_name: name.clone(),
+                key: Some(key),
+                format: FileFormat::Raw,
+                mode,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(entries)
+}
+
+/// `{"key": ..., "mode": ...}`: the key, and the file's mode (else `default_mode`).
+fn file_object(
+    ctx: &mut Ctx,
+    at: FileSite,
+    field: &str,
+    name: &str,
+    o: &serde_json::Map<String, Value>,
+    default_mode: Option<u32>,
+) -> Option<(String, Option<u32>)> {
+    if let Some(unknown) = o.keys().find(|k| *k != "key" && *k != "mode") {
+        at.report(
+            ctx,
+            Code::FileSecretBadFiles,
+            field,
+            format!("file `{name}` has an unknown field `{unknown}`"),
+            "a file is {\"key\": ..., \"mode\": ...}",
+        );
+        return None;
+    }
+    let key = match o.get("key") {
+        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+        _ => {
+            at.report(
+                ctx,
+                Code::FileSecretBadFiles,
+                field,
+                format!("file `{name}` has no `key` string"),
+                r#"write {"key": "private_key", "mode": "0400"}"#,
+            );
+            return None;
+        }
+    };
+    let mode = match o.get("mode") {
+        None => default_mode,
+        Some(Value::String(m)) => file_mode(ctx, at, &format!("{field}.mode"), Some(m)),
+        Some(_) => file_mode(ctx, at, &format!("{field}.mode"), Some("not a string")),
+    };
+    Some((key, mode))
+}
