@@ -84,7 +84,7 @@ codes! {
     UnknownAnnotation = "SS103", Error, "An unknown key under `vault.secretstore.rafay.dev/`.";
     BadFileSecretSuffix = "SS104", Error, "A `filesecret-config-<N>` suffix is not made of a-z, 0-9 and -.";
     BadAnnotationType = "SS105", Error, "A file secret annotation is not a string.";
-    LiveBadValue = "SS106", Error, "A live-mode setting (refresh, on-change, onChange, revoke-on-stop) has an invalid value.";
+    LiveBadValue = "SS106", Error, "A live-mode setting (refresh, on-change, onChange, revoke-on-stop, metrics-port) has an invalid value.";
     FileSecretBadJson = "SS110", Error, "A file secret configuration is not valid JSON.";
     FileSecretMissingField = "SS111", Error, "A file secret lacks vaultSecretRef, secretFileName or volumeMountPath.";
     FileSecretUnknownField = "SS112", Error, "A file secret configuration has an unknown field.";
@@ -105,7 +105,7 @@ codes! {
     IstioInitOrder = "SS204", Warning, "An Istio-injected pod: the init container has no network before the proxy starts.";
     VersionConflict = "SS205", Warning, "One secret path is read at different versions in one pod.";
     RefreshTooShort = "SS206", Warning, "A live-mode refresh interval under 30 seconds loads Vault with little gain.";
-    OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange or revoke-on-stop on a pod without live mode: nothing will change.";
+    OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange, revoke-on-stop or metrics-port on a pod without live mode: nothing will change.";
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";
     VersionNotSupported = "SS302", Error, "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).";
     SecretNotFound = "SS303", Error, "No secret at the path, or its latest version is deleted or destroyed (check).";

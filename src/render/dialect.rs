@@ -20,6 +20,8 @@ pub const REFRESH_KEY: &str = "vault.secretstore.rafay.dev/refresh";
 pub const ON_CHANGE_KEY: &str = "vault.secretstore.rafay.dev/on-change";
 /// Extension (live mode): `"false"` keeps the pod's leases when the sidecar stops.
 pub const REVOKE_ON_STOP_KEY: &str = "vault.secretstore.rafay.dev/revoke-on-stop";
+/// Extension (live mode): the sidecar's Prometheus metrics port, `off` or `0` for none.
+pub const METRICS_PORT_KEY: &str = "vault.secretstore.rafay.dev/metrics-port";
 /// Text that every document the dialect can touch contains (in the opt-in annotation,
 /// the dialect's keys and every reference); documents without it are never parsed.
 pub const MARKER: &[u8] = b"secretstore";
@@ -156,6 +158,8 @@ pub struct LiveAnnotations {
     pub refresh: Option<(Option<u64>, NodeId)>,
     pub on_change: Option<(OnChange, NodeId)>,
     pub revoke_on_stop: Option<(bool, NodeId)>,
+    /// `metrics-port`: the port, or `None` for `off`/`0`.
+    pub metrics_port: Option<(Option<u16>, NodeId)>,
 }
 
 impl LiveAnnotations {
@@ -163,6 +167,14 @@ impl LiveAnnotations {
     pub fn refresh_seconds(&self, configured: Option<u64>) -> Option<u64> {
         match self.refresh {
             Some((seconds, _)) => seconds,
+            None => configured,
+        }
+    }
+
+    /// The metrics port in force: the annotation, else the configuration's.
+    pub fn metrics_port(&self, configured: Option<u16>) -> Option<u16> {
+        match self.metrics_port {
+            Some((port, _)) => port,
             None => configured,
         }
     }
@@ -233,13 +245,14 @@ impl<'a> Ctx<'a> {
 }
 
 /// Known extension keys besides the upstream ones.
-const KNOWN_KEYS: [&str; 6] = [
+const KNOWN_KEYS: [&str; 7] = [
     OPT_IN_KEY,
     ROLE_KEY,
     STATUS_KEY,
     REFRESH_KEY,
     ON_CHANGE_KEY,
     REVOKE_ON_STOP_KEY,
+    METRICS_PORT_KEY,
 ];
 
 /// Warns about dialect keys on a workload's own metadata, where they have no effect.
@@ -424,7 +437,11 @@ fn read_annotations(ctx: &mut Ctx, annotations: NodeId, afield: &str) -> Dialect
                     "set it to the Vault role bound to this pod's service account",
                 ),
             }
-        } else if key == REFRESH_KEY || key == ON_CHANGE_KEY || key == REVOKE_ON_STOP_KEY {
+        } else if key == REFRESH_KEY
+            || key == ON_CHANGE_KEY
+            || key == REVOKE_ON_STOP_KEY
+            || key == METRICS_PORT_KEY
+        {
             read_live_annotation(ctx, key, *v, kfield, &mut live);
         } else if let Some(suffix) = key.strip_prefix(FILE_KEY_PREFIX) {
             if suffix.is_empty()
@@ -451,7 +468,7 @@ fn read_annotations(ctx: &mut Ctx, annotations: NodeId, afield: &str) -> Dialect
                 format!("unknown secret-store annotation `{key}`"),
                 &match suggestion {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known keys: {ROLE_KEY}, {FILE_KEY_PREFIX}<N>, {STATUS_KEY}, {REFRESH_KEY}, {ON_CHANGE_KEY}, {REVOKE_ON_STOP_KEY}"),
+                    None => format!("known keys: {ROLE_KEY}, {FILE_KEY_PREFIX}<N>, {STATUS_KEY}, {REFRESH_KEY}, {ON_CHANGE_KEY}, {REVOKE_ON_STOP_KEY}, {METRICS_PORT_KEY}"),
                 },
             );
         }
@@ -485,6 +502,8 @@ fn read_live_annotation(
         crate::config::parse_refresh(text).map(|r| live.refresh = Some((r, node)))
     } else if key == ON_CHANGE_KEY {
         OnChange::parse(text).map(|a| live.on_change = Some((a, node)))
+    } else if key == METRICS_PORT_KEY {
+        parse_metrics_port(text).map(|p| live.metrics_port = Some((p, node)))
     } else {
         match text {
             "true" => Ok(true),
@@ -498,10 +517,24 @@ fn read_live_annotation(
             "write a duration such as 30s, 5m or 1h30m, or `off`"
         } else if key == ON_CHANGE_KEY {
             "write none, restart or signal:<NAME> (e.g. signal:SIGHUP)"
+        } else if key == METRICS_PORT_KEY {
+            "write a port number from 1 to 65535 (e.g. \"9102\"), or `off`"
         } else {
             "write \"true\" (the default) or \"false\""
         };
         ctx.report(Code::LiveBadValue, node, field, message, help);
+    }
+}
+
+/// Parses a metrics port: 1-65535, or `off`/`0` for none.
+pub fn parse_metrics_port(text: &str) -> Result<Option<u16>, String> {
+    match text.trim() {
+        "off" => Ok(None),
+        other => match other.parse::<u16>() {
+            Ok(0) => Ok(None),
+            Ok(port) => Ok(Some(port)),
+            Err(_) => Err(format!("`{text}` is not a port number (1-65535)")),
+        },
     }
 }
 
@@ -982,6 +1015,7 @@ fn suggest(key: &str) -> Option<String> {
         REFRESH_KEY,
         ON_CHANGE_KEY,
         REVOKE_ON_STOP_KEY,
+        METRICS_PORT_KEY,
         "vault.secretstore.rafay.dev/filesecret-config-1",
     ];
     if let Some(rest) = key.strip_prefix(PREFIX) {
@@ -1051,5 +1085,24 @@ mod tests {
             suggest("vault.secretstore.rafay.dev/filesecret-conf-2").as_deref(),
             Some("vault.secretstore.rafay.dev/filesecret-config-2")
         );
+        assert_eq!(
+            suggest("vault.secretstore.rafay.dev/metrics-prot").as_deref(),
+            Some(METRICS_PORT_KEY)
+        );
+        assert_eq!(
+            suggest("vault.secretstore.rafay.dev/metrics").as_deref(),
+            Some(METRICS_PORT_KEY)
+        );
+    }
+
+    #[test]
+    fn metrics_ports() {
+        assert_eq!(parse_metrics_port("9102"), Ok(Some(9102)));
+        assert_eq!(parse_metrics_port(" 65535 "), Ok(Some(65535)));
+        assert_eq!(parse_metrics_port("off"), Ok(None));
+        assert_eq!(parse_metrics_port("0"), Ok(None));
+        for bad in ["65536", "-1", "http", "", "9102/TCP", "1e3"] {
+            assert!(parse_metrics_port(bad).is_err(), "{bad}");
+        }
     }
 }

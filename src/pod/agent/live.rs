@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use super::format::Sink;
+use super::format::{check_whole, Sink};
 use super::log::Log;
+use super::metrics::Metrics;
 use super::vault::{Fetched, Lease, TokenGrant, Vault, VaultError};
 use super::{
     all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token, write,
@@ -135,6 +136,7 @@ struct Live<'a> {
     token: TokenClock,
     kv_due: Instant,
     kv_attempt: u32,
+    metrics: Metrics,
 }
 
 /// Runs the sidecar: the first fetch (all or nothing, within the deadline, as the one-shot
@@ -152,11 +154,13 @@ pub async fn run(
         libc::signal(libc::SIGTERM, handler);
         libc::signal(libc::SIGINT, handler);
     }
+    let metrics = Metrics::serve(spec, log);
     let conn = &spec.vault;
     let mut vault =
         Vault::new(conn).map_err(|e| AgentError::environment("connect", e.to_string()))?;
     let grant = login(&vault, conn, &jwt, &deadline, log).await?;
     drop(jwt);
+    metrics.token(grant.ttl);
     let token = TokenClock::after_login(&grant);
     vault
         .set_token(grant.token)
@@ -165,6 +169,12 @@ pub async fn run(
     let secrets = fetch_all(spec, log, &deadline, &vault).await?;
     // The first fetch is all or nothing: the app starts only with every file in place.
     plan_outputs(spec, &secrets)?;
+    for (read, fetched) in spec.secrets.iter().zip(&secrets) {
+        metrics.read_ok(&read.path);
+        if let Some(lease) = &fetched.lease {
+            metrics.lease(&read.path, lease.duration);
+        }
+    }
     let leases = secrets
         .iter()
         .map(|s| s.lease.clone().map(LeaseClock::new))
@@ -185,6 +195,7 @@ pub async fn run(
         token,
         kv_due: Instant::now() + jittered(Duration::from_secs(settings.refresh_seconds)),
         kv_attempt: 0,
+        metrics,
     };
     live.write_changed()?;
     copy_binary(spec, log)?;
@@ -252,6 +263,7 @@ impl Live<'_> {
             TokenStep::Renew => match self.vault.renew_self(MAX_REQUEST_TIME).await {
                 Ok((ttl, renewable)) => {
                     self.token.attempt = 0;
+                    self.metrics.token(ttl);
                     if !renewable || ttl < self.token.full_ttl {
                         // The max TTL ends within one TTL: log in again now, so the
                         // leases re-read under the new token overlap the old ones longest.
@@ -320,6 +332,7 @@ impl Live<'_> {
             Err(err) => return self.token_retry(&err, "login"),
         };
         drop(jwt);
+        self.metrics.token(grant.ttl);
         self.token = TokenClock::after_login(&grant);
         let Some(vault) = Arc::get_mut(&mut self.vault) else {
             // Only the refresh loop holds the client between fetches.
@@ -362,6 +375,10 @@ impl Live<'_> {
             .await;
         let now = Instant::now();
         let log = self.log;
+        match &result {
+            Ok(ttl) => self.metrics.lease(&path, *ttl),
+            Err(_) => self.metrics.refresh_error(&path),
+        }
         let Some(clock) = self.leases[index].as_mut() else {
             return;
         };
@@ -425,6 +442,10 @@ impl Live<'_> {
             Ok(fetched) => {
                 let new_lease = fetched.lease.clone();
                 self.replace(index, fetched);
+                self.record_read(index);
+                if let Some(lease) = &new_lease {
+                    self.metrics.lease(&path, lease.duration);
+                }
                 if let Some(old) = self.leases[index].take() {
                     if old.expires > now {
                         self.retired.push((old.lease, old.expires));
@@ -443,6 +464,7 @@ impl Live<'_> {
                 }
             }
             Err(err) => {
+                self.metrics.refresh_error(&path);
                 let Some(clock) = self.leases[index].as_mut() else {
                     return;
                 };
@@ -478,10 +500,12 @@ impl Live<'_> {
             match self.reread(index).await {
                 Ok(fetched) => {
                     self.replace(index, fetched);
+                    self.record_read(index);
                     read += 1;
                 }
                 Err(err) => {
                     let path = self.path(index).to_owned();
+                    self.metrics.refresh_error(&path);
                     self.log.error(
                         "refresh",
                         "cannot read the secret; its files keep their last good content",
@@ -537,6 +561,34 @@ impl Live<'_> {
             .await
     }
 
+    /// Records a new read of secret `index` in the metrics: a success when every file
+    /// and env value that reads it can be written from it, else an error (the old files
+    /// stay, and `write_changed` logs why).
+    fn record_read(&self, index: usize) {
+        let data = &self.secrets[index].data;
+        let files_ok = self
+            .spec
+            .files
+            .iter()
+            .filter(|f| f.secret == index)
+            .all(|f| match &f.key {
+                Some(key) => data.contains_key(key),
+                None => check_whole(data, f.format).is_ok(),
+            });
+        let env_ok = self
+            .spec
+            .env_files
+            .iter()
+            .flat_map(|e| &e.refs)
+            .filter(|r| r.secret == index)
+            .all(|r| data.contains_key(&r.key));
+        if files_ok && env_ok {
+            self.metrics.read_ok(self.path(index));
+        } else {
+            self.metrics.refresh_error(self.path(index));
+        }
+    }
+
     /// Puts a new read of secret `index` in place of the old, whose data leaves the budget.
     fn replace(&mut self, index: usize, fetched: Fetched) {
         let old = std::mem::replace(&mut self.secrets[index], fetched);
@@ -573,6 +625,7 @@ impl Live<'_> {
                 AgentError::environment("write", format!("cannot write {path_text}: {e}"))
             })?;
             self.log.info("write", out.what(), &[("path", &path_text)]);
+            self.metrics.file_written();
             written += 1;
         }
         Ok(written)

@@ -5,6 +5,7 @@
 pub mod format;
 pub mod live;
 pub mod log;
+pub mod metrics;
 pub mod vault;
 pub mod write;
 
