@@ -10,7 +10,9 @@
 #     sealed twice.
 # It reports whether every change reached every pod (and how late), the Vault requests
 # per pod per minute (the sidecars' metrics and OpenBao's audit log), and each sidecar's
-# RSS and open-descriptor growth from minute 1 to the end (targets: under 1 MiB and 0).
+# RSS and open-descriptor growth from minute 1 to the end (targets: under 1 MiB and 0;
+# the baseline is taken at the first moment after minute 1 when OpenBao has been up for
+# a refresh interval).
 #
 # Usage: scripts/soak.sh [--pods N] [--minutes D] [--refresh SECONDS] [--keep]
 #   defaults: 50 pods, 10 minutes, refresh 10 s. The binary is target/release/secretstore
@@ -254,9 +256,21 @@ sample() { # sample LABEL: each sidecar's RSS (KiB) and open descriptors
     done <"$WORK/pods" >>"$WORK/samples"
 }
 
+# Whether OpenBao has been up and unsealed for a refresh interval: the baseline sample is
+# taken then, so that no sidecar is between connections (a pooled keep-alive connection
+# is one descriptor) or in the middle of its retries.
+settled() {
+    local last kind
+    [[ "$(health)" == 200 ]] || return 1
+    [[ -s "$WORK/events" ]] || return 0
+    last="$(tail -1 "$WORK/events")"
+    kind="${last#* }"
+    [[ "$kind" == "OpenBao unsealed" ]] && (($(now) - ${last%% *} > REFRESH + 2))
+}
+
 # Poll every pod's copy of the shared secret once a second; record each new content.
 declare -A SEEN
-SAMPLED_MINUTE_1=0
+BASELINE=
 while (($(now) < END)); do
     t="$(now)"
     for i in $(seq 1 "$PODS"); do
@@ -266,14 +280,16 @@ while (($(now) < END)); do
             echo "$t $i $value" >>"$WORK/seen"
         fi
     done
-    if ((!SAMPLED_MINUTE_1 && t >= START + 60)); then
-        sample minute-1
-        SAMPLED_MINUTE_1=1
+    if [[ -z "$BASELINE" ]] && ((t >= START + 60)) && settled; then
+        sample baseline
+        BASELINE="$t"
     fi
     sleep 1
 done
 sample end
+[[ -n "$BASELINE" ]] || BASELINE="$END"
 ELAPSED_MIN="$(awk -v s="$START" -v e="$(now)" 'BEGIN {printf "%.2f", (e - s) / 60}')"
+MEASURED_MIN="$(awk -v s="$BASELINE" -v e="$(now)" 'BEGIN {printf "%.2f", (e - s) / 60}')"
 
 # The report.
 REACHED="$(awk -v pods="$PODS" '
@@ -300,11 +316,13 @@ REACHED="$(awk -v pods="$PODS" '
         }' "$WORK/seen" "$WORK/changes"
     echo "every change reached every pod: $REACHED"
     echo
-    echo "Vault requests per pod per minute, minute 1 to the end (each sidecar's secretstore_vault_requests_total):"
-    awk -v mins="$ELAPSED_MIN" '
-        $1 == "minute-1" { a[$2] = $5 }
-        $1 == "end" && ($2 in a) && $5 != "" {
-            r = ($5 - a[$2]) / (mins - 1); sum += r
+    echo "Baseline sample at $((BASELINE - START))s (after minute 1, with OpenBao up for an interval); the end at $(($(now) - START))s."
+    echo
+    echo "Vault requests per pod per minute, baseline to the end (each sidecar's secretstore_vault_requests_total):"
+    awk -v mins="$MEASURED_MIN" '
+        $1 == "baseline" { a[$2] = $5 }
+        $1 == "end" && ($2 in a) && $5 != "" && mins > 0 {
+            r = ($5 - a[$2]) / mins; sum += r
             if (!n++ || r < lo) lo = r
             if (r > hi) hi = r
         }
@@ -315,9 +333,9 @@ REACHED="$(awk -v pods="$PODS" '
             /^secret\/data\/soak\/|^auth\/kubernetes\/login|^auth\/token\/|^sys\/internal\/ui\/mounts|^sys\/leases\// { n++ }
             END { printf "%d sidecar requests handled, %.1f per pod per minute", n, n / pods / mins }')"
     echo
-    echo "Growth from minute 1 to the end, per sidecar (targets: RSS under 1024 KiB, descriptors 0):"
+    echo "Growth from the baseline to the end, per sidecar (targets: RSS under 1024 KiB, descriptors 0):"
     awk '
-        $1 == "minute-1" { rss[$2] = $3; fd[$2] = $4 }
+        $1 == "baseline" { rss[$2] = $3; fd[$2] = $4 }
         $1 == "end" && $3 != "dead" && ($2 in rss) && rss[$2] != "dead" {
             g = $3 - rss[$2]; d = $4 - fd[$2]
             if (!n++ || g > gmax) gmax = g
