@@ -15,8 +15,8 @@
 # a refresh interval).
 #
 # Usage: scripts/soak.sh [--pods N] [--minutes D] [--refresh SECONDS] [--keep]
-#   defaults: 50 pods, 10 minutes, refresh 10 s. The binary is target/release/secretstore
-#   (cargo build --release) or $SECRETSTORE_BIN. Needs bao (.tools/bin, or $BAO), curl,
+#   defaults: 50 pods, 10 minutes (at least 3), refresh 10 s. The binary is
+#   target/release/secretstore (cargo build --release) or $SECRETSTORE_BIN. Needs bao (.tools/bin, or $BAO), curl,
 #   jq, openssl and python3. Exit status: 0 when every target was met, 1 when one was
 #   missed, 2 when the run could not be set up.
 set -euo pipefail
@@ -40,7 +40,7 @@ done
 die() { echo "error: $*" >&2; exit 2; }
 [[ "$PODS" =~ ^[1-9][0-9]*$ && "$MINUTES" =~ ^[1-9][0-9]*$ && "$REFRESH" =~ ^[1-9][0-9]*$ ]] ||
     die "--pods, --minutes and --refresh take positive whole numbers"
-((MINUTES >= 2)) || die "--minutes must be at least 2 (growth is measured from minute 1)"
+((MINUTES >= 3)) || die "--minutes must be at least 3 (growth is measured from after minute 1, between the disturbances)"
 BIN="${SECRETSTORE_BIN:-$ROOT/target/release/secretstore}"
 [[ -x "$BIN" ]] || die "$BIN is missing: run cargo build --release (or set SECRETSTORE_BIN)"
 BAO="${BAO:-$ROOT/.tools/bin/bao}"
@@ -50,14 +50,18 @@ for tool in curl jq openssl python3; do
 done
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/secretstore-soak.XXXXXX")"
-BAO_PID=""
 BACKGROUND=()
 cleanup() {
     local pid
     for pid in "${BACKGROUND[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in $(cat "$WORK/pids" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
     sleep 1
-    [[ -n "$BAO_PID" ]] && kill "$BAO_PID" 2>/dev/null || true
+    # The server running now: a restart (in a subshell) writes its new pid there.
+    if [[ -s "$WORK/bao.pid" ]]; then
+        pid="$(cat "$WORK/bao.pid")"
+        kill "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    fi
     wait 2>/dev/null || true
     if ((KEEP)); then echo "work directory kept: $WORK" >&2; else rm -rf "$WORK"; fi
 }
@@ -112,8 +116,7 @@ wait_health() { # wait until sys/health answers one of the given statuses
 }
 start_bao() {
     "$BAO" server -config="$WORK/bao.hcl" >>"$WORK/bao.log" 2>&1 &
-    BAO_PID=$!
-    echo "$BAO_PID" >"$WORK/bao.pid"
+    echo "$!" >"$WORK/bao.pid"
 }
 unseal() {
     "$BAO" operator unseal "$UNSEAL_KEY" >/dev/null
@@ -287,7 +290,7 @@ while (($(now) < END)); do
     sleep 1
 done
 sample end
-[[ -n "$BASELINE" ]] || BASELINE="$END"
+[[ -n "$BASELINE" ]] || die "no baseline sample: OpenBao was never up for a whole refresh interval after minute 1 (a longer --minutes or a shorter --refresh helps)"
 ELAPSED_MIN="$(awk -v s="$START" -v e="$(now)" 'BEGIN {printf "%.2f", (e - s) / 60}')"
 MEASURED_MIN="$(awk -v s="$BASELINE" -v e="$(now)" 'BEGIN {printf "%.2f", (e - s) / 60}')"
 
