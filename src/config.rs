@@ -71,6 +71,8 @@ pub struct AgentConfig {
     pub refresh: Option<Duration>,
     /// How the agent and `exec` log: `logfmt` (default) or `json`.
     pub log_format: Option<LogFormat>,
+    /// Prometheus metrics of live-mode sidecars.
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// The agent's and `exec`'s log lines.
@@ -92,6 +94,14 @@ impl LogFormat {
             )),
         }
     }
+}
+
+/// `agent.metrics`: where live sidecars serve `GET /metrics`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsConfig {
+    /// The sidecar's metrics port (1-65535); a pod's `metrics-port` annotation overrides it.
+    pub port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -140,6 +150,8 @@ pub struct Settings {
     pub pod_template_paths: BTreeMap<String, String>,
     /// Live mode's refresh interval for every pod, in seconds; `None` = off.
     pub refresh_seconds: Option<u64>,
+    /// Live mode's metrics port for every live pod; `None` = no metrics.
+    pub metrics_port: Option<u16>,
     /// The target cluster's Kubernetes version; `None` = unknown (assumed recent enough).
     pub kube_version: Option<KubeVersion>,
     /// How the agent and `exec` log; render passes anything but the default on.
@@ -205,6 +217,7 @@ impl Default for Settings {
             entrypoints: BTreeMap::new(),
             pod_template_paths: BTreeMap::new(),
             refresh_seconds: None,
+            metrics_port: None,
             kube_version: None,
             log_format: LogFormat::Logfmt,
             kube_version_unreadable: None,
@@ -424,6 +437,12 @@ impl Settings {
         if let Some(f) = agent.log_format {
             self.log_format = f;
         }
+        if let Some(port) = agent.metrics.as_ref().and_then(|m| m.port) {
+            if port == 0 {
+                return Err("agent.metrics.port is 0: give the sidecar's metrics port (1-65535), or leave it out for no metrics".into());
+            }
+            self.metrics_port = Some(port);
+        }
         for (image, command) in entrypoints {
             self.entrypoints.insert(image.clone(), command.clone());
         }
@@ -597,6 +616,28 @@ mod tests {
         assert_eq!(
             Settings::from_file(&file, None).unwrap().refresh_seconds,
             Some(300)
+        );
+    }
+
+    #[test]
+    fn metrics_port() {
+        let port = |yaml: &str| {
+            let file = ConfigFile::parse(yaml).map_err(|e| e.to_string())?;
+            Settings::from_file(&file, None).map(|s| s.metrics_port)
+        };
+        assert_eq!(port("agent:\n  metrics:\n    port: 9102\n"), Ok(Some(9102)));
+        assert_eq!(port("agent:\n  refresh: 5m\n"), Ok(None));
+        let zero = port("agent:\n  metrics:\n    port: 0\n").unwrap_err();
+        assert!(zero.contains("agent.metrics.port"), "{zero}");
+        assert!(port("agent:\n  metrics:\n    port: 70000\n").is_err());
+        assert!(port("agent:\n  metrics:\n    prot: 9102\n").is_err());
+        let eu = ConfigFile::parse(
+            "agent:\n  metrics: {port: 9102}\nclusters:\n  eu:\n    agent:\n      metrics: {port: 9200}\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Settings::from_file(&eu, Some("eu")).unwrap().metrics_port,
+            Some(9200)
         );
     }
 

@@ -302,7 +302,11 @@ fn live_mode(pod: &ScannedPod, settings: &Settings, out: &mut Vec<Diagnostic>) {
         Some(_) => {}
         None => {
             let mut settings_found: Vec<(&Location, String)> = Vec::new();
-            for key in [dialect::ON_CHANGE_KEY, dialect::REVOKE_ON_STOP_KEY] {
+            for key in [
+                dialect::ON_CHANGE_KEY,
+                dialect::REVOKE_ON_STOP_KEY,
+                dialect::METRICS_PORT_KEY,
+            ] {
                 if let Some(e) = find(key) {
                     settings_found.push((&e.location, field(key)));
                 }

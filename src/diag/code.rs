@@ -86,7 +86,7 @@ codes! {
     UnknownAnnotation = "SS103", Error, "An unknown key under `vault.secretstore.rafay.dev/`.";
     BadFileSecretSuffix = "SS104", Error, "A `filesecret-config-<N>` suffix is not made of a-z, 0-9 and -.";
     BadAnnotationType = "SS105", Error, "A file secret annotation is not a string.";
-    LiveBadValue = "SS106", Error, "A live-mode setting (refresh, on-change, onChange, revoke-on-stop) has an invalid value.";
+    LiveBadValue = "SS106", Error, "A live-mode setting (refresh, on-change, onChange, revoke-on-stop, metrics-port) has an invalid value.";
     DuplicateAnnotation = "SS107", Error, "A pod template's annotations hold one key twice.";
     FileSecretBadJson = "SS110", Error, "A file secret configuration is not valid JSON.";
     FileSecretMissingField = "SS111", Error, "A file secret lacks vaultSecretRef, secretFileName or volumeMountPath.";
@@ -111,7 +111,7 @@ codes! {
     IstioInitOrder = "SS204", Warning, "An Istio-injected pod: the init container has no network before the proxy starts.";
     VersionConflict = "SS205", Warning, "One secret path is read at different versions in one pod.";
     RefreshTooShort = "SS206", Warning, "A live-mode refresh interval under 30 seconds loads Vault with little gain.";
-    OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange or revoke-on-stop on a pod without live mode: nothing will change.";
+    OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange, revoke-on-stop or metrics-port on a pod without live mode: nothing will change.";
     CertificateWithoutLiveMode = "SS208", Warning, "A long-running workload gets a certificate without live mode: it is issued once and expires while the pod runs.";
     RefreshOddValue = "SS210", Warning, "A refresh value render accepts but reads in a way its author may not mean: a number without a unit, a zero other than `off`, a sign.";
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";

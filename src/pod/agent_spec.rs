@@ -57,6 +57,9 @@ pub const LOG_FORMAT_ENV: &str = "SECRETSTORE_LOG_FORMAT";
 pub const READY_FILE: &str = "/secretstore/secrets/.secretstore-ready";
 /// [`READY_FILE`]'s name, inside the secrets volume.
 pub const READY_FILE_NAME: &str = ".secretstore-ready";
+/// Live mode with metrics: the name of the sidecar's container port. Kubernetes port
+/// names are IANA service names, at most 15 characters.
+pub const METRICS_PORT_NAME: &str = "secretstore-met";
 
 /// Everything the init container needs, in the order it needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,6 +105,9 @@ pub struct LiveSpec {
     pub refresh_seconds: u64,
     /// Whether the pod's leases are revoked on SIGTERM (the token always is).
     pub revoke_on_stop: bool,
+    /// The port of the Prometheus endpoint (`GET /metrics`), when metrics are on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
 }
 
 /// What the app is told when its files change (`on-change` / `onChange`).

@@ -9,10 +9,12 @@ use crate::diag::Code;
 use crate::pod::agent_spec::{
     parse_param, AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange,
     ParamPiece, Params, SecretRead, VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR,
-    CA_DIR, ENV_DIR, ENV_FILE_NAME, LIVE_ENV, LOG_FORMAT_ENV, POD_VARIABLES, SPEC_ENV, TOKEN_DIR,
-    TOKEN_FILE_NAME,
+    CA_DIR, ENV_DIR, ENV_FILE_NAME, LIVE_ENV, LOG_FORMAT_ENV, METRICS_PORT_NAME, POD_VARIABLES,
+    SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
 };
-use crate::render::dialect::{Ctx, PodRequest, SecretRef, STATUS_INJECTED, STATUS_KEY};
+use crate::render::dialect::{
+    Ctx, PodRequest, SecretRef, METRICS_PORT_KEY, STATUS_INJECTED, STATUS_KEY,
+};
 use crate::render::edit::Edit;
 use crate::render::tree::{NodeId, Tree};
 use serde_json::{json, Value};
@@ -64,6 +66,10 @@ pub fn plan(
     if let Some(seconds) = refresh {
         live_mode_supported(ctx, settings, request, field, seconds)?;
     }
+    let metrics_port = refresh.and(request.live.metrics_port(settings.metrics_port));
+    if let Some(port) = metrics_port {
+        metrics_port_free(ctx, request, field, port);
+    }
     let names = VolumeNames::new(tree, volumes_node);
     let mut wiring = Wiring::default();
     wiring.add_files(request, &names, refresh);
@@ -99,6 +105,7 @@ pub fn plan(
         live: refresh.map(|refresh_seconds| LiveSpec {
             refresh_seconds,
             revoke_on_stop: request.live.revoke_on_stop.is_none_or(|(b, _)| b),
+            metrics_port,
         }),
         secrets_root: AGENT_SECRETS_DIR.to_owned(),
         bin_root: BIN_DIR.to_owned(),
@@ -151,6 +158,46 @@ fn live_mode_supported(
         "upgrade the cluster, set the right --kube-version, or turn live mode off for this pod (vault.secretstore.rafay.dev/refresh: \"off\")",
     );
     None
+}
+
+/// The sidecar shares the pod's network: its metrics port must be one no container of
+/// the pod declares. Reports SS106 when one does.
+fn metrics_port_free(ctx: &mut Ctx, request: &PodRequest, field: &str, port: u16) {
+    let tree = ctx.tree;
+    let taken_by = request.containers.iter().find(|c| {
+        tree.get(c.node, "ports").is_some_and(|ports| {
+            tree.items(ports)
+                .iter()
+                .any(|p| tree.str_at(*p, &["containerPort"]) == Some(port.to_string().as_str()))
+        })
+    });
+    let Some(container) = taken_by else {
+        return;
+    };
+    let annotations = format!("{field}metadata.annotations");
+    let (node, at, source) = match request.live.metrics_port {
+        Some((_, node)) => (
+            node,
+            format!("{annotations}[{METRICS_PORT_KEY}]"),
+            "the pod's metrics-port annotation",
+        ),
+        None => (
+            request.annotations,
+            annotations,
+            "the configuration's agent.metrics.port",
+        ),
+    };
+    let message = format!(
+        "{source} puts the sidecar's metrics on port {port}, which container `{}` already declares",
+        container.name
+    );
+    ctx.report(
+        Code::LiveBadValue,
+        node,
+        at,
+        message,
+        &format!("choose a port no container of the pod uses ({METRICS_PORT_KEY})"),
+    );
 }
 
 /// The names of the volumes render adds, each one the pod does not use yet.
@@ -510,6 +557,10 @@ fn agent_container(
             "periodSeconds": 1,
             "failureThreshold": settings.timeout_seconds + STARTUP_PROBE_SLACK,
         });
+    }
+    if let Some(port) = agent_spec.live.as_ref().and_then(|l| l.metrics_port) {
+        init["ports"] =
+            json!([{"name": METRICS_PORT_NAME, "containerPort": port, "protocol": "TCP"}]);
     }
     init
 }

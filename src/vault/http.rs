@@ -281,6 +281,14 @@ fn redirect_policy() -> reqwest::redirect::Policy {
     })
 }
 
+/// Requests this process has sent to Vault (every attempt), for the sidecar's metrics.
+static REQUESTS_SENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many requests this process has sent to Vault so far, retries included.
+pub fn requests_sent() -> u64 {
+    REQUESTS_SENT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 impl VaultHttp {
     /// Builds the client. Fails (permanently) on an unusable address, namespace, CA file or
     /// TLS server name. `max_answer` caps the size of any one answer's body.
@@ -457,6 +465,7 @@ impl VaultHttp {
                 .body(body.to_vec());
         }
         let send = async {
+            REQUESTS_SENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut response = builder.send().await.map_err(VaultError::from_reqwest)?;
             let status = response.status().as_u16();
             if response.status().is_redirection() {

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::certificate::{self, Validity};
-use super::format::Sink;
+use super::format::{check_whole, Sink};
 use super::log::Log;
+use super::metrics::Metrics;
 use super::vault::{Fetched, Lease, TokenGrant, Vault, VaultError};
 use super::{
     all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token,
@@ -179,6 +180,7 @@ struct Live<'a> {
     token: TokenClock,
     kv_due: Instant,
     kv_attempt: u32,
+    metrics: Metrics,
 }
 
 /// Runs the sidecar: the first fetch (all or nothing, within the deadline, as the one-shot
@@ -196,11 +198,13 @@ pub async fn run(
         libc::signal(libc::SIGTERM, handler);
         libc::signal(libc::SIGINT, handler);
     }
+    let metrics = Metrics::serve(spec, log);
     let conn = &spec.vault;
     let mut vault =
         Vault::new(conn).map_err(|e| AgentError::environment("connect", e.to_string()))?;
     let grant = login(&vault, conn, &jwt, &deadline, log).await?;
     drop(jwt);
+    metrics.token(grant.ttl);
     let token = TokenClock::after_login(&grant);
     vault
         .set_token(grant.token)
@@ -209,6 +213,12 @@ pub async fn run(
     let secrets = fetch_all(spec, log, &deadline, &vault).await?;
     // The first fetch is all or nothing: the app starts only with every file in place.
     plan_outputs(spec, &secrets)?;
+    for (read, fetched) in spec.secrets.iter().zip(&secrets) {
+        metrics.read_ok(&read.path);
+        if let Some(lease) = &fetched.lease {
+            metrics.lease(&read.path, lease.duration);
+        }
+    }
     let leases = secrets
         .iter()
         .map(|s| s.lease.clone().map(LeaseClock::new))
@@ -231,6 +241,7 @@ pub async fn run(
         token,
         kv_due: after(Instant::now(), jittered(refresh_interval(settings))),
         kv_attempt: 0,
+        metrics,
     };
     live.write_changed()?;
     for index in 0..live.secrets.len() {
@@ -315,6 +326,8 @@ impl Live<'_> {
             .map_or(0, |d| d.as_secs() as i64);
         let at = certificate::renewal_time(validity, renew_before, random_u64() % 1001, now_unix);
         let path = self.path(index).to_owned();
+        self.metrics
+            .certificate(&path, validity.not_before, validity.not_after);
         self.log.info(
             "certificate",
             "certificate in place",
@@ -340,6 +353,7 @@ impl Live<'_> {
         match self.reread(index).await {
             Ok(fetched) if certificate::validity(&fetched.data).is_some() => {
                 self.replace(index, fetched);
+                self.record_read(index);
                 if let Err(e) = self.write_changed() {
                     self.log.error("write", &e.message, &[]);
                 }
@@ -355,6 +369,7 @@ impl Live<'_> {
                         )
                     }
                 };
+                self.metrics.refresh_error(&path);
                 let Some(clock) = self.certs[index].as_mut() else {
                     return;
                 };
@@ -389,6 +404,7 @@ impl Live<'_> {
             TokenStep::Renew => match self.vault.renew_self(MAX_REQUEST_TIME).await {
                 Ok((ttl, renewable)) => {
                     self.token.attempt = 0;
+                    self.metrics.token(ttl);
                     if !renewable || ttl < self.token.full_ttl {
                         // The max TTL ends within one TTL: log in again now, so the
                         // leases re-read under the new token overlap the old ones longest.
@@ -457,6 +473,7 @@ impl Live<'_> {
             Err(err) => return self.token_retry(&err, "login"),
         };
         drop(jwt);
+        self.metrics.token(grant.ttl);
         self.token = TokenClock::after_login(&grant);
         let Some(vault) = Arc::get_mut(&mut self.vault) else {
             // Only the refresh loop holds the client between fetches.
@@ -499,6 +516,10 @@ impl Live<'_> {
             .await;
         let now = Instant::now();
         let log = self.log;
+        match &result {
+            Ok(ttl) => self.metrics.lease(&path, *ttl),
+            Err(_) => self.metrics.refresh_error(&path),
+        }
         let Some(clock) = self.leases[index].as_mut() else {
             return;
         };
@@ -562,6 +583,10 @@ impl Live<'_> {
             Ok(fetched) => {
                 let new_lease = fetched.lease.clone();
                 self.replace(index, fetched);
+                self.record_read(index);
+                if let Some(lease) = &new_lease {
+                    self.metrics.lease(&path, lease.duration);
+                }
                 if let Some(old) = self.leases[index].take() {
                     if old.expires > now {
                         self.retired.push((old.lease, old.expires));
@@ -580,6 +605,7 @@ impl Live<'_> {
                 }
             }
             Err(err) => {
+                self.metrics.refresh_error(&path);
                 let Some(clock) = self.leases[index].as_mut() else {
                     return;
                 };
@@ -616,10 +642,12 @@ impl Live<'_> {
             match self.reread(index).await {
                 Ok(fetched) => {
                     self.replace(index, fetched);
+                    self.record_read(index);
                     read += 1;
                 }
                 Err(err) => {
                     let path = self.path(index).to_owned();
+                    self.metrics.refresh_error(&path);
                     self.log.error(
                         "refresh",
                         "cannot read the secret; its files keep their last good content",
@@ -682,6 +710,34 @@ impl Live<'_> {
             .await
     }
 
+    /// Records a new read of secret `index` in the metrics: a success when every file
+    /// and env value that reads it can be written from it, else an error (the old files
+    /// stay, and `write_changed` logs why).
+    fn record_read(&self, index: usize) {
+        let data = &self.secrets[index].data;
+        let files_ok = self
+            .spec
+            .files
+            .iter()
+            .filter(|f| f.secret == index)
+            .all(|f| match &f.key {
+                Some(key) => data.contains_key(key),
+                None => check_whole(data, f.format).is_ok(),
+            });
+        let env_ok = self
+            .spec
+            .env_files
+            .iter()
+            .flat_map(|e| &e.refs)
+            .filter(|r| r.secret == index)
+            .all(|r| data.contains_key(&r.key));
+        if files_ok && env_ok {
+            self.metrics.read_ok(self.path(index));
+        } else {
+            self.metrics.refresh_error(self.path(index));
+        }
+    }
+
     /// Puts a new read of secret `index` in place of the old, whose data leaves the budget.
     fn replace(&mut self, index: usize, fetched: Fetched) {
         let old = std::mem::replace(&mut self.secrets[index], fetched);
@@ -716,6 +772,7 @@ impl Live<'_> {
                         },
                     )?;
                     self.log.info("write", out.what(), &[("path", &path_text)]);
+                    self.metrics.file_written();
                     written += 1;
                 }
                 WriteUnit::Together { dir, files } => {
@@ -750,6 +807,9 @@ impl Live<'_> {
                         "file secrets written together",
                         &[("dir", &dir), ("files", &names.len())],
                     );
+                    for _ in &files {
+                        self.metrics.file_written();
+                    }
                     written += files.len();
                 }
             }
@@ -867,6 +927,7 @@ mod tests {
         let spec = |refresh_seconds| LiveSpec {
             refresh_seconds,
             revoke_on_stop: true,
+            metrics_port: None,
         };
         assert_eq!(refresh_interval(&spec(0)), Duration::from_secs(1));
         assert_eq!(

@@ -6,6 +6,7 @@ pub mod certificate;
 pub mod format;
 pub mod live;
 pub mod log;
+pub mod metrics;
 pub mod vault;
 pub mod write;
 

@@ -2,8 +2,8 @@
 //! "did you mean" for unknown keys.
 
 use super::{
-    Ctx, LiveAnnotations, FILE_KEY_PREFIX, KNOWN_KEYS, ON_CHANGE_KEY, PREFIX, REFRESH_KEY,
-    REVOKE_ON_STOP_KEY, ROLE_KEY, STATUS_KEY,
+    Ctx, LiveAnnotations, FILE_KEY_PREFIX, KNOWN_KEYS, METRICS_PORT_KEY, ON_CHANGE_KEY, PREFIX,
+    REFRESH_KEY, REVOKE_ON_STOP_KEY, ROLE_KEY, STATUS_KEY,
 };
 use crate::diag::Code;
 use crate::pod::agent_spec::OnChange;
@@ -52,7 +52,11 @@ pub(super) fn read_annotations(
                     "set it to the Vault role bound to this pod's service account",
                 ),
             }
-        } else if key == REFRESH_KEY || key == ON_CHANGE_KEY || key == REVOKE_ON_STOP_KEY {
+        } else if key == REFRESH_KEY
+            || key == ON_CHANGE_KEY
+            || key == REVOKE_ON_STOP_KEY
+            || key == METRICS_PORT_KEY
+        {
             read_live_annotation(ctx, key, *v, kfield, &mut live);
         } else if let Some(suffix) = key.strip_prefix(FILE_KEY_PREFIX) {
             if suffix.is_empty()
@@ -79,7 +83,7 @@ pub(super) fn read_annotations(
                 format!("unknown secret-store annotation `{key}`"),
                 &match suggestion {
                     Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("known keys: {ROLE_KEY}, {FILE_KEY_PREFIX}<N>, {STATUS_KEY}, {REFRESH_KEY}, {ON_CHANGE_KEY}, {REVOKE_ON_STOP_KEY}"),
+                    None => format!("known keys: {ROLE_KEY}, {FILE_KEY_PREFIX}<N>, {STATUS_KEY}, {REFRESH_KEY}, {ON_CHANGE_KEY}, {REVOKE_ON_STOP_KEY}, {METRICS_PORT_KEY}"),
                 },
             );
         }
@@ -113,6 +117,8 @@ fn read_live_annotation(
         crate::duration::parse_refresh(text).map(|r| live.refresh = Some((r, node)))
     } else if key == ON_CHANGE_KEY {
         OnChange::parse(text).map(|a| live.on_change = Some((a, node)))
+    } else if key == METRICS_PORT_KEY {
+        parse_metrics_port(text).map(|p| live.metrics_port = Some((p, node)))
     } else {
         match text {
             "true" => Ok(true),
@@ -126,10 +132,24 @@ fn read_live_annotation(
             "write a duration from 1s to 24h such as 30s, 5m or 1h30m, or `off`"
         } else if key == ON_CHANGE_KEY {
             "write none, restart or signal:<NAME> (e.g. signal:SIGHUP)"
+        } else if key == METRICS_PORT_KEY {
+            "write a port number from 1 to 65535 (e.g. \"9102\"), or `off`"
         } else {
             "write \"true\" (the default) or \"false\""
         };
         ctx.report(Code::LiveBadValue, node, field, message, help);
+    }
+}
+
+/// Parses a metrics port: 1-65535, or `off`/`0` for none.
+pub fn parse_metrics_port(text: &str) -> Result<Option<u16>, String> {
+    match text.trim() {
+        "off" => Ok(None),
+        other => match other.parse::<u16>() {
+            Ok(0) => Ok(None),
+            Ok(port) => Ok(Some(port)),
+            Err(_) => Err(format!("`{text}` is not a port number (1-65535)")),
+        },
     }
 }
 
@@ -151,6 +171,7 @@ fn suggest(key: &str) -> Option<String> {
         REFRESH_KEY,
         ON_CHANGE_KEY,
         REVOKE_ON_STOP_KEY,
+        METRICS_PORT_KEY,
         "vault.secretstore.rafay.dev/filesecret-config-1",
     ];
     if let Some(rest) = key.strip_prefix(PREFIX) {
@@ -233,5 +254,24 @@ mod tests {
             suggest("vault.secretstore.rafay.dev/filesecret-conf-2").as_deref(),
             Some("vault.secretstore.rafay.dev/filesecret-config-2")
         );
+        assert_eq!(
+            suggest("vault.secretstore.rafay.dev/metrics-prot").as_deref(),
+            Some(METRICS_PORT_KEY)
+        );
+        assert_eq!(
+            suggest("vault.secretstore.rafay.dev/metrics").as_deref(),
+            Some(METRICS_PORT_KEY)
+        );
+    }
+
+    #[test]
+    fn metrics_ports() {
+        assert_eq!(parse_metrics_port("9102"), Ok(Some(9102)));
+        assert_eq!(parse_metrics_port(" 65535 "), Ok(Some(65535)));
+        assert_eq!(parse_metrics_port("off"), Ok(None));
+        assert_eq!(parse_metrics_port("0"), Ok(None));
+        for bad in ["65536", "-1", "http", "", "9102/TCP", "1e3"] {
+            assert!(parse_metrics_port(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -29,6 +29,8 @@ pub const REFRESH_KEY: &str = "vault.secretstore.rafay.dev/refresh";
 pub const ON_CHANGE_KEY: &str = "vault.secretstore.rafay.dev/on-change";
 /// Extension (live mode): `"false"` keeps the pod's leases when the sidecar stops.
 pub const REVOKE_ON_STOP_KEY: &str = "vault.secretstore.rafay.dev/revoke-on-stop";
+/// Extension (live mode): the sidecar's Prometheus metrics port, `off` or `0` for none.
+pub const METRICS_PORT_KEY: &str = "vault.secretstore.rafay.dev/metrics-port";
 /// Text that every document the dialect can touch contains (in the opt-in annotation,
 /// the dialect's keys and every reference); documents without it are never parsed.
 pub const MARKER: &[u8] = b"secretstore";
@@ -184,6 +186,8 @@ pub struct LiveAnnotations {
     pub refresh: Option<(Option<u64>, NodeId)>,
     pub on_change: Option<(OnChange, NodeId)>,
     pub revoke_on_stop: Option<(bool, NodeId)>,
+    /// `metrics-port`: the port, or `None` for `off`/`0`.
+    pub metrics_port: Option<(Option<u16>, NodeId)>,
 }
 
 impl LiveAnnotations {
@@ -191,6 +195,14 @@ impl LiveAnnotations {
     pub fn refresh_seconds(&self, configured: Option<u64>) -> Option<u64> {
         match self.refresh {
             Some((seconds, _)) => seconds,
+            None => configured,
+        }
+    }
+
+    /// The metrics port in force: the annotation, else the configuration's.
+    pub fn metrics_port(&self, configured: Option<u16>) -> Option<u16> {
+        match self.metrics_port {
+            Some((port, _)) => port,
             None => configured,
         }
     }
@@ -261,13 +273,14 @@ impl<'a> Ctx<'a> {
 }
 
 /// Known extension keys besides the upstream ones.
-const KNOWN_KEYS: [&str; 6] = [
+const KNOWN_KEYS: [&str; 7] = [
     OPT_IN_KEY,
     ROLE_KEY,
     STATUS_KEY,
     REFRESH_KEY,
     ON_CHANGE_KEY,
     REVOKE_ON_STOP_KEY,
+    METRICS_PORT_KEY,
 ];
 
 /// Warns about dialect keys on a workload's own metadata, where they have no effect.
