@@ -9,9 +9,12 @@
 //! changes it); `cargo test --all-targets` runs it briefly as a check.
 //! `SECRETSTORE_BENCH_AGENT_BIN` measures another build of secretstore.
 
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use proc_stats::{cpu_ms, rss_kib};
 use serde_json::json;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -153,27 +156,6 @@ struct Measured {
     last_kib: u64,
     cpu_ms: f64,
     rotations: usize,
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// User plus system CPU time of `pid`, in milliseconds.
-fn cpu_ms(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    Some(ticks as f64 * 1000.0 / hz)
 }
 
 /// Once both have written their first certificate, samples each sidecar's RSS and its

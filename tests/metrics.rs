@@ -8,18 +8,16 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Output};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::Output;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
 use support::pod::KubeletPod;
 use support::postgres::Postgres;
+use support::sidecar::{start_sidecar, wait_until};
 
 const PORT_NAME: &str = "secretstore-met";
 
@@ -219,103 +217,6 @@ fn binary() -> String {
         .unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
 }
 
-/// A running sidecar whose stderr is collected as it comes.
-struct Sidecar {
-    child: Child,
-    stderr: Arc<Mutex<Vec<u8>>>,
-    reader: Option<JoinHandle<()>>,
-}
-
-impl Sidecar {
-    fn start(pod: &KubeletPod, spec: &Value) -> Sidecar {
-        let (_, agent) = pod.init_containers().remove(0);
-        let mut child = agent.spawn();
-        let mut pipe = child.stderr.take().expect("stderr piped");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let sink = stderr.clone();
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock().expect("lock").extend_from_slice(&buf[..n]);
-            }
-        });
-        let sidecar = Sidecar {
-            child,
-            stderr,
-            reader: Some(reader),
-        };
-        let mut probe = agent.clone();
-        probe.argv = spec["initContainers"][0]["startupProbe"]["exec"]["command"]
-            .as_array()
-            .expect("startupProbe")
-            .iter()
-            .map(|a| a.as_str().expect("string").to_owned())
-            .collect();
-        wait_until(
-            60,
-            "the startup probe",
-            || probe.run().status.success(),
-            || sidecar.log(),
-        );
-        sidecar
-    }
-
-    fn log(&self) -> String {
-        text(&self.stderr.lock().expect("lock"))
-    }
-
-    /// SIGTERM, then its exit (at most 30 s); returns its log.
-    fn stop(mut self) -> String {
-        // SAFETY: kill(2) on our child, not yet waited for.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                if let Some(reader) = self.reader.take() {
-                    reader.join().expect("stderr reader");
-                }
-                assert!(status.success(), "{}", self.log());
-                return self.log();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within 30 s\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Sidecar {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn wait_until(
-    seconds: u64,
-    what: &str,
-    mut done: impl FnMut() -> bool,
-    context: impl Fn() -> String,
-) {
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !done() {
-        assert!(
-            Instant::now() < deadline,
-            "waited {seconds} s for {what}\n{}",
-            context()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -449,7 +350,7 @@ path "sys/leases/revoke" { capabilities = ["update"] }
 
     let started = now();
     let pod = KubeletPod::new(&spec, "shop", &issuer, &[], Path::new(&binary()));
-    let sidecar = Sidecar::start(&pod, &spec);
+    let sidecar = start_sidecar(&pod, &spec);
     let creds =
         std::fs::read_to_string(pod.volume("secretstore-secrets").join("files/app/1/creds"))
             .expect("database credentials written");

@@ -130,6 +130,12 @@ pub fn run(argv: Vec<OsString>) -> i32 {
         .env_clear()
         .envs(prepared.env.iter().map(|(k, v)| (k, v)))
         .exec();
+    cannot_execute(&log, &prepared, &err)
+}
+
+/// Logs that `prepared` could not be executed and returns the exit status a shell gives
+/// for it: not found, or found but not executable.
+pub fn cannot_execute(log: &Log, prepared: &Prepared, err: &std::io::Error) -> i32 {
     // The command as written: after substitution it may hold a secret value.
     log.error(
         "start",

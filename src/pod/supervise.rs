@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::pod::agent::log::Log;
 use crate::pod::agent_spec::{ExecWatch, OnChange};
-use crate::pod::exec::{prepare, EXIT_CANNOT_EXECUTE, EXIT_FAILED, EXIT_NOT_FOUND};
+use crate::pod::exec::{cannot_execute, prepare, EXIT_FAILED};
 
 /// How often the watched files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -161,22 +161,9 @@ fn start(
             Ok(())
         });
     }
-    let child = command.spawn().map_err(|err| {
-        // The command as written: after substitution it may hold a secret value.
-        log.error(
-            "start",
-            &format!(
-                "cannot execute {}: {err}",
-                prepared.program_as_written.to_string_lossy()
-            ),
-            &[],
-        );
-        if err.kind() == std::io::ErrorKind::NotFound {
-            EXIT_NOT_FOUND
-        } else {
-            EXIT_CANNOT_EXECUTE
-        }
-    })?;
+    let child = command
+        .spawn()
+        .map_err(|err| cannot_execute(log, &prepared, &err))?;
     // The child is reaped with waitpid below, not through `Child`.
     Ok(child.id() as libc::pid_t)
 }

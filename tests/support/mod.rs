@@ -17,6 +17,7 @@ pub mod openbao;
 pub mod pod;
 pub mod postgres;
 pub mod process;
+pub mod sidecar;
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};

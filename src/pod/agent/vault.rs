@@ -233,25 +233,11 @@ impl Vault {
         let mut request = Request::get(api_path, timeout);
         request.query = version.map(|v| format!("version={v}"));
         let answer = self.http.send(request, Some(budget)).await?;
-        let body_bytes = answer.body.capacity();
-        let result = parse_read(&answer, api_path, kv2);
-        drop(answer);
-        budget.release(body_bytes);
-        let (data, lease) = result?;
-        let held_bytes = data.iter().map(|(k, v)| k.len() + v.as_text().len()).sum();
-        if !budget.try_charge(held_bytes) {
-            return Err(VaultError::permanent(format!(
+        fetched(answer, api_path, kv2, budget, || {
+            format!(
                 "the data of {api_path} would pass the {} MiB the agent holds for one pod: split the secrets over several pods or make them smaller",
                 budget.limit() >> 20
-            )));
-        }
-        Ok(Fetched {
-            data,
-            leased: lease.is_some(),
-            held_bytes,
-            lease,
-            api_path: api_path.to_owned(),
-            kv2,
+            )
         })
     }
 }
@@ -272,27 +258,42 @@ impl Vault {
             .http
             .send(Request::post(api_path, body, timeout), Some(budget))
             .await?;
-        let body_bytes = answer.body.capacity();
-        let result = parse_read(&answer, api_path, false);
-        drop(answer);
-        budget.release(body_bytes);
-        let (data, lease) = result?;
-        let held_bytes = data.iter().map(|(k, v)| k.len() + v.as_text().len()).sum();
-        if !budget.try_charge(held_bytes) {
-            return Err(VaultError::permanent(format!(
+        fetched(answer, api_path, false, budget, || {
+            format!(
                 "the answer of {api_path} would pass the {} MiB the agent holds for one pod",
                 budget.limit() >> 20
-            )));
-        }
-        Ok(Fetched {
-            data,
-            leased: lease.is_some(),
-            held_bytes,
-            lease,
-            api_path: api_path.to_owned(),
-            kv2: false,
+            )
         })
     }
+}
+
+/// An answer of `api_path` parsed into [`Fetched`]: its body released from `budget` once
+/// parsed, the data kept charged to it instead; `too_big` says why when the data would
+/// pass the budget.
+fn fetched(
+    answer: crate::vault::http::Answer,
+    api_path: &str,
+    kv2: bool,
+    budget: &Budget,
+    too_big: impl FnOnce() -> String,
+) -> Result<Fetched, VaultError> {
+    let body_bytes = answer.body.capacity();
+    let result = parse_read(&answer, api_path, kv2);
+    drop(answer);
+    budget.release(body_bytes);
+    let (data, lease) = result?;
+    let held_bytes = data.iter().map(|(k, v)| k.len() + v.as_text().len()).sum();
+    if !budget.try_charge(held_bytes) {
+        return Err(VaultError::permanent(too_big()));
+    }
+    Ok(Fetched {
+        data,
+        leased: lease.is_some(),
+        held_bytes,
+        lease,
+        api_path: api_path.to_owned(),
+        kv2,
+    })
 }
 
 fn parse_read(

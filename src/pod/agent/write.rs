@@ -168,22 +168,20 @@ pub fn write_atomic_in(
         // SAFETY: valid descriptor.
         cvt(unsafe { libc::fchmod(file.as_raw_fd(), mode as libc::mode_t) })?;
         // No fsync: the volumes are emptyDirs, which do not outlive a node crash's pod.
-        // SAFETY: valid descriptors and NUL-terminated names.
-        cvt(unsafe {
-            libc::renameat(
-                dir.as_raw_fd(),
-                tmp.as_ptr(),
-                dir.as_raw_fd(),
-                name.as_ptr(),
-            )
-        })
-        .map(|_| ())
+        rename_in(&dir, &tmp, &name)
     })();
     if result.is_err() {
         // SAFETY: valid descriptor and NUL-terminated name.
         unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
     }
     result
+}
+
+/// Renames `from` over `to`, both in `dir` (atomic).
+fn rename_in(dir: &OwnedFd, from: &CString, to: &CString) -> io::Result<()> {
+    // SAFETY: valid descriptor and NUL-terminated names.
+    cvt(unsafe { libc::renameat(dir.as_raw_fd(), from.as_ptr(), dir.as_raw_fd(), to.as_ptr()) })
+        .map(|_| ())
 }
 
 /// The symlink that names a directory's current version (as the kubelet names a
@@ -235,17 +233,7 @@ fn replace_symlink_at(dir: &OwnedFd, name: &CString, target: &[u8]) -> io::Resul
     unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
     // SAFETY: valid descriptor and NUL-terminated names.
     cvt(unsafe { libc::symlinkat(target.as_ptr(), dir.as_raw_fd(), tmp.as_ptr()) })?;
-    // SAFETY: valid descriptor and NUL-terminated names.
-    cvt(unsafe {
-        libc::renameat(
-            dir.as_raw_fd(),
-            tmp.as_ptr(),
-            dir.as_raw_fd(),
-            name.as_ptr(),
-        )
-    })
-    .map(|_| ())
-    .inspect_err(|_| {
+    rename_in(dir, &tmp, name).inspect_err(|_| {
         // SAFETY: valid descriptor and NUL-terminated name.
         unsafe { libc::unlinkat(dir.as_raw_fd(), tmp.as_ptr(), 0) };
     })
