@@ -635,17 +635,7 @@ impl Translator {
         if !base.starts_with(|c: char| c.is_ascii_lowercase() || c == '_') {
             base.insert(0, 's');
         }
-        let taken = |name: &str| {
-            self.sources.iter().any(|s| s.alias == name)
-                || self.loop_names.iter().any(|n| n == name)
-        };
-        let mut name = base.clone();
-        let mut n = 2;
-        while taken(&name) {
-            name = format!("{base}_{n}");
-            n += 1;
-        }
-        name
+        self.unused_name(base, "_")
     }
 
     fn action(&mut self, toks: &[Tok], out: &mut Out) -> Result<(), String> {
@@ -793,6 +783,12 @@ impl Translator {
             })
             .cloned()
             .unwrap_or_else(|| fallback.to_string());
+        self.unused_name(base, "")
+    }
+
+    /// `base`, or `base<sep>2`, `base<sep>3`... the first that no source alias or loop
+    /// variable uses yet.
+    fn unused_name(&self, base: String, sep: &str) -> String {
         let taken = |name: &str| {
             self.sources.iter().any(|s| s.alias == name)
                 || self.loop_names.iter().any(|n| n == name)
@@ -800,7 +796,7 @@ impl Translator {
         let mut name = base.clone();
         let mut n = 2;
         while taken(&name) {
-            name = format!("{base}{n}");
+            name = format!("{base}{sep}{n}");
             n += 1;
         }
         name
