@@ -164,11 +164,12 @@ fn live_mode_supported(
 /// the pod declares. Reports SS106 when one does.
 fn metrics_port_free(ctx: &mut Ctx, request: &PodRequest, field: &str, port: u16) {
     let tree = ctx.tree;
+    let port_text = port.to_string();
     let taken_by = request.containers.iter().find(|c| {
         tree.get(c.node, "ports").is_some_and(|ports| {
             tree.items(ports)
                 .iter()
-                .any(|p| tree.str_at(*p, &["containerPort"]) == Some(port.to_string().as_str()))
+                .any(|p| tree.str_at(*p, &["containerPort"]) == Some(port_text.as_str()))
         })
     });
     let Some(container) = taken_by else {
