@@ -172,7 +172,8 @@ impl PodRequest {
                     }
                 };
                 files.push(FileOutput {
-                    secret,
+                    secret: Some(secret),
+                    template: None,
                     key: key.clone(),
                     format: f.format.unwrap_or(if key.is_some() {
                         FileFormat::Raw
@@ -206,8 +207,10 @@ impl PodRequest {
             if !refs.iter().any(|r| r.reference == *reference) {
                 refs.push(EnvRef {
                     reference: reference.clone(),
-                    secret,
-                    key: key.unwrap_or_else(|| name.clone()),
+                    secret: Some(secret),
+                    key: Some(key.unwrap_or_else(|| name.clone())),
+                    format: None,
+                    template: None,
                 });
             }
         }
@@ -228,6 +231,7 @@ impl PodRequest {
                 self.timeout_seconds
             },
             secrets,
+            templates: Vec::new(),
             files,
             copy_binary_to: (!env_files.is_empty()).then(|| format!("{BIN_DIR}/secretstore")),
             secrets_root: AGENT_SECRETS_DIR.to_owned(),

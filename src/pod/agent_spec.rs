@@ -45,6 +45,9 @@ pub const TOKEN_FILE_NAME: &str = "token";
 pub const CA_DIR: &str = "/secretstore/ca";
 /// Prefix of every env value that is a secret reference.
 pub const REF_PREFIX: &str = "secretstore:vault:";
+/// Prefix of an env value that is the content of a file secret's file (SPEC 1.4):
+/// `secretstore:file:<N>/<file name>`.
+pub const FILE_REF_PREFIX: &str = "secretstore:file:";
 /// Live mode: env var of a wrapped app container that tells `exec` to stay as the app's
 /// supervisor, and which files to watch (compact JSON of [`ExecWatch`]).
 pub const LIVE_ENV: &str = "SECRETSTORE_LIVE";
@@ -70,8 +73,13 @@ pub struct AgentSpec {
     pub vault: VaultConnection,
     /// Overall deadline for the agent, in seconds, retries included.
     pub timeout_seconds: u64,
-    /// Each distinct secret read once; files and env refs point into this list by index.
+    /// Each distinct secret read once; files, env refs and templates point into this list
+    /// by index.
     pub secrets: Vec<SecretRead>,
+    /// Each template once (SPEC 1.4), however many containers get its file or env value;
+    /// files and env refs point into this list by index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<TemplateSpec>,
     pub files: Vec<FileOutput>,
     pub env_files: Vec<EnvFileOutput>,
     /// Where to copy the agent's own executable (a file path in the bin volume), when some
@@ -457,17 +465,24 @@ pub fn is_env_name(key: &str) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileOutput {
-    /// Index into [`AgentSpec::secrets`].
-    pub secret: usize,
+    /// Index into [`AgentSpec::secrets`]: the answer the file holds a key of, or whole.
+    /// `None` for a template's file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<usize>,
     /// The key to write raw; `None` writes the whole data map in `format`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
     pub format: FileFormat,
+    /// Index into [`AgentSpec::templates`]: the file is that template's output (then
+    /// `secret` and `key` are `None` and `format` is `raw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<usize>,
     /// Octal permission bits, e.g. `0o444`.
     pub mode: u32,
     /// Absolute path of the file as the agent sees it (under [`AGENT_SECRETS_DIR`]).
     pub path: String,
-    /// The reference as written in the manifest, for error messages.
+    /// The reference as written in the manifest, for error messages (for a template, the
+    /// config and file: `filesecret-config-1/app.conf`).
     pub reference: String,
     /// Live mode: what the containers of this file are told when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -476,6 +491,58 @@ pub struct FileOutput {
     /// as one version (a `..data` symlink swap), so a reader never sees two answers.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub together: bool,
+}
+
+/// A template (SPEC 1.4): its text and the secrets its aliases name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateSpec {
+    /// The config and file it comes from, for messages: `filesecret-config-1/app.conf`.
+    pub name: String,
+    pub text: String,
+    /// Alias → index into [`AgentSpec::secrets`].
+    pub sources: std::collections::BTreeMap<String, usize>,
+}
+
+/// What a file or an env value holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content<'s> {
+    /// One key of a secret's answer, raw.
+    Key { secret: usize, key: &'s str },
+    /// A secret's whole data map in a format.
+    Whole { secret: usize, format: FileFormat },
+    /// A template's output.
+    Template(usize),
+}
+
+impl FileOutput {
+    /// What the file holds; `None` when its fields do not say one thing (a spec the agent
+    /// refuses).
+    pub fn content(&self) -> Option<Content<'_>> {
+        content_of(
+            self.secret,
+            self.key.as_deref(),
+            Some(self.format),
+            self.template,
+        )
+    }
+}
+
+fn content_of(
+    secret: Option<usize>,
+    key: Option<&str>,
+    format: Option<FileFormat>,
+    template: Option<usize>,
+) -> Option<Content<'_>> {
+    match (secret, key, format, template) {
+        (Some(secret), Some(key), None | Some(FileFormat::Raw), None) => {
+            Some(Content::Key { secret, key })
+        }
+        (Some(_), None, None | Some(FileFormat::Raw), None) => None,
+        (Some(secret), None, Some(format), None) => Some(Content::Whole { secret, format }),
+        (None, None, None | Some(FileFormat::Raw), Some(t)) => Some(Content::Template(t)),
+        _ => None,
+    }
 }
 
 /// One container's env file: the values for the env refs of that container.
@@ -488,14 +555,30 @@ pub struct EnvFileOutput {
     pub refs: Vec<EnvRef>,
 }
 
-/// One env reference: the literal text of the env value (`secretstore:vault:...`), which is
-/// also the key `exec` looks values up by, and where its value comes from.
+/// One env reference: the literal text of the env value (`secretstore:vault:...` or
+/// `secretstore:file:...`), which is also the key `exec` looks values up by, and where its
+/// value comes from: a key of a secret, a secret's whole data in a format, or a template.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvRef {
     pub reference: String,
-    pub secret: usize,
-    pub key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// `secretstore:file:` of a file that holds a whole secret: its format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<FileFormat>,
+    /// Index into [`AgentSpec::templates`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<usize>,
+}
+
+impl EnvRef {
+    /// What the value is; `None` when the fields do not say one thing.
+    pub fn content(&self) -> Option<Content<'_>> {
+        content_of(self.secret, self.key.as_deref(), self.format, self.template)
+    }
 }
 
 /// The env file a wrapped container reads: reference text → value. Values are secrets;

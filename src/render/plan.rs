@@ -99,6 +99,7 @@ pub fn plan(
         vault: vault_connection(settings, request),
         timeout_seconds: settings.timeout_seconds,
         secrets: reads,
+        templates: Vec::new(),
         files,
         env_files,
         copy_binary_to: needs_bin.then(exec_binary),
@@ -299,7 +300,8 @@ impl Wiring {
                 };
                 for out in &f.outputs {
                     self.files.push(FileOutput {
-                        secret,
+                        secret: Some(secret),
+                        template: None,
                         key: out.key.clone(),
                         format: out.format,
                         mode: out.mode,
@@ -340,12 +342,15 @@ impl Wiring {
             if !entry.refs.iter().any(|e| e.reference == r.text) {
                 entry.refs.push(EnvRef {
                     reference: r.text.clone(),
-                    secret,
-                    key: r
-                        .reference
-                        .key
-                        .clone()
-                        .unwrap_or_else(|| r.env_name.clone()),
+                    secret: Some(secret),
+                    key: Some(
+                        r.reference
+                            .key
+                            .clone()
+                            .unwrap_or_else(|| r.env_name.clone()),
+                    ),
+                    format: None,
+                    template: None,
                 });
             }
         }

@@ -22,7 +22,7 @@ use super::{
     all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token,
     resolved_params, together_names, write, write_units, AgentError, Output, WriteUnit,
 };
-use crate::pod::agent_spec::{AgentSpec, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
+use crate::pod::agent_spec::{AgentSpec, Content, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
 use crate::vault::http::Budget;
 use crate::vault::retry::{backoff, delay_after, random_u64, Deadline, MAX_REQUEST_TIME};
 
@@ -719,18 +719,19 @@ impl Live<'_> {
             .spec
             .files
             .iter()
-            .filter(|f| f.secret == index)
-            .all(|f| match &f.key {
-                Some(key) => data.contains_key(key),
-                None => check_whole(data, f.format).is_ok(),
+            .filter(|f| f.secret == Some(index))
+            .all(|f| match f.content() {
+                Some(Content::Key { key, .. }) => data.contains_key(key),
+                Some(Content::Whole { format, .. }) => check_whole(data, format).is_ok(),
+                _ => false,
             });
         let env_ok = self
             .spec
             .env_files
             .iter()
             .flat_map(|e| &e.refs)
-            .filter(|r| r.secret == index)
-            .all(|r| data.contains_key(&r.key));
+            .filter(|r| r.secret == Some(index))
+            .all(|r| r.key.as_ref().is_some_and(|key| data.contains_key(key)));
         if files_ok && env_ok {
             self.metrics.read_ok(self.path(index));
         } else {

@@ -22,8 +22,8 @@ use self::format::{check_whole, write_raw, write_whole, FormatError, SecretData,
 use self::log::Log;
 use self::vault::{Fetched, TokenGrant, Vault, VaultError};
 use crate::pod::agent_spec::{
-    resolve_params, AgentSpec, FileFormat, Params, SecretRead, MAX_HELD_BYTES, POD_VARIABLES,
-    READY_FILE, SPEC_ENV, TOKEN_DIR,
+    resolve_params, AgentSpec, Content, FileFormat, Params, SecretRead, MAX_HELD_BYTES,
+    POD_VARIABLES, READY_FILE, SPEC_ENV, TOKEN_DIR,
 };
 use crate::vault::http::{has_dot_segment, is_header_safe, redacted_address, Budget};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
@@ -689,14 +689,14 @@ pub fn resolved_params(read: &SecretRead) -> Result<Option<Params>, String> {
 /// The references that use secret `index`, for error messages: `ref1, ref2`.
 fn references_of(spec: &AgentSpec, index: usize) -> String {
     let mut refs = BTreeSet::new();
-    for f in spec.files.iter().filter(|f| f.secret == index) {
+    for f in spec.files.iter().filter(|f| f.secret == Some(index)) {
         refs.insert(f.reference.as_str());
     }
     for r in spec
         .env_files
         .iter()
         .flat_map(|e| &e.refs)
-        .filter(|r| r.secret == index)
+        .filter(|r| r.secret == Some(index))
     {
         refs.insert(r.reference.as_str());
     }
@@ -736,26 +736,30 @@ impl Output {
         match *self {
             Output::File(i) => {
                 let file = &spec.files[i];
-                let data = &fetched[file.secret].data;
-                match &file.key {
-                    Some(key) => {
-                        if let Some(value) = data.get(key) {
+                match file.content() {
+                    Some(Content::Key { secret, key }) => {
+                        if let Some(value) = fetched[secret].data.get(key) {
                             write_raw(value, sink)
                                 .map_err(|e| AgentError::environment("write", e.to_string()))?;
                         }
                         Ok(())
                     }
-                    None => write_whole(data, file.format, sink).map_err(|e| {
-                        AgentError::refused("render", format!("{}: {e}", file.reference))
-                    }),
+                    Some(Content::Whole { secret, format }) => {
+                        write_whole(&fetched[secret].data, format, sink).map_err(|e| {
+                            AgentError::refused("render", format!("{}: {e}", file.reference))
+                        })
+                    }
+                    Some(Content::Template(_)) | None => Err(not_evaluated(&file.reference)),
                 }
             }
             Output::Env(i) => {
                 let env = &spec.env_files[i];
                 let mut values: BTreeMap<&str, &str> = BTreeMap::new();
                 for r in &env.refs {
-                    if let Some(value) = fetched[r.secret].data.get(&r.key) {
-                        values.insert(&r.reference, value.as_text());
+                    if let Some(Content::Key { secret, key }) = r.content() {
+                        if let Some(value) = fetched[secret].data.get(key) {
+                            values.insert(&r.reference, value.as_text());
+                        }
                     }
                 }
                 serde_json::to_writer(sink, &values).map_err(|e| {
@@ -840,6 +844,13 @@ fn together_names<'s>(spec: &'s AgentSpec, files: &[usize]) -> Vec<(&'s str, u32
         .collect()
 }
 
+fn not_evaluated(reference: &str) -> AgentError {
+    AgentError::refused(
+        "render",
+        format!("{reference}: templates are not evaluated by this agent yet"),
+    )
+}
+
 fn missing_key(reference: &str, path: &str, key: &str, data: &SecretData) -> AgentError {
     let keys: Vec<&str> = data.keys().map(String::as_str).collect();
     AgentError::refused(
@@ -873,25 +884,35 @@ fn output_ready(spec: &AgentSpec, fetched: &[Fetched], out: &Output) -> Result<(
     match *out {
         Output::File(i) => {
             let file = &spec.files[i];
-            let data = &fetched[file.secret].data;
-            let path = &spec.secrets[file.secret].path;
-            match &file.key {
-                Some(key) if !data.contains_key(key) => {
-                    Err(missing_key(&file.reference, path, key, data))
+            match file.content() {
+                Some(Content::Key { secret, key }) => {
+                    let data = &fetched[secret].data;
+                    if data.contains_key(key) {
+                        Ok(())
+                    } else {
+                        let path = &spec.secrets[secret].path;
+                        Err(missing_key(&file.reference, path, key, data))
+                    }
                 }
-                Some(_) => Ok(()),
-                None => check_whole(data, file.format)
-                    .map_err(|e| AgentError::refused("render", format!("{}: {e}", file.reference))),
+                Some(Content::Whole { secret, format }) => {
+                    check_whole(&fetched[secret].data, format).map_err(|e| {
+                        AgentError::refused("render", format!("{}: {e}", file.reference))
+                    })
+                }
+                Some(Content::Template(_)) | None => Err(not_evaluated(&file.reference)),
             }
         }
         Output::Env(i) => {
             for r in &spec.env_files[i].refs {
-                let data = &fetched[r.secret].data;
-                if !data.contains_key(&r.key) {
+                let Some(Content::Key { secret, key }) = r.content() else {
+                    return Err(not_evaluated(&r.reference));
+                };
+                let data = &fetched[secret].data;
+                if !data.contains_key(key) {
                     return Err(missing_key(
                         &r.reference,
-                        &spec.secrets[r.secret].path,
-                        &r.key,
+                        &spec.secrets[secret].path,
+                        key,
                         data,
                     ));
                 }
@@ -974,11 +995,8 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
     let n = spec.secrets.len();
     let mut paths = BTreeSet::new();
     for f in &spec.files {
-        if f.secret >= n {
-            return Err(format!(
-                "file {} points at secret {} of {n}",
-                f.path, f.secret
-            ));
+        if let Some(secret) = f.secret.filter(|s| *s >= n) {
+            return Err(format!("file {} points at secret {secret} of {n}", f.path));
         }
         check_output(&spec.secrets_root, &f.path, "file path", &is_forbidden)?;
         if f.mode > 0o777 {
@@ -1017,9 +1035,9 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
     }
     for e in &spec.env_files {
         check_output(&spec.secrets_root, &e.path, "env file path", &is_forbidden)?;
-        if let Some(r) = e.refs.iter().find(|r| r.secret >= n) {
+        if let Some(r) = e.refs.iter().find(|r| r.secret.is_some_and(|s| s >= n)) {
             return Err(format!(
-                "env ref {} points at secret {} of {n}",
+                "env ref {} points at secret {:?} of {n}",
                 r.reference, r.secret
             ));
         }
@@ -1115,7 +1133,7 @@ mod tests {
         let spec = AgentSpec::from_json(&spec_json()).unwrap();
         validate(&spec).unwrap();
         let mut bad = spec.clone();
-        bad.files[0].secret = 1;
+        bad.files[0].secret = Some(1);
         assert!(validate(&bad).is_err());
         let mut bad = spec.clone();
         bad.files[0].path = "/secretstore/secrets/../../etc/x".to_owned();
