@@ -38,6 +38,7 @@ pub fn lint_input(input: &Input, settings: &Settings) -> Vec<Diagnostic> {
         version_conflicts(&pod, &mut out);
         live_mode(&pod, settings, &mut out);
         certificate_without_live_mode(&pod, &mut out);
+        unused_env_only_configs(&pod, &mut out);
     }
     out.sort_by(|a, b| {
         (a.location.line, a.location.column, a.code).cmp(&(
@@ -375,6 +376,34 @@ fn certificate_without_live_mode(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
         d.help = Some(format!(
             "add `{}: \"1h\"` so the sidecar issues it again before it expires (at two thirds of its lifetime, or renewBefore ahead of notAfter)",
             dialect::REFRESH_KEY
+        ));
+        out.push(d);
+    }
+}
+
+/// SS211: a config mounted in no container (`"containers": []`) that no
+/// `secretstore:file:` env value uses: nothing in the pod sees its secrets.
+fn unused_env_only_configs(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
+    let mut seen = BTreeSet::new();
+    for file in pod.files.iter().filter(|f| f.containers.is_empty()) {
+        if !seen.insert(&file.suffix) || pod.file_env_values.iter().any(|(s, _)| *s == file.suffix)
+        {
+            continue;
+        }
+        let mut d = finding(
+            pod,
+            Code::EnvOnlyConfigUnused,
+            &file.location,
+            file.field.clone(),
+        );
+        d.message = format!(
+            "{}{} is mounted in no container, and no env value uses its files, so nothing in the pod sees it",
+            dialect::FILE_KEY_PREFIX,
+            file.suffix
+        );
+        d.help = Some(format!(
+            "use a file as an env value (value: \"secretstore:file:{}/{}\"), list the containers that get it, or remove the configuration",
+            file.suffix, file.file_name
         ));
         out.push(d);
     }
