@@ -613,6 +613,18 @@ mod tests {
     }
 
     #[test]
+    fn a_config_mounted_nowhere_needs_an_env_value() {
+        let env_only = "    vault.secretstore.rafay.dev/filesecret-config-1: '{\"sources\": {\"db\": \"database/creds/app\"}, \"secretFileName\": \"url\", \"containers\": [], \"template\": \"${ db.username }\"}'\n";
+        let plain = "    - {name: a, image: a, command: [a]}\n";
+        assert_eq!(
+            codes(env_only, "{}", plain),
+            vec![Code::EnvOnlyConfigUnused]
+        );
+        let used = "    - {name: a, image: a, command: [a], env: [{name: URL, value: \"secretstore:file:1/url\"}]}\n";
+        assert_eq!(codes(env_only, "{}", used), Vec::<Code>::new());
+    }
+
+    #[test]
     fn vault_ports() {
         assert_eq!(vault_port("https://vault.vault.svc:8200"), "8200");
         assert_eq!(vault_port("https://vault.example.com/"), "443");

@@ -112,6 +112,22 @@ pub(super) fn collect_env_refs(
     (refs, file_refs)
 }
 
+/// The suffix `suffix` was probably meant to be: one with the same characters in another
+/// order, else a close one (never another one-character suffix for a one-character one,
+/// such as `2` for `9`).
+fn similar_suffix<'a>(suffix: &str, known: &[&'a str]) -> Option<&'a str> {
+    let sorted = |s: &str| {
+        let mut chars: Vec<char> = s.chars().collect();
+        chars.sort_unstable();
+        chars
+    };
+    known
+        .iter()
+        .find(|k| sorted(k) == sorted(suffix))
+        .copied()
+        .or_else(|| closest(suffix, known).filter(|k| k.len().min(suffix.len()) > 1))
+}
+
 /// Each `secretstore:file:<N>/<file name>` checked against the pod's configs: `suffixes`
 /// are those of every `filesecret-config-<N>` annotation, `files` the configs that parsed
 /// (a value naming a config with errors is not reported again).
@@ -143,7 +159,7 @@ pub(super) fn resolve_file_refs(
         };
         if !suffixes.iter().any(|s| s == suffix) {
             let known: Vec<&str> = suffixes.iter().map(String::as_str).collect();
-            let help = match closest(suffix, &known) {
+            let help = match similar_suffix(suffix, &known) {
                 Some(s) => format!("did you mean `{FILE_REF_PREFIX}{s}/{file_name}`?"),
                 None if known.is_empty() => {
                     format!(

@@ -204,7 +204,14 @@ fn single_file(
                 ok = false;
             }
             let aliases = read.alias_names();
-            let t = template::template_file(ctx, at, &["template"], text, &aliases, file_name);
+            let t = template::template_file(
+                ctx,
+                at,
+                (&["template"], "template"),
+                text,
+                &aliases,
+                file_name,
+            );
             t.filter(|_| ok).map(FileContent::Template)
         }
         None if read.several => {

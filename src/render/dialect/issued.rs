@@ -193,7 +193,8 @@ pub(super) fn files(
             Some((Wanted::Template(text), mode)) => {
                 let aliases = read.alias_names();
                 let path = ["files", name.as_str(), "template"];
-                template::template_file(ctx, at, &path, text, &aliases, name)
+                let tfield = format!("{field}.template");
+                template::template_file(ctx, at, (&path, &tfield), text, &aliases, name)
                     .map(|t| (FileContent::Template(t), mode))
             }
             None => None,

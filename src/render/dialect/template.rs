@@ -161,23 +161,23 @@ fn source(ctx: &mut Ctx, at: FileSite, field: &str, entry: &Value) -> Option<(Se
     Some((reference, path.clone()))
 }
 
-/// A `template` at `json_path` of the configuration: a string, parsed against `aliases`.
+/// A `template` at `json_path` of the configuration (`field` as messages write it): a
+/// string, parsed against `aliases`.
 /// Each error is reported at its spot in the annotation when the YAML maps it, else at the
 /// value's start, with the template's own line and column in the message.
 pub(super) fn template_file(
     ctx: &mut Ctx,
     at: FileSite,
-    json_path: &[&str],
+    (json_path, field): (&[&str], &str),
     value: &Value,
     aliases: &[&str],
     file_name: &str,
 ) -> Option<TemplateFile> {
-    let field = json_path.join(".");
     let Value::String(text) = value else {
         at.report(
             ctx,
             Code::BadSources,
-            &field,
+            field,
             format!("the template of file `{file_name}` is not a string"),
             r#"write the text as a JSON string, e.g. "template": "postgres://${ db.username }@db/app""#,
         );
