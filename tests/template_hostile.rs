@@ -1,5 +1,5 @@
 //! Hostile template text in a file secret's annotation, written in every YAML scalar
-//! style (literal and folded blocks, single- and double-quoted), never makes
+//! style (literal and folded blocks, one line or pretty-printed, single- and double-quoted), never makes
 //! render or lint panic: render succeeds or says why, lint has an error exactly when
 //! render refuses, every finding points inside the document, and a template error's
 //! line is one of the annotation's.
@@ -62,7 +62,17 @@ fn annotation(style: usize, json: &str) -> String {
         0 => format!("{key} |\n      {json}\n"),
         1 => format!("{key} >-\n      {json}\n"),
         2 => format!("{key} '{}'\n", json.replace('\'', "''")),
-        _ => format!("{key} {}\n", serde_json::Value::from(json)),
+        3 => format!("{key} {}\n", serde_json::Value::from(json)),
+        _ => {
+            // Pretty-printed over several lines of a literal block.
+            let value: serde_json::Value = serde_json::from_str(json).expect("JSON");
+            let pretty = serde_json::to_string_pretty(&value).expect("JSON");
+            let mut out = format!("{key} |\n");
+            for line in pretty.lines() {
+                out.push_str(&format!("      {line}\n"));
+            }
+            out
+        }
     }
 }
 
@@ -81,7 +91,7 @@ fn hostile_templates_never_break_render_or_lint() {
     });
     let settings = Settings::default();
     runner
-        .run(&(hostile_text(), 0..4usize), |(text, style)| {
+        .run(&(hostile_text(), 0..5usize), |(text, style)| {
             let annotation = annotation(style, &config_json(&text));
             let doc = document(&annotation);
             let lines = doc.lines().count();
