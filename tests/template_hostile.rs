@@ -82,6 +82,16 @@ fn document(annotation: &str) -> String {
     )
 }
 
+/// The character of `text` at the template line and column a message names
+/// (`line 2 column 5: ...`).
+fn template_char(text: &str, message: &str) -> Option<char> {
+    let rest = message.split_once(", line ")?.1;
+    let (line, rest) = rest.split_once(" column ")?;
+    let column = rest.split_once(':')?.0;
+    let (line, column): (usize, usize) = (line.parse().ok()?, column.parse().ok()?);
+    text.split('\n').nth(line - 1)?.chars().nth(column - 1)
+}
+
 #[test]
 fn hostile_templates_never_break_render_or_lint() {
     let mut runner = TestRunner::new(Config {
@@ -128,6 +138,23 @@ fn hostile_templates_never_break_render_or_lint() {
                         d,
                         annotation_lines
                     );
+                    // Unless it fell back to the value's start, the location is where the
+                    // template's character is written (or its JSON escape starts).
+                    let at = (d.location.line, d.location.column);
+                    if at != (8, 54) && at != (9, 7) {
+                        let written = doc
+                            .lines()
+                            .nth(at.0 - 1)
+                            .and_then(|l| l.chars().nth(at.1 - 1));
+                        let meant = template_char(&text, &d.message);
+                        prop_assert!(
+                            meant.is_none() || written == meant || written == Some('\\'),
+                            "{:?}: {:?} is written where {:?} is meant",
+                            d,
+                            written,
+                            meant
+                        );
+                    }
                 }
             }
             Ok(())
