@@ -789,3 +789,100 @@ fn live_template_is_written_only_when_its_output_changes() {
         &["pw-ONE-2a4e", "pw-TWO-9b1c", "other-TWO", "other-THREE"],
     );
 }
+
+/// Live mode over a lease: when the lease reaches its max TTL the sidecar reads new
+/// credentials, evaluates the template again and writes the new connection string (file
+/// and env value), which PostgreSQL accepts.
+#[test]
+fn live_template_over_a_lease_follows_new_credentials() {
+    let lab = Lab::on(OpenBao::start());
+    let pg = Postgres::start();
+    pg.attach_to_vault(&lab.vault, "database", "app", "1h");
+    // Renewal at two thirds of 8 s gives less than the lease's duration (the max TTL
+    // is near): new credentials then, with more than 6 s of the old lease left for a
+    // reader of the old file.
+    lab.vault.post_json(
+        "database/roles/app",
+        &json!({
+            "db_name": "postgres",
+            "creation_statements": [
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';",
+            ],
+            "default_ttl": "8s",
+            "max_ttl": "12s",
+        }),
+    );
+    let url_ref = format!("{FILE_REF_PREFIX}db/url");
+    let url_text = format!(
+        "postgresql://${{ db.username }}:${{ db.password | urlencode }}@127.0.0.1:{}/postgres?sslmode=disable",
+        pg.port()
+    );
+    let mut spec = spec(
+        &lab,
+        vec![read_of("database/creds/app")],
+        vec![template(
+            "filesecret-config-db/url",
+            &url_text,
+            &[("db", 0)],
+        )],
+        vec![template_file(0, 0, "url", "db")],
+        vec![EnvRef {
+            template: Some(0),
+            ..env_ref(&url_ref)
+        }],
+    );
+    spec.live = Some(LiveSpec {
+        refresh_seconds: 300,
+        revoke_on_stop: true,
+        metrics_port: None,
+    });
+    let pod = lab.pod();
+    let sidecar = Running::start(&agent_container(&pod, &spec));
+    let ready = pod.secrets().join(READY_FILE_NAME);
+    wait_until(60, "the first fetch", || ready.exists(), || sidecar.log());
+    let file = pod.secrets().join("files/app/0/url");
+    let env_file = pod.secrets().join(format!("env/app/{ENV_FILE_NAME}"));
+    let first = read(&file);
+    // postgresql://<user>:<password>@127.0.0.1:...
+    let user_info = |url: &str| -> (String, String) {
+        let info = url
+            .trim_start_matches("postgresql://")
+            .split('@')
+            .next()
+            .expect("user info");
+        let (user, password) = info.split_once(':').expect("user:password");
+        (user.to_owned(), password.to_owned())
+    };
+    let user_of = |url: &str| user_info(url).0;
+    let first_user = user_of(&first);
+    wait_until(
+        60,
+        "new credentials in the template's file",
+        || read(&file) != first,
+        || sidecar.log(),
+    );
+    let second = read(&file);
+    assert_ne!(user_of(&second), first_user, "a new lease's user");
+    wait_until(
+        60,
+        "the env value to follow",
+        || {
+            let env: BTreeMap<String, String> =
+                serde_json::from_str(&read(&env_file)).expect("env json");
+            env[&url_ref] != first
+        },
+        || sidecar.log(),
+    );
+    let current = read(&file);
+    let psql = std::process::Command::new(pg.bin().join("psql"))
+        .args(["-X", "-At", &current, "-c", "select current_user"])
+        .env("PGCONNECT_TIMEOUT", "10")
+        .output()
+        .expect("run psql");
+    assert!(psql.status.success(), "{}", describe(&psql));
+    assert_eq!(text(&psql.stdout).trim(), user_of(&current));
+    let log = sidecar.stop();
+    assert!(log.contains("msg=\"new credentials read\""), "{log}");
+    let (first_password, second_password) = (user_info(&first).1, user_info(&second).1);
+    assert_no_secret(&log, &[&first_password, &second_password]);
+}
