@@ -17,6 +17,7 @@ mod scan;
 mod source;
 
 pub use scan::{FILTERS, TESTS};
+pub use source::zeroize_json;
 
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Map;
@@ -459,6 +460,24 @@ mod tests {
             }
         );
         assert_eq!(err.to_string(), "source `db` has no key `pasword`");
+        for filter in [
+            "urlencode",
+            "b64encode",
+            "b64decode",
+            "json",
+            "trim",
+            "join(\",\")",
+            "items",
+        ] {
+            assert_eq!(
+                run(&format!("${{ db.pasword | {filter} }}")).unwrap_err(),
+                RenderError::MissingKey {
+                    alias: "db".into(),
+                    key: "pasword".into()
+                },
+                "{filter}"
+            );
+        }
         assert_eq!(
             run("${ db[\"user-name\"] }").unwrap_err(),
             RenderError::MissingKey {
