@@ -21,8 +21,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8")
 }
 
-const CASES: [&str; 8] = [
+const CASES: [&str; 9] = [
     "testdata/convert/vault-agent-injector/helm-stream.yaml",
+    "testdata/convert/vault-agent-injector/templates.yaml",
     "testdata/convert/vault-agent-injector/flow-style-pod.yaml",
     "testdata/convert/bank-vaults/deployment.json",
     "testdata/convert/vault-agent-injector/unconvertible.yaml",
@@ -112,12 +113,13 @@ fn what_is_left_is_reported_at_its_exact_location() {
                 9,
                 &format!("{a}[vault.hashicorp.com/agent-inject-command-stripe]")
             ),
+            // The `if` inside the template, not the annotation.
             finding(
                 "SS602",
                 "error",
-                19,
-                11,
-                &format!("{a}[vault.hashicorp.com/agent-inject-template-db]")
+                27,
+                16,
+                &format!("{a}[vault.hashicorp.com/agent-inject-template-flags]")
             ),
             finding(
                 "SS602",
@@ -126,7 +128,7 @@ fn what_is_left_is_reported_at_its_exact_location() {
                 57,
                 &format!("{a}[vault.hashicorp.com/agent-inject-secret-stripe]")
             ),
-            finding("SS606", "error", 36, 5, "metadata.annotations"),
+            finding("SS606", "error", 41, 5, "metadata.annotations"),
         ]
     );
 
@@ -617,9 +619,13 @@ fn a_hash_in_a_source_key_or_path_is_refused() {
         "{findings:?}"
     );
     assert!(findings[0].3.contains("the key `pass#2`"), "{findings:?}");
-    let injector = INJECTED_WITH_ROLE
-        .replace("    vault.secretstore.rafay.dev/role: old\n", "")
-        .replace(".Data.data.password", "index .Data.data \"pass#2\"");
+    // An injector template reads its path through a source, which holds no `#`...
+    let without_role =
+        INJECTED_WITH_ROLE.replace("    vault.secretstore.rafay.dev/role: old\n", "");
+    let injector = without_role.replace(
+        "{{ with secret \"secret/data/web/db\" }}",
+        "{{ with secret \"secret/data/web#2/db\" }}",
+    );
     let (status, out, findings) = convert_text(&injector, &[]);
     assert_eq!(status, Some(1));
     assert_eq!(out, injector);
@@ -627,12 +633,22 @@ fn a_hash_in_a_source_key_or_path_is_refused() {
     assert_eq!(findings[0].0, "SS603");
     assert_eq!(
         (findings[0].1, findings[0].2),
-        (11, 111),
-        "the key inside the template"
+        (11, 68),
+        "the path inside the template"
     );
     assert!(
-        findings[0].3.contains("the key `pass#2` holds `#`"),
+        findings[0]
+            .3
+            .contains("the path `secret/data/web#2/db` holds `#`"),
         "{findings:?}"
+    );
+    // ...but a key with one is read by a template.
+    let key = without_role.replace(".Data.data.password", "index .Data.data \"pass#2\"");
+    let (status, out, findings) = convert_text(&key, &[]);
+    assert_eq!((status, findings), (Some(0), Vec::new()));
+    assert!(
+        out.contains(r#"'{"vaultSecretRef": "secret/web/db", "secretFileName": "db", "volumeMountPath": "/vault/secrets", "template": "${ secret[\"pass#2\"] }"}'"#),
+        "{out}"
     );
 }
 
@@ -697,4 +713,36 @@ fn an_owner_that_cannot_be_kept_is_refused() {
         1,
         "no temporary file is left"
     );
+}
+
+/// Injector templates convert into configs with templates (SPEC 1.4) that render and lint
+/// clean; a template of several lines is written as a block, one field per line.
+#[test]
+fn converted_templates_render_and_lint_clean() {
+    let output = convert_stdin("testdata/convert/vault-agent-injector/templates.yaml", &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let converted = text(&output.stdout);
+    assert!(
+        converted.contains(
+            "        vault.secretstore.rafay.dev/filesecret-config-range-properties: |\n          {\"vaultSecretRef\": \"secret/shop/props\",\n           \"secretFileName\": \"range-properties\",\n"
+        ),
+        "{converted}"
+    );
+    for args in [&["render"][..], &["lint", "-"]] {
+        let mut command = support::secretstore();
+        command.args(args);
+        let checked = support::run_with_stdin(&mut command, converted.as_bytes());
+        assert_eq!(
+            checked.status.code(),
+            Some(0),
+            "{args:?} of the converted templates:\n{}{}",
+            text(&checked.stdout),
+            text(&checked.stderr)
+        );
+        assert!(
+            !text(&checked.stderr).contains("warning"),
+            "{args:?}: {}",
+            text(&checked.stderr)
+        );
+    }
 }
