@@ -17,6 +17,7 @@ mod scan;
 mod source;
 
 pub use scan::{FILTERS, TESTS};
+pub use source::zeroize_json;
 
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Map;
