@@ -250,15 +250,33 @@ fn converted_pods_read_what_the_original_tools_read() {
     let lab = lab();
 
     // Vault Agent Injector: the app's files against `bao agent` with the same templates,
-    // byte for byte (a key raw as a reference; `toJSON` and the `range` env file as
-    // templates).
+    // byte for byte (a key raw as a reference; the others as templates evaluated by the
+    // agent).
     let (converted, seen) = convert_render_run(&lab, "vault-agent-injector.yaml", &[], false);
     assert!(
         converted.contains("\"template\": \"${ secret | json }\""),
         "{converted}"
     );
     let agent = bao_agent(&lab, &injector_templates());
-    for file in ["db-password", "token", "config.json", "app.env"] {
+    // Two sources in one template, and a template of several lines (written as a block).
+    assert!(
+        converted.contains(
+            "\"sources\": {\"secret\": \"secret/shop/db\", \"legacy\": \"kv1/shop/legacy\"}"
+        ),
+        "{converted}"
+    );
+    assert!(
+        converted.contains("filesecret-config-app-conf: |\n"),
+        "{converted}"
+    );
+    for file in [
+        "db-password",
+        "token",
+        "config.json",
+        "app.env",
+        "db-url",
+        "app.conf",
+    ] {
         assert!(seen[file] == agent[file], "{file} differs from bao agent's");
     }
     assert_eq!(seen["db-password"], DB_PW_V2);
