@@ -746,3 +746,52 @@ fn converted_templates_render_and_lint_clean() {
         );
     }
 }
+
+/// A conversion that render would refuse is not written; the reason is reported at the
+/// pod in the input (where the user can act), with its position in the unwritten output.
+#[test]
+fn a_conversion_render_refuses_is_reported_at_the_pod() {
+    let input = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: first
+data:
+  a: b
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    vault.hashicorp.com/agent-inject: "true"
+    vault.hashicorp.com/agent-pre-populate-only: "true"
+    vault.hashicorp.com/role: web
+    vault.hashicorp.com/agent-inject-secret-a: secret/data/web/a
+    vault.hashicorp.com/agent-inject-template-a: '{{ with secret "secret/data/web/a" }}{{ .Data.data.k }}{{ end }}'
+    vault.hashicorp.com/agent-inject-file-a: same
+    vault.hashicorp.com/agent-inject-secret-b: secret/data/web/b
+    vault.hashicorp.com/agent-inject-template-b: '{{ with secret "secret/data/web/b" }}x={{ .Data.data.k }}{{ end }}'
+    vault.hashicorp.com/agent-inject-file-b: same
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#;
+    let (status, out, findings) = convert_text(input, &[]);
+    assert_eq!(status, Some(1));
+    assert_eq!(out, input, "nothing is written");
+    assert_eq!(
+        findings
+            .iter()
+            .map(|f| (f.0.as_str(), f.1, f.2))
+            .collect::<Vec<_>>(),
+        [("SS116", 8, 1)],
+        "{findings:?}"
+    );
+    assert!(
+        findings[0].3.ends_with(
+            "would get two files at `/vault/secrets/same` (also from filesecret-config-a) (line 16, column 54 of the converted output)"
+        ),
+        "{findings:?}"
+    );
+}
