@@ -795,3 +795,46 @@ spec:
         "{findings:?}"
     );
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Hostile injector templates: convert never panics; a pod it converts renders (it
+    /// checks that itself), holds the template's configs as JSON, and converts to
+    /// itself again.
+    #[test]
+    fn hostile_injector_templates_convert_or_are_reported(
+        body in "(\\PC|[{}$%#|.\"`()\n -]|\\.Data|\\.data|range |end|printf|index |toJSON|\\$k|:=){0,30}"
+    ) {
+        use secretstore::config::Settings;
+        use secretstore::convert::{convert, Options};
+        use secretstore::render::Input;
+        let template = format!("{{{{ with secret \"kv/a\" }}}}{body}{{{{ end }}}}\n");
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    vault.hashicorp.com/agent-inject: \"true\"\n    vault.hashicorp.com/agent-pre-populate-only: \"true\"\n    vault.hashicorp.com/role: r\n    vault.hashicorp.com/agent-inject-secret-t: kv/a\n    vault.hashicorp.com/agent-inject-template-t: {}\nspec:\n  containers:\n  - name: c\n    image: i\n",
+            serde_json::to_string(&template).unwrap()
+        );
+        let input = Input { name: "pod.yaml".into(), bytes: pod.into_bytes() };
+        let outcome = convert(std::slice::from_ref(&input), &Settings::default(), &Options::default());
+        match &outcome.outputs[0] {
+            Some(bytes) => {
+                let doc: serde_json::Value = yaml_serde::from_slice(bytes).expect("converted YAML");
+                let config = doc["metadata"]["annotations"]["vault.secretstore.rafay.dev/filesecret-config-t"]
+                    .as_str()
+                    .expect("the config");
+                let config: serde_json::Value = serde_json::from_str(config).expect("config JSON");
+                proptest::prop_assert!(config["vaultSecretRef"].is_string(), "{config}");
+                let again = convert(
+                    &[Input { name: "pod.yaml".into(), bytes: bytes.clone() }],
+                    &Settings::default(),
+                    &Options::default(),
+                );
+                proptest::prop_assert!(again.outputs[0].is_none(), "converting twice changed it");
+            }
+            None => proptest::prop_assert!(
+                outcome.diagnostics.iter().any(|d| d.severity == secretstore::diag::Severity::Error),
+                "left without a reason"
+            ),
+        }
+    }
+}
