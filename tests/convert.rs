@@ -838,3 +838,25 @@ proptest::proptest! {
         }
     }
 }
+
+/// A refused action that is also written before (a stray `{{ end }}` after a valid one)
+/// is located at the refused one.
+#[test]
+fn a_refused_action_written_twice_is_located_at_the_refused_one() {
+    let input = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    vault.hashicorp.com/agent-inject: \"true\"\n    vault.hashicorp.com/role: web\n    vault.hashicorp.com/agent-inject-secret-a: kv/a\n    vault.hashicorp.com/agent-inject-template-a: |\n      {{ with secret \"kv/a\" }}{{ .Data.k }}{{ end }}\n      {{ end }}\nspec:\n  containers:\n    - name: web\n      image: web:1\n";
+    let (status, out, findings) = convert_text(input, &[]);
+    assert_eq!(status, Some(1));
+    assert_eq!(out, input);
+    assert_eq!(
+        findings
+            .iter()
+            .map(|f| (f.0.as_str(), f.1, f.2))
+            .collect::<Vec<_>>(),
+        [("SS602", 11, 7)],
+        "{findings:?}"
+    );
+    assert!(
+        findings[0].3.contains("`{{ end }}`: `end` closes nothing"),
+        "{findings:?}"
+    );
+}

@@ -372,7 +372,11 @@ fn file_secret(
                 }
                 return Some(Converted::Config(simple(r, site)));
             }
-            let location = site.location_in(*template_node, &refusal.action);
+            // The same action may be written before the refused one (a stray `{{ end }}`).
+            let before = template
+                .get(..refusal.offset)
+                .map_or(0, |t| t.matches(refusal.action.as_str()).count());
+            let location = site.location_of_nth(*template_node, &refusal.action, before);
             site.problem_at(
                 Code::ConvertTemplate,
                 location,

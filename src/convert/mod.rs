@@ -467,14 +467,20 @@ impl Site<'_> {
     /// The location of `needle` inside the scalar `node` as written (a one-line or block
     /// scalar), else of the node.
     pub fn location_in(&self, node: NodeId, needle: &str) -> Location {
+        self.location_of_nth(node, needle, 0)
+    }
+
+    /// The location of the `nth` (from 0) `needle` inside the scalar `node` as written,
+    /// else of the node: the spot of something that may also be written before it.
+    pub fn location_of_nth(&self, node: NodeId, needle: &str, nth: usize) -> Location {
         // A block scalar's lines hold its text as written, past their indentation.
         let written = rewrite::scalar_range(self.text, self.tree, node)
             .unwrap_or_else(|_| self.tree.node(node).start..self.tree.node(node).end);
-        let Some(offset) = self
-            .text
-            .get(written.clone())
-            .and_then(|w| w.find(needle).map(|i| written.start + i))
-        else {
+        let Some(offset) = self.text.get(written.clone()).and_then(|w| {
+            w.match_indices(needle)
+                .nth(nth)
+                .map(|(i, _)| written.start + i)
+        }) else {
             return self.location(node);
         };
         let before = &self.text[..offset];
