@@ -739,11 +739,8 @@ fn converted_templates_render_and_lint_clean() {
             text(&checked.stdout),
             text(&checked.stderr)
         );
-        assert!(
-            !text(&checked.stderr).contains("warning"),
-            "{args:?}: {}",
-            text(&checked.stderr)
-        );
+        let report = format!("{}{}", text(&checked.stdout), text(&checked.stderr));
+        assert!(!report.contains("warning"), "{args:?}: {report}");
     }
 }
 
