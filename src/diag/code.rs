@@ -147,7 +147,7 @@ codes! {
     PkiTtlOverMax = "SS344", Error, "The requested ttl is longer than the PKI role's max_ttl (check).";
     CannotCheck = "SS390", Error, "A lookup was refused or failed, so an item could not be checked (check).";
     ConvertUnsupportedAnnotation = "SS601", Error, "A source tool's annotation has no equivalent that convert writes (convert).";
-    ConvertTemplate = "SS602", Error, "A Vault Agent template is not one key or the whole secret in a file format (convert).";
+    ConvertTemplate = "SS602", Error, "A Vault Agent template uses a construct convert does not translate, or the injector's default template (convert).";
     ConvertReference = "SS603", Error, "A source reference uses a form env references do not express (convert).";
     ConvertPlaceholderElsewhere = "SS604", Error, "An argocd-vault-plugin placeholder is not a pod's whole env value (convert).";
     ConvertConfigurationMismatch = "SS605", Error, "The pod's Vault address, auth path or namespace differs from the configuration (convert).";
