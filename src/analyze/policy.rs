@@ -247,10 +247,13 @@ pub fn generate(
             );
         }
     }
+    // A template's source is one record per key it reads: one finding each.
+    let mut seen = BTreeSet::new();
+    problems.retain(|d| seen.insert((d.location.clone(), d.code, d.message.clone())));
     if !problems.is_empty() {
         return Err(problems);
     }
-    warnings.sort_by(|a, b| a.location.cmp(&b.location));
+    warnings.sort_by(|a, b| (&a.location, &a.message).cmp(&(&b.location, &b.message)));
     warnings.dedup();
     let policies = roles
         .into_iter()
