@@ -1,5 +1,5 @@
 //! Hostile template text in a file secret's annotation, written in every YAML scalar
-//! style (literal and folded blocks, single- and double-quoted), never makes
+//! style (literal and folded blocks, one line or pretty-printed, single- and double-quoted), never makes
 //! render or lint panic: render succeeds or says why, lint has an error exactly when
 //! render refuses, every finding points inside the document, and a template error's
 //! line is one of the annotation's.
@@ -62,7 +62,17 @@ fn annotation(style: usize, json: &str) -> String {
         0 => format!("{key} |\n      {json}\n"),
         1 => format!("{key} >-\n      {json}\n"),
         2 => format!("{key} '{}'\n", json.replace('\'', "''")),
-        _ => format!("{key} {}\n", serde_json::Value::from(json)),
+        3 => format!("{key} {}\n", serde_json::Value::from(json)),
+        _ => {
+            // Pretty-printed over several lines of a literal block.
+            let value: serde_json::Value = serde_json::from_str(json).expect("JSON");
+            let pretty = serde_json::to_string_pretty(&value).expect("JSON");
+            let mut out = format!("{key} |\n");
+            for line in pretty.lines() {
+                out.push_str(&format!("      {line}\n"));
+            }
+            out
+        }
     }
 }
 
@@ -70,6 +80,16 @@ fn document(annotation: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: app\n{annotation}spec:\n  serviceAccountName: app\n  containers:\n  - name: app\n    image: app\n    command: [/app]\n    env:\n    - name: CONF\n      value: secretstore:file:1/app.conf\n"
     )
+}
+
+/// The character of `text` at the template line and column a message names
+/// (`line 2 column 5: ...`).
+fn template_char(text: &str, message: &str) -> Option<char> {
+    let rest = message.split_once(", line ")?.1;
+    let (line, rest) = rest.split_once(" column ")?;
+    let column = rest.split_once(':')?.0;
+    let (line, column): (usize, usize) = (line.parse().ok()?, column.parse().ok()?);
+    text.split('\n').nth(line - 1)?.chars().nth(column - 1)
 }
 
 #[test]
@@ -81,7 +101,7 @@ fn hostile_templates_never_break_render_or_lint() {
     });
     let settings = Settings::default();
     runner
-        .run(&(hostile_text(), 0..4usize), |(text, style)| {
+        .run(&(hostile_text(), 0..5usize), |(text, style)| {
             let annotation = annotation(style, &config_json(&text));
             let doc = document(&annotation);
             let lines = doc.lines().count();
@@ -118,6 +138,23 @@ fn hostile_templates_never_break_render_or_lint() {
                         d,
                         annotation_lines
                     );
+                    // Unless it fell back to the value's start, the location is where the
+                    // template's character is written (or its JSON escape starts).
+                    let at = (d.location.line, d.location.column);
+                    if at != (8, 54) && at != (9, 7) {
+                        let written = doc
+                            .lines()
+                            .nth(at.0 - 1)
+                            .and_then(|l| l.chars().nth(at.1 - 1));
+                        let meant = template_char(&text, &d.message);
+                        prop_assert!(
+                            meant.is_none() || written == meant || written == Some('\\'),
+                            "{:?}: {:?} is written where {:?} is meant",
+                            d,
+                            written,
+                            meant
+                        );
+                    }
                 }
             }
             Ok(())

@@ -191,7 +191,7 @@ pub fn source_offset(
             content_start += doc[at..line_end].len() - doc[at..line_end].trim_start().len();
         }
         first = false;
-        let line = &doc[content_start..line_end];
+        let line = doc.get(content_start..line_end)?;
         let rest = &value[v..];
         let matched = common_prefix(line, rest);
         if offset >= v && offset < v + matched {
@@ -333,6 +333,15 @@ mod tests {
             .as_deref(),
             Some("${ x }")
         );
+    }
+
+    #[test]
+    fn odd_block_lines_give_up_without_panicking() {
+        // A line indented less than the block, with a multi-byte character where the
+        // indentation would end.
+        let doc = "k: |\n    {\"a\":\n   \u{e9}x ${ x }\n";
+        let value = "{\"a\":\n\u{e9}x ${ x }\n";
+        assert_eq!(spot(doc, ScalarStyle::Literal, value, "${ x }"), None);
     }
 
     #[test]

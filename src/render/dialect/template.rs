@@ -11,6 +11,12 @@ use serde_json::Value;
 
 const SOURCE_HELP: &str = r#"write "alias": "<path>", {"path": "<path>", "version": 3} or {"path": "<path>", "params": {...}}"#;
 
+/// Words a template reads as part of its language, never as an alias.
+const RESERVED_ALIASES: [&str; 14] = [
+    "and", "or", "not", "in", "is", "if", "elif", "else", "for", "true", "false", "none", "loop",
+    "self",
+];
+
 /// Whether `alias` is `[a-z_][a-z0-9_]*`.
 pub fn is_alias(alias: &str) -> bool {
     let mut chars = alias.chars();
@@ -51,6 +57,17 @@ pub(super) fn sources(ctx: &mut Ctx, at: FileSite, value: &Value) -> Option<Vec<
                 Code::BadSources,
                 &field,
                 format!("source alias {alias:?} is not a name of a-z, 0-9 and _ (not starting with a digit)"),
+                "rename it, e.g. db or app_tls",
+            );
+            ok = false;
+            continue;
+        }
+        if RESERVED_ALIASES.contains(&alias.as_str()) {
+            at.report(
+                ctx,
+                Code::BadSources,
+                &field,
+                format!("source alias `{alias}` is a word of the template language"),
                 "rename it, e.g. db or app_tls",
             );
             ok = false;
@@ -286,6 +303,15 @@ mod tests {
         for bad in ["", "Db", "2x", "a-b", "a.b", "é"] {
             assert!(!is_alias(bad), "{bad}");
         }
+        let (_, findings) = read(
+            "    vault.secretstore.rafay.dev/filesecret-config-1: '{\"sources\": {\"in\": \"secret/a\"}, \"secretFileName\": \"f\", \"volumeMountPath\": \"/f\", \"template\": \"x\"}'\n",
+            "",
+        );
+        assert_eq!(findings.len(), 1, "{findings:?}");
+        assert!(
+            findings[0].contains("a word of the template language"),
+            "{findings:?}"
+        );
     }
 
     #[test]
