@@ -189,7 +189,7 @@ fn each_planted_template_fault_is_reported_once_at_its_line() {
     let vault = OpenBao::start();
     world(&vault, true);
     let want = expected("templates-faults.yaml");
-    assert_eq!(want.len(), 9, "markers of templates-faults.yaml");
+    assert_eq!(want.len(), 10, "markers of templates-faults.yaml");
     let (status, got, report) = check_json(&vault, "templates-faults.yaml");
     assert_eq!(got, want, "{report:#}");
     assert_eq!(status, 1, "{report:#}");
