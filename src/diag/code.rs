@@ -121,7 +121,7 @@ codes! {
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";
     VersionNotSupported = "SS302", Error, "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).";
     SecretNotFound = "SS303", Error, "No secret at the path, or its latest version is deleted or destroyed (check).";
-    KeyNotFound = "SS304", Error, "The secret has no such key (check).";
+    KeyNotFound = "SS304", Error, "The secret has no such key, or has no key a template reads of it (check).";
     VersionNotFound = "SS305", Error, "The pinned KV v2 version does not exist (check).";
     VersionDeleted = "SS306", Error, "The pinned KV v2 version is soft-deleted (check).";
     VersionDestroyed = "SS307", Error, "The pinned KV v2 version is destroyed (check).";

@@ -91,7 +91,8 @@ pub fn parse(text: &str, aliases: &[&str]) -> Result<Template, Vec<TemplateError
 }
 
 impl Template {
-    /// Each `alias.key` and `alias["key"]` the template names (a key a KV source must have).
+    /// Each `alias.key` and `alias["key"]` the template names (a key a KV source must have),
+    /// but for keys it tests with `is defined` / `is undefined`.
     pub fn referenced_keys(&self) -> &[(String, String)] {
         &self.scanned.keys
     }
@@ -638,6 +639,20 @@ mod tests {
             ]
         );
         assert_eq!(t.aliases(), ["db", "ca"]);
+        // A key the template tests for may be missing: check does not ask for it.
+        let t = parse(
+            "{% if db.host is defined %}${ db.host }{% endif %}{% if db[\"port\"] is not undefined %}${ db.port }{% endif %}${ db.user }",
+            &["db"],
+        )
+        .unwrap();
+        assert_eq!(
+            t.referenced_keys(),
+            [("db".to_string(), "user".to_string())]
+        );
+        let mut db = Map::new();
+        db.insert("user".into(), "u".into());
+        let out = render(&t, &Sources::from([("db".to_string(), db)])).unwrap();
+        assert_eq!(out.as_str(), "u");
     }
 
     proptest! {
