@@ -232,6 +232,29 @@ fn each_planted_template_fault_is_reported_once_at_its_line() {
         .filter(|f| f["code"] == "SS304")
         .map(|f| f["message"].as_str().unwrap())
         .collect();
+    // Each is at the expression that first reads the key (`alias.key`, `alias[...]`).
+    let lines: Vec<String> = std::fs::read_to_string(testdata("templates-faults.yaml"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    for f in report["findings"].as_array().unwrap() {
+        if f["code"] != "SS304" {
+            continue;
+        }
+        let message = f["message"].as_str().unwrap();
+        let reads = message.split(" reads `").nth(1).unwrap();
+        let alias = &reads[..reads.find(['.', '[']).unwrap()];
+        let line = &lines[f["line"].as_u64().unwrap() as usize - 1];
+        let at: String = line
+            .chars()
+            .skip(f["column"].as_u64().unwrap() as usize - 1)
+            .collect();
+        let after = at
+            .strip_prefix(alias)
+            .map(|rest| rest.starts_with(['.', '[']));
+        assert_eq!(after, Some(true), "{message}: at {at:?}");
+    }
     for (needles, what) in [
         (
             &[

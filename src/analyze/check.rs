@@ -10,7 +10,7 @@
 //! pinned versions that were not found.
 
 use crate::analyze::scan::{ScannedPod, ScannedRef, Usage};
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, Location};
 use crate::pod::agent_spec::{is_env_name, FileFormat};
 use crate::render::dialect::{SecretRef, ROLE_KEY};
 use crate::vault::acl::{Acl, Capability, Policy};
@@ -805,8 +805,10 @@ impl Lookups<'_> {
                 if let (Some(k), Usage::Template { suffix, alias, .. }) = (&reference.key, &r.usage) {
                     if !keys.contains(k) {
                         let read = TemplateRead { suffix, alias, key: k, version: reference.version };
-                        let (message, help) = read.not_found(pod, api, keys);
-                        push(Code::KeyNotFound, message, &help);
+                        let (message, help, first_read) = read.not_found(pod, api, keys);
+                        let mut finding = at_reference(pod, r, Code::KeyNotFound, format!("{what}: {message}"), help);
+                        finding.location = first_read.unwrap_or(finding.location);
+                        out.push(finding);
                     }
                 } else if let Some(k) = &reference.key {
                     if !keys.contains(k) {
@@ -936,17 +938,24 @@ struct TemplateRead<'a> {
 }
 
 impl TemplateRead<'_> {
-    /// SS304's message and help when the secret (`api`, with `keys`) lacks the key. It
-    /// names every file of the config whose template reads the key, so that the records
-    /// of those files (one each) give one finding.
-    fn not_found(&self, pod: &ScannedPod, api: &str, keys: &BTreeSet<String>) -> (String, String) {
+    /// SS304's message, help and location when the secret (`api`, with `keys`) lacks the
+    /// key. It names every file of the config whose template reads the key and is where
+    /// the first of them reads it (`None`: no spot maps, the value's start), so that the
+    /// records of those files (one each) give one finding. A spot that maps is before
+    /// every one that does not: mapping gives up from the first spot it cannot follow on.
+    fn not_found(
+        &self,
+        pod: &ScannedPod,
+        api: &str,
+        keys: &BTreeSet<String>,
+    ) -> (String, String, Option<Location>) {
         let TemplateRead {
             suffix,
             alias,
             key,
             version,
         } = self;
-        let files: BTreeSet<String> = pod
+        let records: Vec<(&String, Option<&Location>)> = pod
             .references
             .iter()
             .filter_map(|other| match &other.usage {
@@ -954,13 +963,16 @@ impl TemplateRead<'_> {
                     suffix: s,
                     alias: a,
                     file_name,
+                    key_location,
                     ..
                 } if s == suffix && a == alias && other.reference.key.as_deref() == Some(*key) => {
-                    Some(format!("`{file_name}`"))
+                    Some((file_name, key_location.as_ref()))
                 }
                 _ => None,
             })
             .collect();
+        let files: BTreeSet<String> = records.iter().map(|(f, _)| format!("`{f}`")).collect();
+        let first_read = records.iter().filter_map(|(_, at)| *at).min().cloned();
         let secret = match version {
             Some(v) => format!("version {v} of `{api}`"),
             None => format!("`{api}`"),
@@ -980,6 +992,7 @@ impl TemplateRead<'_> {
             format!(
                 "fix the key in the template, or add `{key}` to the secret"
             ),
+            first_read,
         )
     }
 }

@@ -9,6 +9,7 @@ use crate::render::frontend::{self, OptedInPod};
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
 use crate::render::{self, Input, Options};
+use crate::template::ReferencedKey;
 
 /// Where a reference is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +32,10 @@ pub enum Usage {
         file_name: String,
         containers: Vec<String>,
         alias: String,
+        /// Where the template first reads the key, inside the annotation's value; `None`
+        /// without a key, or when the YAML does not map the spot (the record's
+        /// `location`, the value's start, stands for it then).
+        key_location: Option<Location>,
     },
 }
 
@@ -264,26 +269,27 @@ fn references_and_files(
                 FileContent::Whole(format) => (None, *format),
                 FileContent::Template(t) => {
                     for source in &f.sources {
-                        let usage = || Usage::Template {
+                        let usage = |key_location| Usage::Template {
                             suffix: f.suffix.clone(),
                             file_name: out.file_name.clone(),
                             containers: names.clone(),
                             alias: source.alias.clone(),
+                            key_location,
                         };
-                        let keys: Vec<&String> = t
+                        let keys: Vec<&ReferencedKey> = t
                             .template
                             .referenced_keys()
                             .iter()
-                            .filter(|(alias, _)| *alias == source.alias)
-                            .map(|(_, key)| key)
+                            .filter(|k| k.alias == source.alias)
                             .collect();
                         if keys.is_empty() {
-                            push(source.reference.clone(), &source.text, usage());
+                            push(source.reference.clone(), &source.text, usage(None));
                         }
                         for key in keys {
                             let mut reference = source.reference.clone();
-                            reference.key = Some(key.clone());
-                            push(reference, &source.text, usage());
+                            reference.key = Some(key.key.clone());
+                            let at = t.spot(ctx, f.node, key.offset);
+                            push(reference, &source.text, usage(at));
                         }
                     }
                     continue;

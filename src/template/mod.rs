@@ -51,6 +51,15 @@ impl fmt::Display for TemplateError {
     }
 }
 
+/// A key a template reads of a source (`alias.key`, `alias["key"]`): where it first
+/// reads it, as the byte offset of the alias in the template's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferencedKey {
+    pub alias: String,
+    pub key: String,
+    pub offset: usize,
+}
+
 /// A template that parsed and names only known aliases, filters and tests.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -92,8 +101,9 @@ pub fn parse(text: &str, aliases: &[&str]) -> Result<Template, Vec<TemplateError
 
 impl Template {
     /// Each `alias.key` and `alias["key"]` the template names (a key a KV source must have),
-    /// but for keys it tests with `is defined` / `is undefined`.
-    pub fn referenced_keys(&self) -> &[(String, String)] {
+    /// once, at its first reference, in order; but for keys it tests with `is defined` /
+    /// `is undefined`.
+    pub fn referenced_keys(&self) -> &[ReferencedKey] {
         &self.scanned.keys
     }
 
@@ -623,6 +633,13 @@ mod tests {
             .contains("larger than"));
     }
 
+    fn keys(t: &Template) -> Vec<String> {
+        t.referenced_keys()
+            .iter()
+            .map(|k| format!("{}.{}", k.alias, k.key))
+            .collect()
+    }
+
     #[test]
     fn referenced_keys_for_check() {
         let t = parse(
@@ -630,14 +647,7 @@ mod tests {
             &["db", "ca"],
         )
         .unwrap();
-        assert_eq!(
-            t.referenced_keys(),
-            [
-                ("db".to_string(), "user".to_string()),
-                ("db".into(), "pass-word".into()),
-                ("ca".into(), "chain".into())
-            ]
-        );
+        assert_eq!(keys(&t), ["db.user", "db.pass-word", "ca.chain"]);
         assert_eq!(t.aliases(), ["db", "ca"]);
         // A key the template tests for may be missing: check does not ask for it.
         let t = parse(
@@ -645,14 +655,43 @@ mod tests {
             &["db"],
         )
         .unwrap();
-        assert_eq!(
-            t.referenced_keys(),
-            [("db".to_string(), "user".to_string())]
-        );
+        assert_eq!(keys(&t), ["db.user"]);
         let mut db = Map::new();
         db.insert("user".into(), "u".into());
         let out = render(&t, &Sources::from([("db".to_string(), db)])).unwrap();
         assert_eq!(out.as_str(), "u");
+    }
+
+    #[test]
+    fn referenced_keys_are_at_their_first_reference() {
+        // After a literal `$${`, multi-byte text and a line break; in statements and
+        // expressions; the second read of `db.user` is not the one given.
+        let text = "$${ x } \u{e9}t\u{e9}\n{% if ca[\"chain\"] %}${ db.user }{% endif %}${ db.user | trim }{% for k in db.list %}${ k }{% endfor %}";
+        let t = parse(text, &["db", "ca"]).unwrap();
+        let at: Vec<(String, &str)> = t
+            .referenced_keys()
+            .iter()
+            .map(|k| (format!("{}.{}", k.alias, k.key), &text[k.offset..]))
+            .collect();
+        let first_user = text.find("db.user").unwrap();
+        assert_eq!(
+            t.referenced_keys()[1],
+            ReferencedKey {
+                alias: "db".into(),
+                key: "user".into(),
+                offset: first_user
+            }
+        );
+        for (key, rest) in &at {
+            let written = if key == "ca.chain" {
+                "ca[\"chain\"]"
+            } else {
+                key.as_str()
+            };
+            assert!(rest.starts_with(written), "{key} at {rest:?}");
+        }
+        let names: Vec<&str> = at.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["ca.chain", "db.user", "db.list"]);
     }
 
     proptest! {

@@ -10,7 +10,7 @@
 //! sources' data, string literals, and what the filters make (each filter caps its
 //! output), joined by `~`.
 
-use super::TemplateError;
+use super::{ReferencedKey, TemplateError};
 
 /// Filters a template may name (implemented in `super::filters`).
 pub const FILTERS: [&str; 7] = [
@@ -40,10 +40,10 @@ pub struct Scanned {
     pub source: String,
     /// (offset in `source`, bytes added there): where the rewriting shifted the text.
     pub shifts: Vec<(usize, usize)>,
-    /// Each `alias.key` / `alias["key"]`, in order of appearance, without repeats, but
-    /// for keys the template tests with `is defined` / `is undefined` (it expects a
-    /// source that may lack them).
-    pub keys: Vec<(String, String)>,
+    /// Each `alias.key` / `alias["key"]`, in order of appearance, once (at its first
+    /// reference), but for keys the template tests with `is defined` / `is undefined`
+    /// (it expects a source that may lack them).
+    pub keys: Vec<ReferencedKey>,
     /// The aliases the template reads, in order of appearance, without repeats.
     pub aliases: Vec<String>,
 }
@@ -141,7 +141,11 @@ pub fn scan(text: &str, aliases: &[&str]) -> Result<Scanned, Vec<TemplateError>>
         }
     }
     out.source.push_str(&text[copied..]);
-    out.keys.retain(|k| !optional.contains(k));
+    out.keys.retain(|k| {
+        !optional
+            .iter()
+            .any(|(a, key)| *a == k.alias && *key == k.key)
+    });
     if errors.is_empty() {
         Ok(out)
     } else {
@@ -342,7 +346,7 @@ struct Checker<'a> {
     bound: Vec<Vec<String>>,
     errors: &'a mut Vec<TemplateError>,
     text: &'a str,
-    keys: &'a mut Vec<(String, String)>,
+    keys: &'a mut Vec<ReferencedKey>,
     /// Keys tested with `is defined` / `is undefined`.
     optional: &'a mut Vec<(String, String)>,
     used: &'a mut Vec<String>,
@@ -501,13 +505,17 @@ impl Checker<'_> {
                             _ => "",
                         };
                         let test = if word(after + 1) == "not" { after + 2 } else { after + 1 };
-                        let pair = (name.clone(), key);
                         if word(after) == "is" && matches!(word(test), "defined" | "undefined") {
+                            let pair = (name.clone(), key);
                             if !self.optional.contains(&pair) {
                                 self.optional.push(pair);
                             }
-                        } else if !self.keys.contains(&pair) {
-                            self.keys.push(pair);
+                        } else if !self.keys.iter().any(|k| k.alias == *name && k.key == key) {
+                            self.keys.push(ReferencedKey {
+                                alias: name.clone(),
+                                key,
+                                offset: t.offset,
+                            });
                         }
                     }
                 }

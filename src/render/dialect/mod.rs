@@ -183,6 +183,9 @@ pub enum FileContent {
 pub struct TemplateFile {
     pub text: String,
     pub template: crate::template::Template,
+    /// Where the text is in the config's JSON (`["template"]`, or
+    /// `["files", <name>, "template"]`), to locate spots of it in the document.
+    json_path: Vec<String>,
 }
 
 impl FileSecret {

@@ -6,7 +6,7 @@ use super::file_secret::FileSite;
 use super::locate::{json_string_at, json_string_offset, source_offset};
 use super::{issued, Ctx, SecretRef, Source, TemplateFile};
 use crate::diag::{Code, Location};
-use crate::render::tree::Kind;
+use crate::render::tree::{Kind, NodeId};
 use serde_json::Value;
 
 const SOURCE_HELP: &str = r#"write "alias": "<path>", {"path": "<path>", "version": 3} or {"path": "<path>", "params": {...}}"#;
@@ -204,10 +204,12 @@ pub(super) fn template_file(
         Ok(template) => Some(TemplateFile {
             text: text.clone(),
             template,
+            json_path: json_path.iter().map(|k| k.to_string()).collect(),
         }),
         Err(errors) => {
             for e in errors {
-                let location = spot(ctx, at, json_path, e.offset);
+                let location = spot(ctx, at.node, json_path, e.offset)
+                    .unwrap_or_else(|| ctx.location(at.node));
                 let help = if e.message.starts_with("unknown alias") {
                     "name one of the config's sources (with vaultSecretRef, the answer is `secret`)"
                 } else if e.message.starts_with("unknown filter") {
@@ -231,32 +233,40 @@ pub(super) fn template_file(
     }
 }
 
-/// Where byte `offset` of the template at `json_path` is written in the document, else
-/// where the annotation's value starts.
-fn spot(ctx: &Ctx, at: FileSite, json_path: &[&str], offset: usize) -> Location {
-    let fallback = ctx.location(at.node);
+impl TemplateFile {
+    /// Where byte `offset` of the template's text is written in the document, inside the
+    /// config's annotation value `node`; `None` when the YAML does not map it (see
+    /// [`super::locate`]), and then not at any later offset of that value either.
+    pub fn spot(&self, ctx: &Ctx, node: NodeId, offset: usize) -> Option<Location> {
+        let path: Vec<&str> = self.json_path.iter().map(String::as_str).collect();
+        spot(ctx, node, &path, offset)
+    }
+}
+
+/// Where byte `offset` of the template at `json_path` of the annotation value `value` is
+/// written in the document, when the YAML maps it.
+fn spot(ctx: &Ctx, value: NodeId, json_path: &[&str], offset: usize) -> Option<Location> {
     let tree = ctx.tree;
-    let node = tree.node(at.node);
-    let Kind::Scalar { value, style } = &node.kind else {
-        return fallback;
+    let node = tree.node(value);
+    let Kind::Scalar { value: text, style } = &node.kind else {
+        return None;
     };
-    let mapped = json_string_at(value, json_path)
-        .and_then(|quote| json_string_offset(value, quote, offset))
-        .and_then(|json_offset| source_offset(ctx.text, node.start, *style, value, json_offset));
-    let Some(byte) = mapped.filter(|b| *b >= node.start) else {
-        return fallback;
-    };
+    let byte = json_string_at(text, json_path)
+        .and_then(|quote| json_string_offset(text, quote, offset))
+        .and_then(|json_offset| source_offset(ctx.text, node.start, *style, text, json_offset))
+        .filter(|b| *b >= node.start)?;
     let before = &ctx.text[node.start..byte];
     let lines = before.matches('\n').count();
     let column = match before.rfind('\n') {
         Some(nl) => before[nl + 1..].chars().count() + 1,
         None => node.col + before.chars().count() + 1,
     };
-    Location {
-        line: fallback.line + lines,
+    let start = ctx.location(value);
+    Some(Location {
+        line: start.line + lines,
         column,
-        ..fallback
-    }
+        ..start
+    })
 }
 
 #[cfg(test)]
@@ -394,5 +404,49 @@ mod tests {
         );
         assert_eq!(findings, Vec::<String>::new());
         assert_eq!(request.unwrap().file_refs.len(), 1);
+    }
+
+    /// Each key the templates of the one config read, as `file alias.key line:column`
+    /// where its first read is written (`-` when the YAML does not map it).
+    fn key_spots(annotation: &str) -> Vec<String> {
+        let doc = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    rafay.dev/secretstore: vault\n    vault.secretstore.rafay.dev/role: r\n{annotation}spec:\n  containers:\n  - name: app\n    command: [a]\n"
+        );
+        let tree = Tree::parse(&doc).expect("parses");
+        let mut ctx = Ctx::new("t.yaml", &doc, 1, &tree);
+        let Gate::OptedIn(request) = read_pod(&mut ctx, tree.root.unwrap(), "") else {
+            panic!("not opted in: {:?}", ctx.diagnostics);
+        };
+        assert!(ctx.diagnostics.is_empty(), "{:?}", ctx.diagnostics);
+        let config = &request.files[0];
+        let mut spots = Vec::new();
+        for out in &config.outputs {
+            let FileContent::Template(t) = &out.content else {
+                continue;
+            };
+            for k in t.template.referenced_keys() {
+                let at = t
+                    .spot(&ctx, config.node, k.offset)
+                    .map_or("-".to_string(), |l| format!("{}:{}", l.line, l.column));
+                spots.push(format!("{} {}.{} {at}", out.file_name, k.alias, k.key));
+            }
+        }
+        spots
+    }
+
+    #[test]
+    fn template_keys_are_located_for_check() {
+        // A block scalar, two files, a JSON escape before the spot, a key read twice.
+        let spots = key_spots(
+            "    vault.secretstore.rafay.dev/filesecret-config-1: |\n      {\"vaultSecretRef\": \"secret/app\", \"volumeMountPath\": \"/f\", \"files\": {\n        \"b\": {\"template\": \"x\\n${ secret.user }${ secret.user }\"},\n        \"a\": {\"template\": \"${ secret[\\\"pass\\\"] }\"}}}\n",
+        );
+        // Line 10: `        "b": {"template": "x\n${ secret.user }...`, line 11:
+        // `        "a": {"template": "${ secret[\"pass\"] }"}}}`.
+        assert_eq!(spots, ["b secret.user 10:34", "a secret.pass 11:31"]);
+        // Escapes in a double-quoted scalar before the spot: not mapped.
+        let spots = key_spots(
+            "    vault.secretstore.rafay.dev/filesecret-config-1: \"{\\\"vaultSecretRef\\\": \\\"secret/app\\\", \\\"secretFileName\\\": \\\"f\\\", \\\"volumeMountPath\\\": \\\"/f\\\", \\\"template\\\": \\\"${ secret.k }\\\"}\"\n",
+        );
+        assert_eq!(spots, ["f secret.k -"]);
     }
 }
