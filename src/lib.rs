@@ -36,6 +36,8 @@ pub mod config;
 pub mod convert;
 pub mod diag;
 pub mod duration;
+#[cfg(feature = "cli")]
+pub mod in_place;
 pub mod parallel;
 pub mod pod;
 pub mod render;

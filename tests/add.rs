@@ -476,6 +476,38 @@ fn writes_through_a_symlink_and_keeps_the_mode() {
     assert_eq!(names.len(), 2, "{names:?}");
 }
 
+/// A file with two hard links is refused and left as it is (a rename would split the
+/// links); a plain file keeps its owner and group (when the test can set them, as root).
+#[cfg(unix)]
+#[test]
+fn keeps_hard_links_owner_and_group() {
+    use std::os::unix::fs::MetadataExt;
+    let (dir, path) = copy("kinds/deployment.yaml");
+    let before = std::fs::read(&path).expect("read");
+    std::fs::hard_link(&path, dir.path().join("other-name.yaml")).expect("hard link");
+    let out = add(&path, &["--role", "shop", "--env", ENV]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("2 hard links"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(std::fs::read(&path).expect("read"), before);
+    assert_eq!(std::fs::metadata(&path).expect("meta").nlink(), 2);
+
+    let (_dir, path) = copy("kinds/deployment.yaml");
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        std::os::unix::fs::chown(&path, Some(1000), Some(100)).expect("chown");
+    }
+    let owner = std::fs::metadata(&path).expect("meta");
+    assert_ok("owner", &add(&path, &["--role", "shop", "--env", ENV]));
+    let after = std::fs::metadata(&path).expect("meta");
+    assert_eq!((after.uid(), after.gid()), (owner.uid(), owner.gid()));
+    assert_ne!(after.ino(), owner.ino(), "replaced by a rename");
+}
+
 #[test]
 fn the_library_core_is_what_the_command_writes() {
     let case = support::repo_root().join("testdata/add/kinds/deployment.yaml");

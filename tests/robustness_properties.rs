@@ -869,7 +869,7 @@ proptest! {
         old in prop::collection::vec(any::<u8>(), 0..200),
         new in prop::collection::vec(any::<u8>(), 0..200),
     ) {
-        use secretstore::convert::in_place::{replace, Original};
+        use secretstore::in_place::{replace, Original};
         use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let dir = tempfile::tempdir().unwrap();
         // SAFETY: geteuid has no preconditions and cannot fail.
@@ -907,7 +907,7 @@ proptest! {
         }
         let before = snapshot(dir.path());
         let before_meta = std::fs::metadata(&file).unwrap();
-        let result = replace(&target, &original, &new);
+        let result = replace(&target, &original, &new, "convert");
         let after = snapshot(dir.path());
         match shape {
             Shape::Regular => {

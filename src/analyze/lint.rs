@@ -38,6 +38,7 @@ pub fn lint_input(input: &Input, settings: &Settings) -> Vec<Diagnostic> {
         version_conflicts(&pod, &mut out);
         live_mode(&pod, settings, &mut out);
         certificate_without_live_mode(&pod, &mut out);
+        unused_env_only_configs(&pod, &mut out);
     }
     out.sort_by(|a, b| {
         (a.location.line, a.location.column, a.code).cmp(&(
@@ -380,6 +381,34 @@ fn certificate_without_live_mode(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
     }
 }
 
+/// SS211: a config mounted in no container (`"containers": []`) that no
+/// `secretstore:file:` env value uses: nothing in the pod sees its secrets.
+fn unused_env_only_configs(pod: &ScannedPod, out: &mut Vec<Diagnostic>) {
+    let mut seen = BTreeSet::new();
+    for file in pod.files.iter().filter(|f| f.containers.is_empty()) {
+        if !seen.insert(&file.suffix) || pod.file_env_values.iter().any(|(s, _)| *s == file.suffix)
+        {
+            continue;
+        }
+        let mut d = finding(
+            pod,
+            Code::EnvOnlyConfigUnused,
+            &file.location,
+            file.field.clone(),
+        );
+        d.message = format!(
+            "{}{} is mounted in no container, and no env value uses its files, so nothing in the pod sees it",
+            dialect::FILE_KEY_PREFIX,
+            file.suffix
+        );
+        d.help = Some(format!(
+            "use a file as an env value (value: \"secretstore:file:{}/{}\"), list the containers that get it, or remove the configuration",
+            file.suffix, file.file_name
+        ));
+        out.push(d);
+    }
+}
+
 /// What to lint: `None` is stdin.
 #[derive(Debug, Default)]
 pub struct Targets {
@@ -581,6 +610,18 @@ mod tests {
             codes(&file(", \"onChange\": \"signal:HUP\""), "{}", one),
             vec![Code::OnChangeWithoutRefresh]
         );
+    }
+
+    #[test]
+    fn a_config_mounted_nowhere_needs_an_env_value() {
+        let env_only = "    vault.secretstore.rafay.dev/filesecret-config-1: '{\"sources\": {\"db\": \"database/creds/app\"}, \"secretFileName\": \"url\", \"containers\": [], \"template\": \"${ db.username }\"}'\n";
+        let plain = "    - {name: a, image: a, command: [a]}\n";
+        assert_eq!(
+            codes(env_only, "{}", plain),
+            vec![Code::EnvOnlyConfigUnused]
+        );
+        let used = "    - {name: a, image: a, command: [a], env: [{name: URL, value: \"secretstore:file:1/url\"}]}\n";
+        assert_eq!(codes(env_only, "{}", used), Vec::<Code>::new());
     }
 
     #[test]

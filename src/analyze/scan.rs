@@ -4,7 +4,7 @@
 use crate::config::Settings;
 use crate::diag::{Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::FileFormat;
-use crate::render::dialect::{self, Ctx, PodRequest, SecretRef};
+use crate::render::dialect::{self, Ctx, FileContent, PodRequest, SecretRef};
 use crate::render::frontend::{self, OptedInPod};
 use crate::render::stream;
 use crate::render::tree::{NodeId, Tree};
@@ -17,11 +17,20 @@ pub enum Usage {
         container: String,
         env_name: String,
     },
+    /// A file that holds one key (`format` raw) or the whole secret in `format`.
     File {
         suffix: String,
         file_name: String,
         containers: Vec<String>,
         format: FileFormat,
+    },
+    /// A source of a template file (SPEC 1.4): one record per key the template reads of
+    /// it (the reference's `key`), or one without a key when it reads none by name.
+    Template {
+        suffix: String,
+        file_name: String,
+        containers: Vec<String>,
+        alias: String,
     },
 }
 
@@ -62,6 +71,8 @@ pub struct ScannedPod {
     /// Init containers first, then app containers, in order.
     pub containers: Vec<ScannedContainer>,
     pub files: Vec<ScannedFile>,
+    /// The `secretstore:file:<N>/<file name>` env values: (N, file name).
+    pub file_env_values: Vec<(String, String)>,
     /// Live mode (a refresh interval from the annotation or the configuration).
     pub live: bool,
 }
@@ -134,8 +145,8 @@ pub fn scan(input: &Input, settings: &Settings) -> Scan {
     let docs = stream::split(body);
     for doc in stream::containing(body, &docs, crate::render::dialect::MARKER) {
         // A document that does not parse is among render's diagnostics already.
-        if let Ok((_, tree)) = frontend::parse_document(&input.name, body, &doc) {
-            scan_document(input, &tree, doc.first_line, settings, &mut out);
+        if let Ok((text, tree)) = frontend::parse_document(&input.name, body, &doc) {
+            scan_document(input, text, &tree, doc.first_line, settings, &mut out);
         }
     }
     out
@@ -143,12 +154,13 @@ pub fn scan(input: &Input, settings: &Settings) -> Scan {
 
 fn scan_document(
     input: &Input,
+    text: &str,
     tree: &Tree,
     first_line: usize,
     settings: &Settings,
     out: &mut Scan,
 ) {
-    let mut ctx = Ctx::new(&input.name, first_line, tree);
+    let mut ctx = Ctx::new(&input.name, text, first_line, tree);
     // The walker's findings are render's, which `scan` took from render itself.
     frontend::for_each_opted_in_pod(&mut ctx, settings, |ctx, pod| {
         out.pods.push(scanned_pod(ctx, settings, pod));
@@ -196,6 +208,14 @@ fn scanned_pod(ctx: &Ctx, settings: &Settings, pod: OptedInPod) -> ScannedPod {
         security,
         containers,
         files,
+        file_env_values: request
+            .file_refs
+            .iter()
+            .map(|r| {
+                let f = &request.files[r.config];
+                (f.suffix.clone(), f.outputs[r.output].file_name.clone())
+            })
+            .collect(),
         live: request
             .live
             .refresh_seconds(settings.refresh_seconds)
@@ -229,21 +249,59 @@ fn references_and_files(
         })
         .collect();
     for (f, (names, annotation)) in request.files.iter().zip(&file_sites) {
-        for out in &f.outputs {
-            let mut reference = f.reference.clone();
-            reference.key = out.key.clone();
+        let mut push = |reference: SecretRef, text: &str, usage: Usage| {
             references.push(ScannedRef {
                 reference,
-                text: f.reference_text.clone(),
-                usage: Usage::File {
-                    suffix: f.suffix.clone(),
-                    file_name: out.file_name.clone(),
-                    containers: names.clone(),
-                    format: out.format,
-                },
+                text: text.to_string(),
+                usage,
                 location: ctx.location(f.node),
                 field: annotation.clone(),
             });
+        };
+        for out in &f.outputs {
+            let (key, format) = match &out.content {
+                FileContent::Key(key) => (Some(key.clone()), FileFormat::Raw),
+                FileContent::Whole(format) => (None, *format),
+                FileContent::Template(t) => {
+                    for source in &f.sources {
+                        let usage = || Usage::Template {
+                            suffix: f.suffix.clone(),
+                            file_name: out.file_name.clone(),
+                            containers: names.clone(),
+                            alias: source.alias.clone(),
+                        };
+                        let keys: Vec<&String> = t
+                            .template
+                            .referenced_keys()
+                            .iter()
+                            .filter(|(alias, _)| *alias == source.alias)
+                            .map(|(_, key)| key)
+                            .collect();
+                        if keys.is_empty() {
+                            push(source.reference.clone(), &source.text, usage());
+                        }
+                        for key in keys {
+                            let mut reference = source.reference.clone();
+                            reference.key = Some(key.clone());
+                            push(reference, &source.text, usage());
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Some(answer) = f.answer() else { continue };
+            let mut reference = answer.reference.clone();
+            reference.key = key;
+            push(
+                reference,
+                &answer.text,
+                Usage::File {
+                    suffix: f.suffix.clone(),
+                    file_name: out.file_name.clone(),
+                    containers: names.clone(),
+                    format,
+                },
+            );
         }
     }
     for r in &request.env_refs {

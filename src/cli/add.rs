@@ -8,6 +8,7 @@ use super::args::AddArgs;
 use super::{exit, usage_error};
 use crate::add::{self, AddRequest, Added, EnvAddition, FileAddition};
 use crate::diag::{Code, Diagnostic};
+use crate::in_place::{self, Original};
 use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -174,6 +175,8 @@ pub struct ManifestFile {
     /// The regular file written: the path itself, or the final target of a symlink (the
     /// link stays a link).
     target: PathBuf,
+    /// The target as it was read: it is rewritten only if it is still this file.
+    original: Original,
     bytes: Vec<u8>,
 }
 
@@ -194,45 +197,20 @@ impl ManifestFile {
                 "{shown} is not a regular file: add edits one manifest file in place"
             ));
         }
+        let original = Original::of(&target)?;
         let bytes = std::fs::read(&target).map_err(|e| format!("cannot read {shown}: {e}"))?;
         Ok(ManifestFile {
             shown,
             target,
+            original,
             bytes,
         })
     }
 
-    /// Replaces the file's content: a new file next to it (created exclusively, with the
-    /// old one's permissions), renamed over it, so a reader sees the old or the new
-    /// manifest, never half of one. Refused when the file changed since it was read.
+    /// Replaces the file's content keeping its owner, group, mode and hard links (see
+    /// [`in_place`]): a reader sees the old or the new manifest, never half of one, and
+    /// nothing is written when the file changed since it was read.
     fn replace(&self, bytes: &[u8]) -> Result<(), String> {
-        let fail = |e: io::Error| format!("cannot write {}: {e}", self.shown);
-        let dir = match self.target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        let permissions = std::fs::metadata(&self.target).map_err(fail)?.permissions();
-        let name = self
-            .target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut temp = tempfile::Builder::new()
-            .prefix(&format!(".{name}."))
-            .suffix(".secretstore")
-            .tempfile_in(dir)
-            .map_err(fail)?;
-        temp.write_all(bytes).map_err(fail)?;
-        temp.as_file().set_permissions(permissions).map_err(fail)?;
-        temp.as_file().sync_all().map_err(fail)?;
-        let now = std::fs::read(&self.target).map_err(fail)?;
-        if now != self.bytes {
-            return Err(format!(
-                "{} changed while add was running; nothing was written: run add again",
-                self.shown
-            ));
-        }
-        temp.persist(&self.target).map_err(|e| fail(e.error))?;
-        Ok(())
+        in_place::replace(&self.target, &self.original, bytes, "add")
     }
 }

@@ -4,8 +4,8 @@ use super::args::ConvertArgs;
 use super::exit;
 use super::{read_input, read_stdin, server_mounts, usage_error, write_all_stdout, write_report};
 use crate::analyze::policy;
-use crate::convert::in_place::{self, Original};
 use crate::diag::{Code, Diagnostic, Location};
+use crate::in_place::{self, Original};
 use crate::render::Input;
 use crate::report::{Note, Report};
 use std::collections::BTreeMap;
@@ -94,11 +94,11 @@ pub fn run(args: ConvertArgs) -> ExitCode {
         };
         changed = true;
         let written = match path {
-            Some((path, original)) if args.check => match original.refusal(path) {
+            Some((path, original)) if args.check => match original.refusal(path, "convert") {
                 Some(refusal) => Err(refusal),
                 None => Ok(()),
             },
-            Some((path, original)) => in_place::replace(path, original, output),
+            Some((path, original)) => in_place::replace(path, original, output, "convert"),
             None => match write_all_stdout(output) {
                 Ok(()) => Ok(()),
                 Err(e) => return usage_error(&e),

@@ -13,8 +13,6 @@ pub mod agent_injector;
 pub mod avp;
 pub mod bank_vaults;
 pub mod go_template;
-#[cfg(feature = "cli")]
-pub mod in_place;
 pub mod rewrite;
 pub mod template;
 

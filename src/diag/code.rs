@@ -97,12 +97,15 @@ codes! {
     FileSecretPathClash = "SS116", Error, "Two file secrets give one container the same path.";
     MountPathInUse = "SS117", Error, "A file secret's volumeMountPath is already mounted in the container.";
     FileSecretBadFormat = "SS118", Error, "A file secret's format or mode is invalid.";
-    FileSecretBadFiles = "SS119", Error, "A file secret's `files` is not a map of file names to keys or {key, mode}, or is combined with secretFileName, a #key or format.";
+    FileSecretBadFiles = "SS119", Error, "A file secret's `files` is not a map of file names to keys, {key, mode} or {template, mode}, or is combined with secretFileName, a #key or format.";
     BadReference = "SS120", Error, "A secret reference is not `<path>[#<key>[#<version>]]`.";
-    ReferenceNotOptedIn = "SS121", Error, "An env secret reference in a pod that is not opted in.";
+    ReferenceNotOptedIn = "SS121", Error, "An env secret reference (`secretstore:vault:` or `secretstore:file:`) in a pod that is not opted in.";
     NoCommand = "SS122", Error, "A container with env references has no command to wrap.";
     BadParams = "SS123", Error, "A file secret's `params` is not a JSON object or comes with a #key/#version, or its `renewBefore` is not a duration.";
     UnknownPodVariable = "SS124", Error, "A param string has a `$(...)` that is not one of the pod variables (POD_NAME, POD_NAMESPACE, POD_IP, POD_SERVICE_ACCOUNT, NODE_NAME).";
+    TemplateError = "SS125", Error, "A template has a syntax error, names an unknown alias, filter or test, or uses a construct templates do not have (located at the spot inside the annotation where the YAML allows).";
+    BadSources = "SS126", Error, "A file secret's `sources` or `template` is malformed or misplaced: a bad alias or source, both vaultSecretRef and sources, a key file or no template with sources, a top-level template without secretFileName.";
+    BadFileReference = "SS127", Error, "A `secretstore:file:<N>/<file name>` env value names no config or file of the pod.";
     CannotEdit = "SS130", Error, "Render cannot insert its wiring into this document.";
     LiveNeedsKubernetes129 = "SS131", Error, "Live mode needs native sidecars (Kubernetes 1.29+), but the target version is older.";
     KeysOnWorkloadMetadata = "SS201", Warning, "Dialect keys on a workload's own metadata have no effect.";
@@ -114,6 +117,7 @@ codes! {
     OnChangeWithoutRefresh = "SS207", Warning, "on-change, onChange, revoke-on-stop or metrics-port on a pod without live mode: nothing will change.";
     CertificateWithoutLiveMode = "SS208", Warning, "A long-running workload gets a certificate without live mode: it is issued once and expires while the pod runs.";
     RefreshOddValue = "SS210", Warning, "A refresh value render accepts but reads in a way its author may not mean: a number without a unit, a zero other than `off`, a sign.";
+    EnvOnlyConfigUnused = "SS211", Warning, "A file secret with `\"containers\": []` is mounted nowhere and no `secretstore:file:` env value uses it.";
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";
     VersionNotSupported = "SS302", Error, "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).";
     SecretNotFound = "SS303", Error, "No secret at the path, or its latest version is deleted or destroyed (check).";

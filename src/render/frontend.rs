@@ -111,7 +111,7 @@ pub fn for_each_opted_in_pod<'a>(
             OptedInPod {
                 template,
                 field,
-                request,
+                request: *request,
                 valid,
             },
         );

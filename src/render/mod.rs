@@ -376,7 +376,7 @@ fn plan_document(
     settings: &Settings,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<(Vec<Insertion>, usize)> {
-    let mut ctx = Ctx::new(&input.name, first_line, tree);
+    let mut ctx = Ctx::new(&input.name, text, first_line, tree);
     let mut edits: Vec<Edit> = Vec::new();
     let mut pods = 0;
     let mut sample_seq = None;

@@ -7,13 +7,14 @@ use crate::config::KubeVersion;
 use crate::config::{LogFormat, Settings};
 use crate::diag::Code;
 use crate::pod::agent_spec::{
-    parse_param, AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileOutput, LiveSpec, OnChange,
-    ParamPiece, Params, SecretRead, VaultConnection, WatchedFile, AGENT_SECRETS_DIR, BIN_DIR,
-    CA_DIR, ENV_DIR, ENV_FILE_NAME, LIVE_ENV, LOG_FORMAT_ENV, METRICS_PORT_NAME, POD_VARIABLES,
-    SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
+    parse_param, AgentSpec, EnvFileOutput, EnvRef, ExecWatch, FileFormat, FileOutput, LiveSpec,
+    OnChange, ParamPiece, Params, SecretRead, TemplateSpec, VaultConnection, WatchedFile,
+    AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME, LIVE_ENV, LOG_FORMAT_ENV,
+    METRICS_PORT_NAME, POD_VARIABLES, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
 };
 use crate::render::dialect::{
-    Ctx, PodRequest, SecretRef, METRICS_PORT_KEY, STATUS_INJECTED, STATUS_KEY,
+    Ctx, FileContent, FileEntry, FileSecret, PodRequest, SecretRef, METRICS_PORT_KEY,
+    STATUS_INJECTED, STATUS_KEY,
 };
 use crate::render::edit::Edit;
 use crate::render::tree::{NodeId, Tree};
@@ -92,6 +93,7 @@ pub fn plan(
         files,
         env_files,
         mounts,
+        templates,
         ..
     } = wiring;
     let agent_spec = AgentSpec {
@@ -99,7 +101,7 @@ pub fn plan(
         vault: vault_connection(settings, request),
         timeout_seconds: settings.timeout_seconds,
         secrets: reads,
-        templates: Vec::new(),
+        templates,
         files,
         env_files,
         copy_binary_to: needs_bin.then(exec_binary),
@@ -242,6 +244,22 @@ struct Wiring {
     watches: BTreeMap<usize, Vec<WatchedFile>>,
     /// The containers with env references, whose commands `exec` wraps.
     wrapped: Vec<usize>,
+    /// Each template once, however many files and env values hold its output.
+    templates: Vec<TemplateSpec>,
+    /// (config, file) of each template in `templates`, by index.
+    template_ids: Vec<((usize, usize), usize)>,
+}
+
+/// What a file or env value holds, as indices into the agent spec.
+enum Planned {
+    Key { secret: usize, key: String },
+    Whole { secret: usize, format: FileFormat },
+    Template(usize),
+}
+
+/// A template's name in the agent spec and its messages: `filesecret-config-1/app.conf`.
+fn template_name(f: &FileSecret, out: &FileEntry) -> String {
+    format!("filesecret-config-{}/{}", f.suffix, out.file_name)
 }
 
 impl Wiring {
@@ -271,14 +289,69 @@ impl Wiring {
         i
     }
 
+    /// What file `output` of config `config` holds, its sources read and its template
+    /// added on first use.
+    fn content(&mut self, request: &PodRequest, config: usize, output: usize) -> Planned {
+        let f = &request.files[config];
+        let out = &f.outputs[output];
+        let answer = |wiring: &mut Wiring| {
+            f.answer()
+                .map(|s| wiring.read_index(&s.reference, f.renew_before))
+                .unwrap_or_default()
+        };
+        match &out.content {
+            FileContent::Key(key) => Planned::Key {
+                secret: answer(self),
+                key: key.clone(),
+            },
+            FileContent::Whole(format) => Planned::Whole {
+                secret: answer(self),
+                format: *format,
+            },
+            FileContent::Template(t) => {
+                if let Some(&(_, i)) = self
+                    .template_ids
+                    .iter()
+                    .find(|(at, _)| *at == (config, output))
+                {
+                    return Planned::Template(i);
+                }
+                let sources = f
+                    .sources
+                    .iter()
+                    .map(|s| {
+                        (
+                            s.alias.clone(),
+                            self.read_index(&s.reference, f.renew_before),
+                        )
+                    })
+                    .collect();
+                self.templates.push(TemplateSpec {
+                    name: template_name(f, out),
+                    text: t.text.clone(),
+                    sources,
+                });
+                let i = self.templates.len() - 1;
+                self.template_ids.push(((config, output), i));
+                Planned::Template(i)
+            }
+        }
+    }
+
     /// Each file secret: one output per container, and one sub-directory mount of the
-    /// secrets volume per container and mount path.
+    /// secrets volume per container and mount path. A config mounted nowhere
+    /// (`"containers": []`) is read only for the env values that use it.
     fn add_files(&mut self, request: &PodRequest, names: &VolumeNames, refresh: Option<u64>) {
         let pod_on_change = pod_on_change(request);
         // Per container: mount path → sub-directory number.
         let mut dirs: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-        for f in &request.files {
-            let secret = self.read_index(&f.reference, f.renew_before);
+        for (fi, f) in request.files.iter().enumerate() {
+            if f.containers.is_empty() {
+                continue;
+            }
+            for s in &f.sources {
+                self.read_index(&s.reference, f.renew_before);
+            }
             let on_change = refresh
                 .map(|_| f.on_change.clone().unwrap_or_else(|| pod_on_change.clone()))
                 .filter(|a| *a != OnChange::None);
@@ -298,15 +371,26 @@ impl Wiring {
                         container_dirs.len() - 1
                     }
                 };
-                for out in &f.outputs {
+                for (oi, out) in f.outputs.iter().enumerate() {
+                    let (secret, key, format, template) = match self.content(request, fi, oi) {
+                        Planned::Key { secret, key } => {
+                            (Some(secret), Some(key), FileFormat::Raw, None)
+                        }
+                        Planned::Whole { secret, format } => (Some(secret), None, format, None),
+                        Planned::Template(t) => (None, None, FileFormat::Raw, Some(t)),
+                    };
+                    let reference = match (template, f.answer()) {
+                        (None, Some(answer)) => answer.text.clone(),
+                        _ => template_name(f, out),
+                    };
                     self.files.push(FileOutput {
-                        secret: Some(secret),
-                        template: None,
-                        key: out.key.clone(),
-                        format: out.format,
+                        secret,
+                        template,
+                        key,
+                        format,
                         mode: out.mode,
                         path: format!("{AGENT_SECRETS_DIR}/files/{cname}/{k}/{}", out.file_name),
-                        reference: f.reference_text.clone(),
+                        reference,
                         on_change: on_change.clone(),
                         together: f.together,
                     });
@@ -321,26 +405,15 @@ impl Wiring {
         }
     }
 
-    /// The env references: one env file per container, each reference once.
+    /// The env references and `secretstore:file:` values: one env file per container,
+    /// each value once.
     fn add_env_refs(&mut self, request: &PodRequest, refresh: Option<u64>) {
         for r in &request.env_refs {
             let secret = self.read_index(&r.reference, None);
-            let cname = &request.containers[r.container].name;
-            let entry = match self.env_files.iter().position(|e| &e.container == cname) {
-                Some(i) => &mut self.env_files[i],
-                None => {
-                    self.wrapped.push(r.container);
-                    self.env_files.push(EnvFileOutput {
-                        container: cname.clone(),
-                        path: format!("{AGENT_SECRETS_DIR}/env/{cname}/{ENV_FILE_NAME}"),
-                        refs: Vec::new(),
-                    });
-                    let last = self.env_files.len() - 1;
-                    &mut self.env_files[last]
-                }
-            };
-            if !entry.refs.iter().any(|e| e.reference == r.text) {
-                entry.refs.push(EnvRef {
+            self.env_value(
+                request,
+                r.container,
+                EnvRef {
                     reference: r.text.clone(),
                     secret: Some(secret),
                     key: Some(
@@ -351,8 +424,26 @@ impl Wiring {
                     ),
                     format: None,
                     template: None,
-                });
-            }
+                },
+            );
+        }
+        for r in &request.file_refs {
+            let (secret, key, format, template) = match self.content(request, r.config, r.output) {
+                Planned::Key { secret, key } => (Some(secret), Some(key), None, None),
+                Planned::Whole { secret, format } => (Some(secret), None, Some(format), None),
+                Planned::Template(t) => (None, None, None, Some(t)),
+            };
+            self.env_value(
+                request,
+                r.container,
+                EnvRef {
+                    reference: r.text.clone(),
+                    secret,
+                    key,
+                    format,
+                    template,
+                },
+            );
         }
         // Env values change only when the app starts again.
         if refresh.is_some() && pod_on_change(request) == OnChange::Restart {
@@ -362,6 +453,27 @@ impl Wiring {
                     on_change: OnChange::Restart,
                 });
             }
+        }
+    }
+
+    /// Adds a value to the env file of `container` (its first), unless it is there.
+    fn env_value(&mut self, request: &PodRequest, container: usize, value: EnvRef) {
+        let cname = &request.containers[container].name;
+        let entry = match self.env_files.iter().position(|e| &e.container == cname) {
+            Some(i) => &mut self.env_files[i],
+            None => {
+                self.wrapped.push(container);
+                self.env_files.push(EnvFileOutput {
+                    container: cname.clone(),
+                    path: format!("{AGENT_SECRETS_DIR}/env/{cname}/{ENV_FILE_NAME}"),
+                    refs: Vec::new(),
+                });
+                let last = self.env_files.len() - 1;
+                &mut self.env_files[last]
+            }
+        };
+        if !entry.refs.iter().any(|e| e.reference == value.reference) {
+            entry.refs.push(value);
         }
     }
 }

@@ -59,11 +59,7 @@ pub(super) fn read_annotations(
         {
             read_live_annotation(ctx, key, *v, kfield, &mut live);
         } else if let Some(suffix) = key.strip_prefix(FILE_KEY_PREFIX) {
-            if suffix.is_empty()
-                || !suffix
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-            {
+            if !is_suffix(suffix) {
                 ctx.report(
                     Code::BadFileSecretSuffix,
                     *k,
@@ -93,6 +89,14 @@ pub(super) fn read_annotations(
         live,
         file_entries,
     }
+}
+
+/// Whether `suffix` is one or more of a-z, 0-9 and `-`.
+pub(super) fn is_suffix(suffix: &str) -> bool {
+    !suffix.is_empty()
+        && suffix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Parses one live-mode annotation into `live`, or reports its bad value.

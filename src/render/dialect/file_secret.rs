@@ -1,30 +1,38 @@
 //! `filesecret-config-<N>`: one file secret's JSON configuration, every field checked.
 
 use super::annotations::closest;
-use super::issued;
-use super::{Container, Ctx, FileEntry, FileSecret, SecretRef, FILE_KEY_PREFIX};
+use super::{issued, template};
+use super::{
+    Container, Ctx, FileContent, FileEntry, FileSecret, SecretRef, Source, FILE_KEY_PREFIX,
+    SINGLE_SOURCE_ALIAS,
+};
 use crate::diag::Code;
 use crate::pod::agent_spec::{FileFormat, OnChange, MAX_FILE_NAME, RESERVED_DIR};
 use crate::render::tree::NodeId;
 use serde::Deserialize;
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct FileSecretJson {
     vault_secret_ref: Option<String>,
+    sources: Option<Value>,
+    template: Option<Value>,
     secret_file_name: Option<String>,
     volume_mount_path: Option<String>,
     containers: Option<Vec<String>>,
     pub(super) format: Option<String>,
     mode: Option<String>,
     on_change: Option<String>,
-    pub(super) params: Option<serde_json::Value>,
-    pub(super) files: Option<serde_json::Value>,
-    pub(super) renew_before: Option<serde_json::Value>,
+    pub(super) params: Option<Value>,
+    pub(super) files: Option<Value>,
+    pub(super) renew_before: Option<Value>,
 }
 
-const FILE_FIELDS: [&str; 10] = [
+const FILE_FIELDS: [&str; 12] = [
     "vaultSecretRef",
+    "sources",
+    "template",
     "secretFileName",
     "volumeMountPath",
     "containers",
@@ -46,61 +54,41 @@ pub(super) fn parse_file_secret(
 ) -> Option<FileSecret> {
     let parsed = file_secret_json(ctx, node, field)?;
     let at = FileSite { node, field };
-    let (reference_text, file_name, mount_path) = required_fields(ctx, at, &parsed)?;
+    let (file_name, mount_path) = required_fields(ctx, at, &parsed)?;
     // Every field is checked, so one run reports every mistake of the configuration.
-    let reference = secret_reference(ctx, at, &reference_text);
-    let params = issued::params(ctx, at, parsed.params.as_ref(), reference.as_ref());
+    let read = what_is_read(ctx, at, &parsed);
     let renew_before = issued::renew_before(ctx, at, parsed.renew_before.as_ref());
     let name_ok = file_name
         .as_ref()
         .is_none_or(|name| file_name_ok(ctx, at, "secretFileName", name));
-    let mount_ok = mount_path_ok(ctx, at, &mount_path);
-    let whole = reference.as_ref().is_some_and(|r| r.key.is_none());
-    let format = match file_name {
-        Some(_) => file_format(ctx, at, parsed.format.as_deref(), whole),
-        None => None,
-    };
-    let mode = file_mode(ctx, at, "mode", parsed.mode.as_deref());
-    let outputs = match (&file_name, &parsed.files) {
-        (Some(file_name), _) => match (name_ok, format, mode) {
-            (true, Some(format), Some(mode)) => Some(vec![FileEntry {
-                file_name: file_name.clone(),
-                key: reference.as_ref().and_then(|r| r.key.clone()),
-                format,
-                mode,
-            }]),
-            _ => None,
-        },
-        (None, Some(files)) => issued::files(ctx, at, files, &parsed, reference.as_ref(), mode),
-        (None, None) => None,
+    let mount_ok = env_only(&parsed) || mount_path_ok(ctx, at, &mount_path);
+    let outputs = match &file_name {
+        Some(file_name) => single_file(ctx, at, &parsed, &read, file_name)
+            .filter(|_| name_ok)
+            .map(|one| vec![one]),
+        None => {
+            let mode = file_mode(ctx, at, "mode", parsed.mode.as_deref());
+            match &parsed.files {
+                Some(files) => issued::files(ctx, at, files, &parsed, &read, mode),
+                None => None,
+            }
+        }
     };
     let targets = target_containers(ctx, at, containers, parsed.containers.as_deref());
     let on_change = file_on_change(ctx, at, parsed.on_change.as_deref());
-    let (
-        Some(mut reference),
-        Ok(params),
-        Ok(renew_before),
-        true,
-        Some(outputs),
-        Some(targets),
-        Ok(on_change),
-    ) = (
-        reference,
-        params,
+    let (Some(sources), Ok(renew_before), true, Some(outputs), Some(targets), Ok(on_change)) = (
+        read.sources,
         renew_before,
         mount_ok,
         outputs,
         targets,
         on_change,
-    )
-    else {
+    ) else {
         return None;
     };
-    reference.params = params;
     Some(FileSecret {
         suffix,
-        reference,
-        reference_text,
+        sources,
         outputs,
         together: file_name.is_none(),
         mount_path: mount_path.trim_end_matches('/').to_string(),
@@ -108,6 +96,146 @@ pub(super) fn parse_file_secret(
         on_change,
         renew_before,
         node,
+    })
+}
+
+/// What a configuration reads: its sources (`None` when any is wrong), the aliases its
+/// templates may name (known even when a source is wrong, so that template errors are
+/// reported too), and `vaultSecretRef`'s `#key`.
+pub(super) struct Read {
+    pub(super) sources: Option<Vec<Source>>,
+    pub(super) aliases: Vec<String>,
+    pub(super) key: Option<String>,
+    /// The config has `sources` (rather than `vaultSecretRef`).
+    pub(super) several: bool,
+}
+
+impl Read {
+    pub(super) fn alias_names(&self) -> Vec<&str> {
+        self.aliases.iter().map(String::as_str).collect()
+    }
+}
+
+/// `vaultSecretRef` (and `params`), seen by templates as `secret`; or `sources`.
+fn what_is_read(ctx: &mut Ctx, at: FileSite, parsed: &FileSecretJson) -> Read {
+    if let Some(value) = &parsed.sources {
+        if parsed.params.is_some() {
+            at.report(
+                ctx,
+                Code::BadSources,
+                "params",
+                "with `sources`, params belong to the source they are sent for".into(),
+                r#"write the source as {"path": "pki/issue/web", "params": {...}}"#,
+            );
+        }
+        let aliases = match value {
+            Value::Object(map) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        let sources = template::sources(ctx, at, value).filter(|_| parsed.params.is_none());
+        return Read {
+            sources,
+            aliases,
+            key: None,
+            several: true,
+        };
+    }
+    let text = parsed.vault_secret_ref.clone().unwrap_or_default();
+    let reference = secret_reference(ctx, at, &text);
+    let params = issued::params(
+        ctx,
+        at,
+        "params",
+        parsed.params.as_ref(),
+        reference.as_ref(),
+    );
+    let key = reference.as_ref().and_then(|r| r.key.clone());
+    let sources = match (reference, params) {
+        (Some(mut reference), Ok(params)) => {
+            reference.params = params;
+            reference.key = None;
+            Some(vec![Source {
+                alias: SINGLE_SOURCE_ALIAS.to_string(),
+                reference,
+                text,
+            }])
+        }
+        _ => None,
+    };
+    Read {
+        sources,
+        aliases: vec![SINGLE_SOURCE_ALIAS.to_string()],
+        key,
+        several: false,
+    }
+}
+
+/// The one file of `secretFileName`: a template, a key of the answer, or the whole
+/// answer in a format.
+fn single_file(
+    ctx: &mut Ctx,
+    at: FileSite,
+    parsed: &FileSecretJson,
+    read: &Read,
+    file_name: &str,
+) -> Option<FileEntry> {
+    let content = match &parsed.template {
+        Some(text) => {
+            let mut ok = true;
+            if parsed.format.is_some() {
+                at.report(
+                    ctx,
+                    Code::FileSecretBadFormat,
+                    "format",
+                    "`format` does not apply to a template: the file is the template's output"
+                        .into(),
+                    "drop format",
+                );
+                ok = false;
+            }
+            if let Some(key) = &read.key {
+                at.report(
+                    ctx,
+                    Code::BadSources,
+                    "vaultSecretRef",
+                    format!("with a template, vaultSecretRef is the whole secret (`secret`), but it selects key `{key}`"),
+                    "drop the #key and write ${ secret.<key> } in the template",
+                );
+                ok = false;
+            }
+            let aliases = read.alias_names();
+            let t = template::template_file(
+                ctx,
+                at,
+                (&["template"], "template"),
+                text,
+                &aliases,
+                file_name,
+            );
+            t.filter(|_| ok).map(FileContent::Template)
+        }
+        None if read.several => {
+            at.report(
+                ctx,
+                Code::BadSources,
+                "template",
+                format!("with `sources`, file `{file_name}` is a template, but the configuration has no `template`"),
+                r#"add "template": "...${ alias.key }...", or use vaultSecretRef for one secret"#,
+            );
+            None
+        }
+        None => file_format(ctx, at, parsed.format.as_deref(), read.key.is_none()).map(|format| {
+            match &read.key {
+                Some(key) => FileContent::Key(key.clone()),
+                None => FileContent::Whole(format),
+            }
+        }),
+    };
+    let mode = file_mode(ctx, at, "mode", parsed.mode.as_deref());
+    Some(FileEntry {
+        file_name: file_name.to_string(),
+        content: content?,
+        mode: mode?,
     })
 }
 
@@ -183,20 +311,26 @@ fn file_secret_json(ctx: &mut Ctx, node: NodeId, field: &str) -> Option<FileSecr
     }
 }
 
-/// `vaultSecretRef`, `volumeMountPath`, and one of `secretFileName` and `files`, each
-/// reported when missing.
+/// `vaultSecretRef` or `sources`, `volumeMountPath`, and one of `secretFileName` and
+/// `files`, each reported when missing; returns the file name and the mount path.
 fn required_fields(
     ctx: &mut Ctx,
     at: FileSite,
     parsed: &FileSecretJson,
-) -> Option<(String, Option<String>, String)> {
+) -> Option<(Option<String>, String)> {
     for (present, name) in [
-        (parsed.vault_secret_ref.is_some(), "vaultSecretRef"),
+        (
+            parsed.vault_secret_ref.is_some() || parsed.sources.is_some(),
+            "vaultSecretRef",
+        ),
         (
             parsed.secret_file_name.is_some() || parsed.files.is_some(),
             "secretFileName",
         ),
-        (parsed.volume_mount_path.is_some(), "volumeMountPath"),
+        (
+            parsed.volume_mount_path.is_some() || env_only(parsed),
+            "volumeMountPath",
+        ),
     ] {
         if !present {
             at.report(
@@ -204,9 +338,20 @@ fn required_fields(
                 Code::FileSecretMissingField,
                 "",
                 format!("the file secret configuration has no `{name}`"),
-                "vaultSecretRef, volumeMountPath and secretFileName (or files, for several files from one answer) are required",
+                "vaultSecretRef (or sources, for a template over several secrets), volumeMountPath and secretFileName (or files, for several files) are required",
             );
         }
+    }
+    let mut ok = true;
+    if parsed.vault_secret_ref.is_some() && parsed.sources.is_some() {
+        at.report(
+            ctx,
+            Code::BadSources,
+            "sources",
+            "the configuration has both `vaultSecretRef` and `sources`".into(),
+            "keep vaultSecretRef for one secret (templates see it as `secret`), or sources for several",
+        );
+        ok = false;
     }
     if parsed.secret_file_name.is_some() && parsed.files.is_some() {
         at.report(
@@ -216,13 +361,30 @@ fn required_fields(
             "the configuration has both `secretFileName` and `files`".into(),
             "keep secretFileName for one file, or files for several files from one answer",
         );
-        return None;
+        ok = false;
     }
-    Some((
-        parsed.vault_secret_ref.clone()?,
-        parsed.secret_file_name.clone(),
-        parsed.volume_mount_path.clone()?,
-    ))
+    if parsed.template.is_some() && parsed.secret_file_name.is_none() {
+        at.report(
+            ctx,
+            Code::BadSources,
+            "template",
+            "a top-level `template` is the file of `secretFileName`, which the configuration does not have".into(),
+            r#"add secretFileName, or make each file of `files` a template: {"app.conf": {"template": "..."}}"#,
+        );
+        ok = false;
+    }
+    (parsed.vault_secret_ref.is_some() || parsed.sources.is_some()).then_some(())?;
+    let mount_path = match &parsed.volume_mount_path {
+        Some(path) => path.clone(),
+        None => env_only(parsed).then(String::new)?,
+    };
+    ok.then(|| (parsed.secret_file_name.clone(), mount_path))
+}
+
+/// `"containers": []`: the config is mounted nowhere and serves env values only, so
+/// its `volumeMountPath` is optional and unused.
+fn env_only(parsed: &FileSecretJson) -> bool {
+    parsed.containers.as_ref().is_some_and(Vec::is_empty)
 }
 
 /// `vaultSecretRef`.

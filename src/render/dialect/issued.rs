@@ -1,10 +1,11 @@
 //! Issued secrets (SPEC 1.3): a file secret's `params` (the body of a write, whose strings
 //! may name pod variables), `files` (several files from one answer) and `renewBefore`.
 
-use super::file_secret::{file_mode, file_name_ok, FileSecretJson, FileSite};
-use super::{Ctx, FileEntry, SecretRef};
+use super::file_secret::{file_mode, file_name_ok, FileSecretJson, FileSite, Read};
+use super::template;
+use super::{Ctx, FileContent, FileEntry, SecretRef};
 use crate::diag::Code;
-use crate::pod::agent_spec::{param_strings, parse_param, FileFormat};
+use crate::pod::agent_spec::{param_strings, parse_param};
 use serde_json::Value;
 
 /// `params`: a JSON object whose strings use only the pod variables; with it the
@@ -13,6 +14,7 @@ use serde_json::Value;
 pub(super) fn params(
     ctx: &mut Ctx,
     at: FileSite,
+    json_field: &str,
     params: Option<&Value>,
     reference: Option<&SecretRef>,
 ) -> Result<Option<String>, ()> {
@@ -23,7 +25,7 @@ pub(super) fn params(
         at.report(
             ctx,
             Code::BadParams,
-            "params",
+            json_field,
             "`params` is not a JSON object".into(),
             r#"write the body of the write as an object, e.g. {"common_name": "$(POD_NAME).web.svc", "ttl": "24h"}"#,
         );
@@ -50,7 +52,7 @@ pub(super) fn params(
             at.report(
                 ctx,
                 Code::UnknownPodVariable,
-                &format!("params.{path}"),
+                &format!("{json_field}.{path}"),
                 format!("{message} (at byte {offset} of {text:?})"),
                 "pod variables are resolved in the pod from the downward API; anything else is sent as written",
             );
@@ -102,14 +104,16 @@ pub(super) fn renew_before(
     })
 }
 
-/// `files`: file name → a key of the answer, or `{"key": ..., "mode": ...}`. Each file
-/// is that key's value, raw; its mode is its own, else the config's.
+/// `files`: file name → a key of the answer, `{"key": ..., "mode": ...}` or
+/// `{"template": ..., "mode": ...}`. A key file is that key's value, raw (it needs
+/// `vaultSecretRef`, the single answer); a template file is the template's output over
+/// the config's sources. A file's mode is its own, else the config's.
 pub(super) fn files(
     ctx: &mut Ctx,
     at: FileSite,
     files: &Value,
     parsed: &FileSecretJson,
-    reference: Option<&SecretRef>,
+    read: &Read,
     default_mode: Option<u32>,
 ) -> Option<Vec<FileEntry>> {
     let Value::Object(map) = files else {
@@ -118,7 +122,7 @@ pub(super) fn files(
             Code::FileSecretBadFiles,
             "files",
             "`files` is not a JSON object of file names".into(),
-            r#"write e.g. {"tls.crt": "certificate", "tls.key": {"key": "private_key", "mode": "0400"}}"#,
+            r#"write e.g. {"tls.crt": "certificate", "tls.key": {"key": "private_key", "mode": "0400"}, "app.conf": {"template": "..."}}"#,
         );
         return None;
     };
@@ -133,14 +137,13 @@ pub(super) fn files(
         );
         ok = false;
     }
-    if let Some(r) = reference.filter(|r| r.key.is_some()) {
+    if let Some(key) = &read.key {
         at.report(
             ctx,
             Code::FileSecretBadFiles,
             "vaultSecretRef",
             format!(
-                "with `files`, each file names its key, but vaultSecretRef selects key `{}`",
-                r.key.as_deref().unwrap_or_default()
+                "with `files`, each file names its key, but vaultSecretRef selects key `{key}`"
             ),
             "drop the #key from vaultSecretRef",
         );
@@ -151,7 +154,7 @@ pub(super) fn files(
             ctx,
             Code::FileSecretBadFiles,
             "format",
-            "`format` applies to secretFileName; each file of `files` is one key, written as it is"
+            "`format` applies to secretFileName; each file of `files` is one key, written as it is, or a template's output"
                 .into(),
             "drop format",
         );
@@ -162,34 +165,44 @@ pub(super) fn files(
         let field = format!("files[{name:?}]");
         let name_ok = file_name_ok(ctx, at, &field, name);
         let entry = match what {
-            Value::String(key) if !key.is_empty() => Some((key.clone(), default_mode)),
-            Value::Object(o) if o.contains_key("template") => {
-                at.report(
-                    ctx,
-                    Code::FileSecretBadFiles,
-                    &field,
-                    format!("file `{name}` is a template, which this version does not support yet"),
-                    r#"name a key of the answer: "file": "key" or {"key": "...", "mode": "0400"}"#,
-                );
-                None
-            }
+            Value::String(key) if !key.is_empty() => Some((Wanted::Key(key.clone()), default_mode)),
             Value::Object(o) => file_object(ctx, at, &field, name, o, default_mode),
             _ => {
                 at.report(
                     ctx,
                     Code::FileSecretBadFiles,
                     &field,
-                    format!("file `{name}` names no key of the answer"),
-                    r#"write "file": "key" or {"key": "...", "mode": "0400"}"#,
+                    format!("file `{name}` names no key of the answer and no template"),
+                    r#"write "file": "key", {"key": "...", "mode": "0400"} or {"template": "..."}"#,
                 );
                 None
             }
         };
-        match (entry, name_ok) {
-            (Some((key, Some(mode))), true) => entries.push(FileEntry {
+        let content = match entry {
+            Some((Wanted::Key(key), _)) if read.several => {
+                at.report(
+                    ctx,
+                    Code::BadSources,
+                    &field,
+                    format!("file `{name}` names key `{key}`, but with `sources` there is no single answer to take it from"),
+                    &format!(r#"write it as a template: {{"template": "${{ <alias>.{key} }}"}}, or use vaultSecretRef"#),
+                );
+                None
+            }
+            Some((Wanted::Key(key), mode)) => Some((FileContent::Key(key), mode)),
+            Some((Wanted::Template(text), mode)) => {
+                let aliases = read.alias_names();
+                let path = ["files", name.as_str(), "template"];
+                let tfield = format!("{field}.template");
+                template::template_file(ctx, at, (&path, &tfield), text, &aliases, name)
+                    .map(|t| (FileContent::Template(t), mode))
+            }
+            None => None,
+        };
+        match (content, name_ok) {
+            (Some((content, Some(mode))), true) => entries.push(FileEntry {
                 file_name: name.clone(),
-                key: Some(key),
-                format: FileFormat::Raw,
+                content,
                 mode,
             }),
             _ => ok = false,
@@ -198,34 +211,55 @@ pub(super) fn files(
     ok.then_some(entries)
 }
 
-/// `{"key": ..., "mode": ...}`: the key, and the file's mode (else `default_mode`).
-fn file_object(
+/// What one entry of `files` asks for.
+enum Wanted<'v> {
+    Key(String),
+    Template(&'v Value),
+}
+
+/// `{"key": ..., "mode": ...}` or `{"template": ..., "mode": ...}`: what the file holds,
+/// and its mode (else `default_mode`).
+fn file_object<'v>(
     ctx: &mut Ctx,
     at: FileSite,
     field: &str,
     name: &str,
-    o: &serde_json::Map<String, Value>,
+    o: &'v serde_json::Map<String, Value>,
     default_mode: Option<u32>,
-) -> Option<(String, Option<u32>)> {
-    if let Some(unknown) = o.keys().find(|k| *k != "key" && *k != "mode") {
+) -> Option<(Wanted<'v>, Option<u32>)> {
+    if let Some(unknown) = o
+        .keys()
+        .find(|k| !matches!(k.as_str(), "key" | "template" | "mode"))
+    {
         at.report(
             ctx,
             Code::FileSecretBadFiles,
             field,
             format!("file `{name}` has an unknown field `{unknown}`"),
-            "a file is {\"key\": ..., \"mode\": ...}",
+            "a file is {\"key\": ..., \"mode\": ...} or {\"template\": ..., \"mode\": ...}",
         );
         return None;
     }
-    let key = match o.get("key") {
-        Some(Value::String(k)) if !k.is_empty() => k.clone(),
+    let wanted = match (o.get("key"), o.get("template")) {
+        (Some(_), Some(_)) => {
+            at.report(
+                ctx,
+                Code::FileSecretBadFiles,
+                field,
+                format!("file `{name}` has both `key` and `template`"),
+                "keep key for one value of the answer, or template to compose one",
+            );
+            return None;
+        }
+        (None, Some(text)) => Wanted::Template(text),
+        (Some(Value::String(k)), None) if !k.is_empty() => Wanted::Key(k.clone()),
         _ => {
             at.report(
                 ctx,
                 Code::FileSecretBadFiles,
                 field,
-                format!("file `{name}` has no `key` string"),
-                r#"write {"key": "private_key", "mode": "0400"}"#,
+                format!("file `{name}` has no `key` string and no `template`"),
+                r#"write {"key": "private_key", "mode": "0400"} or {"template": "..."}"#,
             );
             return None;
         }
@@ -235,5 +269,5 @@ fn file_object(
         Some(Value::String(m)) => file_mode(ctx, at, &format!("{field}.mode"), Some(m)),
         Some(_) => file_mode(ctx, at, &format!("{field}.mode"), Some("not a string")),
     };
-    Some((key, mode))
+    Some((wanted, mode))
 }

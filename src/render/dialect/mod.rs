@@ -7,12 +7,14 @@ mod annotations;
 mod env_refs;
 mod file_secret;
 mod issued;
+mod locate;
+mod template;
 
 use crate::diag::{Code, Diagnostic, Location, ObjectRef};
 use crate::pod::agent_spec::{FileFormat, OnChange};
 use crate::render::tree::{NodeId, Tree};
 use annotations::{read_annotations, suffix_order, DialectAnnotations};
-use env_refs::{collect_env_refs, report_references_not_opted_in};
+use env_refs::{collect_env_refs, report_references_not_opted_in, resolve_file_refs};
 use file_secret::{check_file_clashes, parse_file_secret};
 
 pub const OPT_IN_KEY: &str = "rafay.dev/secretstore";
@@ -124,16 +126,16 @@ impl Container {
 #[derive(Debug, Clone)]
 pub struct FileSecret {
     pub suffix: String,
-    /// What is read or issued; its `key` is the one file's key (`secretFileName` with a
-    /// `#key`), never set with `files`.
-    pub reference: SecretRef,
-    pub reference_text: String,
+    /// What the config reads or issues: with `vaultSecretRef`, one source seen by its
+    /// templates as [`SINGLE_SOURCE_ALIAS`]; with `sources`, one per alias, in alias order.
+    pub sources: Vec<Source>,
     /// The files of the config: one for `secretFileName`, one per entry of `files`.
     pub outputs: Vec<FileEntry>,
     /// The config has `files`: its files are written together (one version at a time).
     pub together: bool,
     pub mount_path: String,
-    /// Indices into [`PodRequest::containers`].
+    /// Indices into [`PodRequest::containers`]; empty for `"containers": []` (a config
+    /// that serves `secretstore:file:` env values only).
     pub containers: Vec<usize>,
     /// Live mode: `onChange`, overriding the pod's `on-change`.
     pub on_change: Option<OnChange>,
@@ -143,14 +145,54 @@ pub struct FileSecret {
     pub node: NodeId,
 }
 
-/// One file of a file secret.
+/// The alias under which a template sees the answer of a config's `vaultSecretRef`.
+pub const SINGLE_SOURCE_ALIAS: &str = "secret";
+
+/// One secret a file secret reads or issues.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub alias: String,
+    /// The request: path, version and a write's params. Never a key: a file's key is in
+    /// its [`FileContent`], a template's keys in its text.
+    pub reference: SecretRef,
+    /// The reference as written: `vaultSecretRef` (with its `#key`), or the source's path.
+    pub text: String,
+}
+
+/// One file of a file secret.
+#[derive(Debug, Clone)]
 pub struct FileEntry {
     pub file_name: String,
-    /// The key written raw; `None` writes the whole answer in `format`.
-    pub key: Option<String>,
-    pub format: FileFormat,
+    pub content: FileContent,
     pub mode: u32,
+}
+
+/// What a file holds.
+#[derive(Debug, Clone)]
+pub enum FileContent {
+    /// One key of the config's single answer (`vaultSecretRef`), raw.
+    Key(String),
+    /// The single answer's whole data map, in a format.
+    Whole(FileFormat),
+    /// A template over the config's sources (SPEC 1.4).
+    Template(TemplateFile),
+}
+
+/// A template as written, and parsed against the config's aliases.
+#[derive(Debug, Clone)]
+pub struct TemplateFile {
+    pub text: String,
+    pub template: crate::template::Template,
+}
+
+impl FileSecret {
+    /// The source that `Key` and `Whole` files read: the config's one answer.
+    pub fn answer(&self) -> Option<&Source> {
+        match self.sources.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -166,12 +208,30 @@ pub struct EnvRefUse {
     pub node: NodeId,
 }
 
+/// An env value that is a file secret's file: `secretstore:file:<N>/<file name>`.
+#[derive(Debug, Clone)]
+pub struct FileRefUse {
+    /// Index into [`PodRequest::containers`].
+    pub container: usize,
+    pub env_name: String,
+    /// Index of the entry in the container's `env`.
+    pub env_index: usize,
+    /// Index into [`PodRequest::files`], and into that config's `outputs`.
+    pub config: usize,
+    pub output: usize,
+    /// The env value as written.
+    pub text: String,
+    pub node: NodeId,
+}
+
 /// What an opted-in pod template asks for.
 #[derive(Debug, Clone)]
 pub struct PodRequest {
     pub role: String,
     pub files: Vec<FileSecret>,
     pub env_refs: Vec<EnvRefUse>,
+    /// `secretstore:file:` env values, each naming a file of a config of `files`.
+    pub file_refs: Vec<FileRefUse>,
     pub containers: Vec<Container>,
     pub annotations: NodeId,
     /// Already expanded by an earlier render (`status: injected`): render leaves it as is.
@@ -212,12 +272,14 @@ impl LiveAnnotations {
 pub enum Gate {
     /// Not opted in (and nothing wrong found).
     NotOptedIn,
-    OptedIn(PodRequest),
+    OptedIn(Box<PodRequest>),
 }
 
 /// Where diagnostics go, and how node positions become stream locations.
 pub struct Ctx<'a> {
     pub source: &'a str,
+    /// The document's text, which the tree's byte offsets index.
+    pub text: &'a str,
     /// 1-based line of the document's first byte in the stream.
     pub first_line: usize,
     pub tree: &'a Tree<'a>,
@@ -237,9 +299,10 @@ pub fn node_location(source: &str, first_line: usize, tree: &Tree, node: NodeId)
 
 impl<'a> Ctx<'a> {
     /// A context for one document of `source` that starts at `first_line`.
-    pub fn new(source: &'a str, first_line: usize, tree: &'a Tree<'a>) -> Self {
+    pub fn new(source: &'a str, text: &'a str, first_line: usize, tree: &'a Tree<'a>) -> Self {
         Ctx {
             source,
+            text,
             first_line,
             tree,
             object: ObjectRef::default(),
@@ -253,7 +316,20 @@ impl<'a> Ctx<'a> {
 
     /// Reports a finding about `node`, at its code's severity.
     pub fn report(&mut self, code: Code, node: NodeId, field: String, message: String, help: &str) {
-        let d = Diagnostic::new(code, self.location(node), message)
+        let location = self.location(node);
+        self.report_at(code, location, field, message, help);
+    }
+
+    /// Reports a finding at a location inside a node's value.
+    pub fn report_at(
+        &mut self,
+        code: Code,
+        location: Location,
+        field: String,
+        message: String,
+        help: &str,
+    ) {
+        let d = Diagnostic::new(code, location, message)
             .with_object(Some(self.object.clone()))
             .with_field(field)
             .with_help(help);
@@ -339,7 +415,7 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
     let annotations = tree.path(template, &["metadata", "annotations"]);
     let spec = tree.get(template, "spec").map(|s| tree.resolve(s));
     let containers = spec.map(|s| containers(tree, s)).unwrap_or_default();
-    let env_refs = collect_env_refs(ctx, &containers, field);
+    let (env_refs, file_ref_texts) = collect_env_refs(ctx, &containers, field);
     if let Some(a) = annotations {
         annotations::report_duplicate_keys(
             ctx,
@@ -350,7 +426,7 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
 
     let opt_in = annotations.and_then(|a| tree.get(a, OPT_IN_KEY));
     let Some(opt_in) = opt_in else {
-        report_references_not_opted_in(ctx, &env_refs, &containers, field);
+        report_references_not_opted_in(ctx, &env_refs, &file_ref_texts, &containers, field);
         return Gate::NotOptedIn;
     };
     let Some(annotations) = annotations else {
@@ -392,6 +468,7 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         }
     };
     file_entries.sort_by(|a, b| suffix_order(&a.0, &b.0));
+    let suffixes: Vec<String> = file_entries.iter().map(|(s, _, _)| s.clone()).collect();
     let mut files = Vec::new();
     for (suffix, _k, v) in file_entries {
         let kfield = format!("{afield}[{FILE_KEY_PREFIX}{suffix}]");
@@ -400,15 +477,17 @@ pub fn read_pod(ctx: &mut Ctx, template: NodeId, field: &str) -> Gate {
         }
     }
     check_file_clashes(ctx, &files, &containers, &afield, injected);
-    Gate::OptedIn(PodRequest {
+    let file_refs = resolve_file_refs(ctx, file_ref_texts, &suffixes, &files, &containers, field);
+    Gate::OptedIn(Box::new(PodRequest {
         role,
         files,
         env_refs,
+        file_refs,
         containers,
         annotations,
         injected,
         live,
-    })
+    }))
 }
 
 #[cfg(test)]

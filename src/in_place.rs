@@ -1,4 +1,5 @@
-//! Rewriting a converted file in place, keeping what convert does not own.
+//! Rewriting a manifest file in place (`convert`, `add`), keeping what the command does
+//! not own.
 //!
 //! The new content goes to a temporary file that the `tempfile` crate creates beside the
 //! original with an unpredictable name, `O_CREAT|O_EXCL` and mode 0600 (so a name planted
@@ -74,20 +75,21 @@ impl Original {
     }
 
     /// Why the file cannot be replaced by a rename, if it cannot.
-    pub fn refusal(&self, path: &Path) -> Option<String> {
+    /// `command` is the command that rewrites, for the message.
+    pub fn refusal(&self, path: &Path, command: &str) -> Option<String> {
         match self.kind {
             Kind::Symlink => {
                 let target = std::fs::read_link(path)
                     .map(|t| format!(" (to {})", t.display()))
                     .unwrap_or_default();
                 Some(format!(
-                    "{} is a symbolic link{target}: convert rewrites regular files only, so that the link stays a link; convert the file it points to by its own path",
+                    "{} is a symbolic link{target}: {command} rewrites regular files only, so that the link stays a link; give the file it points to by its own path",
                     path.display()
                 ))
             }
             Kind::Other => Some(format!("{} is not a regular file", path.display())),
             Kind::File if self.nlink > 1 => Some(format!(
-                "{} has {} hard links: rewriting it would split them; convert a copy (`cp` then `mv`) or rewrite it through stdin (`secretstore convert - < FILE > NEW`)",
+                "{} has {} hard links: rewriting it would split them; run {command} on a copy (`cp` then `mv`)",
                 path.display(),
                 self.nlink
             )),
@@ -97,11 +99,17 @@ impl Original {
 }
 
 /// Replaces the content of `path`, read as `original`, with `bytes`, keeping its owner,
-/// group and mode; the file is left as it was on any error.
-pub fn replace(path: &Path, original: &Original, bytes: &[u8]) -> Result<(), String> {
+/// group and mode; the file is left as it was on any error. `command` is the command that
+/// rewrites, for messages.
+pub fn replace(
+    path: &Path,
+    original: &Original,
+    bytes: &[u8],
+    command: &str,
+) -> Result<(), String> {
     let fail =
         |what: &str, e: std::io::Error| format!("cannot rewrite {}: {what}: {e}", path.display());
-    if let Some(refusal) = original.refusal(path) {
+    if let Some(refusal) = original.refusal(path, command) {
         return Err(refusal);
     }
     let unchanged = || -> Result<(), String> {
@@ -109,7 +117,7 @@ pub fn replace(path: &Path, original: &Original, bytes: &[u8]) -> Result<(), Str
             Ok(())
         } else {
             Err(format!(
-                "{} changed while it was converted; convert it again",
+                "{} changed while {command} was running; nothing was written: run {command} again",
                 path.display()
             ))
         }
@@ -130,7 +138,7 @@ pub fn replace(path: &Path, original: &Original, bytes: &[u8]) -> Result<(), Str
         .map_err(|e| fail("cannot create a temporary file beside it", e))?;
     temp.write_all(bytes)
         .map_err(|e| fail("cannot write the temporary file", e))?;
-    keep_owner_and_mode(temp.as_file(), original)
+    keep_owner_and_mode(temp.as_file(), original, command)
         .map_err(|e| format!("cannot rewrite {}: {e}", path.display()))?;
     temp.as_file()
         .sync_all()
@@ -142,14 +150,14 @@ pub fn replace(path: &Path, original: &Original, bytes: &[u8]) -> Result<(), Str
 }
 
 /// The original's owner, group and mode on the new file, through its descriptor.
-fn keep_owner_and_mode(file: &File, original: &Original) -> Result<(), String> {
+fn keep_owner_and_mode(file: &File, original: &Original, command: &str) -> Result<(), String> {
     let now = file
         .metadata()
         .map_err(|e| format!("cannot inspect the temporary file: {e}"))?;
     if now.uid() != original.uid || now.gid() != original.gid {
         std::os::unix::fs::fchown(file, Some(original.uid), Some(original.gid)).map_err(|e| {
             format!(
-                "cannot give the new file the owner and group {}:{} of the original ({e}); run convert as the file's owner or as root",
+                "cannot give the new file the owner and group {}:{} of the original ({e}); run {command} as the file's owner or as root",
                 original.uid, original.gid
             )
         })?;
@@ -174,7 +182,7 @@ mod tests {
         std::fs::write(&path, "old").unwrap();
         std::fs::set_permissions(&path, Permissions::from_mode(0o640)).unwrap();
         let original = Original::of(&path).unwrap();
-        replace(&path, &original, b"new").unwrap();
+        replace(&path, &original, b"new", "convert").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o640);
@@ -192,8 +200,8 @@ mod tests {
         std::fs::write(&path, "old").unwrap();
         let original = Original::of(&path).unwrap();
         std::fs::write(&path, "other, longer").unwrap();
-        let err = replace(&path, &original, b"new").unwrap_err();
-        assert!(err.contains("changed while it was converted"), "{err}");
+        let err = replace(&path, &original, b"new", "add").unwrap_err();
+        assert!(err.contains("changed while add was running"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"other, longer");
     }
 }
