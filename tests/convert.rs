@@ -21,8 +21,9 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8(bytes.to_vec()).expect("UTF-8")
 }
 
-const CASES: [&str; 8] = [
+const CASES: [&str; 9] = [
     "testdata/convert/vault-agent-injector/helm-stream.yaml",
+    "testdata/convert/vault-agent-injector/templates.yaml",
     "testdata/convert/vault-agent-injector/flow-style-pod.yaml",
     "testdata/convert/bank-vaults/deployment.json",
     "testdata/convert/vault-agent-injector/unconvertible.yaml",
@@ -112,12 +113,13 @@ fn what_is_left_is_reported_at_its_exact_location() {
                 9,
                 &format!("{a}[vault.hashicorp.com/agent-inject-command-stripe]")
             ),
+            // The `if` inside the template, not the annotation.
             finding(
                 "SS602",
                 "error",
-                19,
-                11,
-                &format!("{a}[vault.hashicorp.com/agent-inject-template-db]")
+                27,
+                16,
+                &format!("{a}[vault.hashicorp.com/agent-inject-template-flags]")
             ),
             finding(
                 "SS602",
@@ -126,7 +128,7 @@ fn what_is_left_is_reported_at_its_exact_location() {
                 57,
                 &format!("{a}[vault.hashicorp.com/agent-inject-secret-stripe]")
             ),
-            finding("SS606", "error", 36, 5, "metadata.annotations"),
+            finding("SS606", "error", 41, 5, "metadata.annotations"),
         ]
     );
 
@@ -617,9 +619,13 @@ fn a_hash_in_a_source_key_or_path_is_refused() {
         "{findings:?}"
     );
     assert!(findings[0].3.contains("the key `pass#2`"), "{findings:?}");
-    let injector = INJECTED_WITH_ROLE
-        .replace("    vault.secretstore.rafay.dev/role: old\n", "")
-        .replace(".Data.data.password", "index .Data.data \"pass#2\"");
+    // An injector template reads its path through a source, which holds no `#`...
+    let without_role =
+        INJECTED_WITH_ROLE.replace("    vault.secretstore.rafay.dev/role: old\n", "");
+    let injector = without_role.replace(
+        "{{ with secret \"secret/data/web/db\" }}",
+        "{{ with secret \"secret/data/web#2/db\" }}",
+    );
     let (status, out, findings) = convert_text(&injector, &[]);
     assert_eq!(status, Some(1));
     assert_eq!(out, injector);
@@ -627,12 +633,22 @@ fn a_hash_in_a_source_key_or_path_is_refused() {
     assert_eq!(findings[0].0, "SS603");
     assert_eq!(
         (findings[0].1, findings[0].2),
-        (11, 111),
-        "the key inside the template"
+        (11, 68),
+        "the path inside the template"
     );
     assert!(
-        findings[0].3.contains("the key `pass#2` holds `#`"),
+        findings[0]
+            .3
+            .contains("the path `secret/data/web#2/db` holds `#`"),
         "{findings:?}"
+    );
+    // ...but a key with one is read by a template.
+    let key = without_role.replace(".Data.data.password", "index .Data.data \"pass#2\"");
+    let (status, out, findings) = convert_text(&key, &[]);
+    assert_eq!((status, findings), (Some(0), Vec::new()));
+    assert!(
+        out.contains(r#"'{"vaultSecretRef": "secret/web/db", "secretFileName": "db", "volumeMountPath": "/vault/secrets", "template": "${ secret[\"pass#2\"] }"}'"#),
+        "{out}"
     );
 }
 
@@ -696,5 +712,148 @@ fn an_owner_that_cannot_be_kept_is_refused() {
         std::fs::read_dir(dir.path()).unwrap().count(),
         1,
         "no temporary file is left"
+    );
+}
+
+/// Injector templates convert into configs with templates (SPEC 1.4) that render and lint
+/// clean; a template of several lines is written as a block, one field per line.
+#[test]
+fn converted_templates_render_and_lint_clean() {
+    let output = convert_stdin("testdata/convert/vault-agent-injector/templates.yaml", &[]);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output.stderr));
+    let converted = text(&output.stdout);
+    assert!(
+        converted.contains(
+            "        vault.secretstore.rafay.dev/filesecret-config-range-properties: |\n          {\"vaultSecretRef\": \"secret/shop/props\",\n           \"secretFileName\": \"range-properties\",\n"
+        ),
+        "{converted}"
+    );
+    for args in [&["render"][..], &["lint", "-"]] {
+        let mut command = support::secretstore();
+        command.args(args);
+        let checked = support::run_with_stdin(&mut command, converted.as_bytes());
+        assert_eq!(
+            checked.status.code(),
+            Some(0),
+            "{args:?} of the converted templates:\n{}{}",
+            text(&checked.stdout),
+            text(&checked.stderr)
+        );
+        let report = format!("{}{}", text(&checked.stdout), text(&checked.stderr));
+        assert!(!report.contains("warning"), "{args:?}: {report}");
+    }
+}
+
+/// A conversion that render would refuse is not written; the reason is reported at the
+/// pod in the input (where the user can act), with its position in the unwritten output.
+#[test]
+fn a_conversion_render_refuses_is_reported_at_the_pod() {
+    let input = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: first
+data:
+  a: b
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  annotations:
+    vault.hashicorp.com/agent-inject: "true"
+    vault.hashicorp.com/agent-pre-populate-only: "true"
+    vault.hashicorp.com/role: web
+    vault.hashicorp.com/agent-inject-secret-a: secret/data/web/a
+    vault.hashicorp.com/agent-inject-template-a: '{{ with secret "secret/data/web/a" }}{{ .Data.data.k }}{{ end }}'
+    vault.hashicorp.com/agent-inject-file-a: same
+    vault.hashicorp.com/agent-inject-secret-b: secret/data/web/b
+    vault.hashicorp.com/agent-inject-template-b: '{{ with secret "secret/data/web/b" }}x={{ .Data.data.k }}{{ end }}'
+    vault.hashicorp.com/agent-inject-file-b: same
+spec:
+  containers:
+    - name: web
+      image: web:1
+"#;
+    let (status, out, findings) = convert_text(input, &[]);
+    assert_eq!(status, Some(1));
+    assert_eq!(out, input, "nothing is written");
+    assert_eq!(
+        findings
+            .iter()
+            .map(|f| (f.0.as_str(), f.1, f.2))
+            .collect::<Vec<_>>(),
+        [("SS116", 8, 1)],
+        "{findings:?}"
+    );
+    assert!(
+        findings[0].3.ends_with(
+            "would get two files at `/vault/secrets/same` (also from filesecret-config-a) (line 16, column 54 of the converted output)"
+        ),
+        "{findings:?}"
+    );
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Hostile injector templates: convert never panics; a pod it converts renders (it
+    /// checks that itself), holds the template's configs as JSON, and converts to
+    /// itself again.
+    #[test]
+    fn hostile_injector_templates_convert_or_are_reported(
+        body in "(\\PC|[{}$%#|.\"`()\n -]|\\.Data|\\.data|range |end|printf|index |toJSON|\\$k|:=){0,30}"
+    ) {
+        use secretstore::config::Settings;
+        use secretstore::convert::{convert, Options};
+        use secretstore::render::Input;
+        let template = format!("{{{{ with secret \"kv/a\" }}}}{body}{{{{ end }}}}\n");
+        let pod = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    vault.hashicorp.com/agent-inject: \"true\"\n    vault.hashicorp.com/agent-pre-populate-only: \"true\"\n    vault.hashicorp.com/role: r\n    vault.hashicorp.com/agent-inject-secret-t: kv/a\n    vault.hashicorp.com/agent-inject-template-t: {}\nspec:\n  containers:\n  - name: c\n    image: i\n",
+            serde_json::to_string(&template).unwrap()
+        );
+        let input = Input { name: "pod.yaml".into(), bytes: pod.into_bytes() };
+        let outcome = convert(std::slice::from_ref(&input), &Settings::default(), &Options::default());
+        match &outcome.outputs[0] {
+            Some(bytes) => {
+                let doc: serde_json::Value = yaml_serde::from_slice(bytes).expect("converted YAML");
+                let config = doc["metadata"]["annotations"]["vault.secretstore.rafay.dev/filesecret-config-t"]
+                    .as_str()
+                    .expect("the config");
+                let config: serde_json::Value = serde_json::from_str(config).expect("config JSON");
+                proptest::prop_assert!(config["vaultSecretRef"].is_string(), "{config}");
+                let again = convert(
+                    &[Input { name: "pod.yaml".into(), bytes: bytes.clone() }],
+                    &Settings::default(),
+                    &Options::default(),
+                );
+                proptest::prop_assert!(again.outputs[0].is_none(), "converting twice changed it");
+            }
+            None => proptest::prop_assert!(
+                outcome.diagnostics.iter().any(|d| d.severity == secretstore::diag::Severity::Error),
+                "left without a reason"
+            ),
+        }
+    }
+}
+
+/// A refused action that is also written before (a stray `{{ end }}` after a valid one)
+/// is located at the refused one.
+#[test]
+fn a_refused_action_written_twice_is_located_at_the_refused_one() {
+    let input = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: web\n  annotations:\n    vault.hashicorp.com/agent-inject: \"true\"\n    vault.hashicorp.com/role: web\n    vault.hashicorp.com/agent-inject-secret-a: kv/a\n    vault.hashicorp.com/agent-inject-template-a: |\n      {{ with secret \"kv/a\" }}{{ .Data.k }}{{ end }}\n      {{ end }}\nspec:\n  containers:\n    - name: web\n      image: web:1\n";
+    let (status, out, findings) = convert_text(input, &[]);
+    assert_eq!(status, Some(1));
+    assert_eq!(out, input);
+    assert_eq!(
+        findings
+            .iter()
+            .map(|f| (f.0.as_str(), f.1, f.2))
+            .collect::<Vec<_>>(),
+        [("SS602", 11, 7)],
+        "{findings:?}"
+    );
+    assert!(
+        findings[0].3.contains("`{{ end }}`: `end` closes nothing"),
+        "{findings:?}"
     );
 }

@@ -9,7 +9,7 @@
 //! in three rounds: secrets and roles, then the roles' policies and the metadata of
 //! pinned versions that were not found.
 
-use crate::analyze::scan::{ScannedPod, ScannedRef};
+use crate::analyze::scan::{ScannedPod, ScannedRef, Usage};
 use crate::diag::{Code, Diagnostic};
 use crate::pod::agent_spec::{is_env_name, FileFormat};
 use crate::render::dialect::{SecretRef, ROLE_KEY};
@@ -236,6 +236,34 @@ fn shown(reference: &SecretRef) -> String {
     text
 }
 
+/// What a finding about `r` is about: `reference `path#key``, or for a template's source
+/// `source `alias` (`path`) of filesecret-config-N` (without the key, so that the records
+/// of one source, one per key its templates read, give one finding).
+fn subject(r: &ScannedRef) -> String {
+    match &r.usage {
+        Usage::Template { suffix, alias, .. } => {
+            let version = r
+                .reference
+                .version
+                .map(|v| format!(", version {v}"))
+                .unwrap_or_default();
+            format!(
+                "source `{alias}` (`{}`{version}) of filesecret-config-{suffix}",
+                r.reference.path
+            )
+        }
+        _ => format!("reference `{}`", shown(&r.reference)),
+    }
+}
+
+/// What a finding about a write (params) is about: the file secret, or a template's source.
+fn write_subject(r: &ScannedRef) -> String {
+    match &r.usage {
+        Usage::Template { .. } => subject(r),
+        _ => format!("file secret `{}`", r.reference.path),
+    }
+}
+
 /// A finding about the pod's role annotation.
 fn at_role(pod: &ScannedPod, code: Code, message: String, help: String) -> Diagnostic {
     Diagnostic::new(code, pod.role_location.clone(), message)
@@ -280,8 +308,8 @@ fn report_read_grants(
             continue;
         }
         let mut message = format!(
-            "reference `{}`: the policies of role `{}` ({}) do not grant `read` on `{}`",
-            shown(&r.reference),
+            "{}: the policies of role `{}` ({}) do not grant `read` on `{}`",
+            subject(r),
             pod.role,
             names.join(", "),
             target.api_path
@@ -336,8 +364,8 @@ fn report_update_grants(
             r,
             Code::PolicyDeniesUpdate,
             format!(
-                "file secret `{}` is issued by a write, but the policies of role `{}` ({}) do not grant `update` on `{}`",
-                r.reference.path,
+                "{} is issued by a write, but the policies of role `{}` ({}) do not grant `update` on `{}`",
+                write_subject(r),
                 pod.role,
                 grants.names.join(", "),
                 target.api_path
@@ -400,8 +428,8 @@ fn report_lease_grants(
             r,
             Code::PolicyDeniesLeases,
             format!(
-                "reference `{}` is a leased secret of a live pod, but the policies of role `{}` ({}) do not grant `update` on `{path}`, so the sidecar cannot {} its lease",
-                shown(&r.reference),
+                "{} is a leased secret of a live pod, but the policies of role `{}` ({}) do not grant `update` on `{path}`, so the sidecar cannot {} its lease",
+                subject(r),
                 pod.role,
                 grants.names.join(", "),
                 if path.ends_with("renew") { "renew" } else { "revoke" }
@@ -423,8 +451,8 @@ fn plan(table: &MountTable, pod: &ScannedPod, r: &ScannedRef, out: &mut Vec<Diag
         return report(
             Code::MountNotFound,
             format!(
-                "reference `{}`: no secrets engine is mounted at a prefix of `{}` (or the check token's policies grant nothing under it)",
-                shown(reference),
+                "{}: no secrets engine is mounted at a prefix of `{}` (or the check token's policies grant nothing under it)",
+                subject(r),
                 reference.path
             ),
             "fix the path's mount (first segments), or enable the secrets engine there".into(),
@@ -435,7 +463,7 @@ fn plan(table: &MountTable, pod: &ScannedPod, r: &ScannedRef, out: &mut Vec<Diag
         Err(message) => {
             return report(
                 Code::SecretNotFound,
-                format!("reference `{}`: {message}", shown(reference)),
+                format!("{}: {message}", subject(r)),
                 "name a secret inside the mount".into(),
             )
         }
@@ -445,8 +473,8 @@ fn plan(table: &MountTable, pod: &ScannedPod, r: &ScannedRef, out: &mut Vec<Diag
             Engine::Kv1 | Engine::Kv2 => report(
                 Code::WriteToKvMount,
                 format!(
-                    "file secret `{}` has params, so the pod writes to `{}`, but `{}` is a KV mount: the write would replace the secret",
-                    reference.path, target.api_path, mount.path
+                    "{} has params, so the pod writes to `{}`, but `{}` is a KV mount: the write would replace the secret",
+                    write_subject(r), target.api_path, mount.path
                 ),
                 "params are for engines that issue a secret in answer to a write (pki/issue/<role>, transit/decrypt/<key>, aws/sts/<role>); remove params to read the KV secret".into(),
             ),
@@ -458,8 +486,8 @@ fn plan(table: &MountTable, pod: &ScannedPod, r: &ScannedRef, out: &mut Vec<Diag
         (engine, Some(v)) => report(
             Code::VersionNotSupported,
             format!(
-                "reference `{}` pins version {v}, but `{}` is a {engine} mount, which has no versions",
-                shown(reference),
+                "{} pins version {v}, but `{}` is a {engine} mount, which has no versions",
+                subject(r),
                 mount.path
             ),
             "remove the `#<version>` part, or move the secret to a KV v2 mount".into(),
@@ -640,13 +668,13 @@ impl Lookups<'_> {
         let Some(role_path) = pki_role_path(self.table, target) else {
             return;
         };
-        let path = &r.reference.path;
+        let what = write_subject(r);
         let mut push = |code, message: String, help: String| {
             out.push(at_reference(
                 pod,
                 r,
                 code,
-                format!("file secret `{path}`: {message}"),
+                format!("{what}: {message}"),
                 help,
             ));
         };
@@ -738,14 +766,14 @@ impl Lookups<'_> {
             target.kv2.is_some(),
             reference.version,
         );
-        let shown = shown(reference);
+        let what = subject(r);
         let api = &target.api_path;
         let mut push = |code, message: String, help: &str| {
             out.push(at_reference(
                 pod,
                 r,
                 code,
-                format!("reference `{shown}`: {message}"),
+                format!("{what}: {message}"),
                 help.to_string(),
             ));
         };
@@ -754,7 +782,7 @@ impl Lookups<'_> {
             (Some(Fetch::Found(SecretState::Present(keys))), _) => {
                 let env_file = matches!(
                     r.usage,
-                    crate::analyze::scan::Usage::File {
+                    Usage::File {
                         format: FileFormat::Env,
                         ..
                     }
@@ -774,7 +802,13 @@ impl Lookups<'_> {
                         "use format json, yaml or properties, select one key with #<key>, or rename the keys",
                     );
                 }
-                if let Some(k) = &reference.key {
+                if let (Some(k), Usage::Template { suffix, alias, .. }) = (&reference.key, &r.usage) {
+                    if !keys.contains(k) {
+                        let read = TemplateRead { suffix, alias, key: k, version: reference.version };
+                        let (message, help) = read.not_found(pod, api, keys);
+                        push(Code::KeyNotFound, message, &help);
+                    }
+                } else if let Some(k) = &reference.key {
                     if !keys.contains(k) {
                         push(
                             Code::KeyNotFound,
@@ -891,6 +925,72 @@ fn why<T>(fetch: Option<&Fetch<T>>) -> String {
         Some(Fetch::Found(_)) => "unexpected answer".into(),
         None => "the lookup did not complete".into(),
     }
+}
+
+/// A key that a template of a config reads from one of its sources.
+struct TemplateRead<'a> {
+    suffix: &'a str,
+    alias: &'a str,
+    key: &'a str,
+    version: Option<u64>,
+}
+
+impl TemplateRead<'_> {
+    /// SS304's message and help when the secret (`api`, with `keys`) lacks the key. It
+    /// names every file of the config whose template reads the key, so that the records
+    /// of those files (one each) give one finding.
+    fn not_found(&self, pod: &ScannedPod, api: &str, keys: &BTreeSet<String>) -> (String, String) {
+        let TemplateRead {
+            suffix,
+            alias,
+            key,
+            version,
+        } = self;
+        let files: BTreeSet<String> = pod
+            .references
+            .iter()
+            .filter_map(|other| match &other.usage {
+                Usage::Template {
+                    suffix: s,
+                    alias: a,
+                    file_name,
+                    ..
+                } if s == suffix && a == alias && other.reference.key.as_deref() == Some(*key) => {
+                    Some(format!("`{file_name}`"))
+                }
+                _ => None,
+            })
+            .collect();
+        let secret = match version {
+            Some(v) => format!("version {v} of `{api}`"),
+            None => format!("`{api}`"),
+        };
+        let reads = if is_identifier(key) {
+            format!("`{alias}.{key}`")
+        } else {
+            format!("`{alias}[\"{key}\"]`")
+        };
+        (
+            format!(
+                "the template of {} {} reads {reads}, but {secret} has no key `{key}` (its keys: {})",
+                if files.len() == 1 { "file" } else { "files" },
+                files.into_iter().collect::<Vec<_>>().join(", "),
+                key_list(keys)
+            ),
+            format!(
+                "fix the key in the template, or add `{key}` to the secret"
+            ),
+        )
+    }
+}
+
+/// A key a template can write as `alias.key`.
+fn is_identifier(key: &str) -> bool {
+    let mut chars = key.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Key names (never values), at most ten.

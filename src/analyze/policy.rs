@@ -247,10 +247,13 @@ pub fn generate(
             );
         }
     }
+    // A template's source is one record per key it reads: one finding each.
+    let mut seen = BTreeSet::new();
+    problems.retain(|d| seen.insert((d.location.clone(), d.code, d.message.clone())));
     if !problems.is_empty() {
         return Err(problems);
     }
-    warnings.sort_by(|a, b| a.location.cmp(&b.location));
+    warnings.sort_by(|a, b| (&a.location, &a.message).cmp(&(&b.location, &b.message)));
     warnings.dedup();
     let policies = roles
         .into_iter()
@@ -716,6 +719,59 @@ spec:
         assert!(generated.policies[0]
             .policy
             .contains("\"database/data/creds/app\""));
+    }
+
+    #[test]
+    fn a_template_source_is_one_grant_and_one_warning() {
+        let text = r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: api
+  namespace: shop
+  annotations:
+    rafay.dev/secretstore: vault
+    vault.secretstore.rafay.dev/role: shop
+    vault.secretstore.rafay.dev/filesecret-config-1: '{"sources": {"db": "kv/db", "ca": "pki/cert/ca", "cert": {"path": "pki/issue/web", "params": {"common_name": "a.shop.svc"}}}, "files": {"a": {"template": "${ db.user }${ db.password }${ ca.certificate }"}, "b": {"template": "${ db.user }${ cert.certificate }"}}, "volumeMountPath": "/s"}'
+spec:
+  containers:
+  - name: app
+    image: app
+    command: [app]
+    env:
+    - name: USER
+      value: secretstore:vault:kv/db#user
+"#;
+        let input = Input {
+            name: "t.yaml".into(),
+            bytes: text.as_bytes().to_vec(),
+        };
+        let scan = crate::analyze::scan::scan(&input, &Settings::default());
+        assert!(scan.diagnostics.is_empty(), "{:?}", scan.diagnostics);
+        let mut server = MountTable::default();
+        server.insert(Mount {
+            path: "kv/".into(),
+            engine: Engine::Kv1,
+        });
+        let mut flags = MountTable::default();
+        flags.insert(parse_kv_version("pki=1").unwrap());
+        let sources = MountSources {
+            server: Some(server),
+            flags,
+        };
+        let generated = generate(&scan.pods, &sources, &options()).unwrap();
+        assert_eq!(
+            generated.policies[0].policy,
+            "path \"kv/db\" {\n  capabilities = [\"read\"]\n}\n\
+             path \"pki/cert/ca\" {\n  capabilities = [\"read\"]\n}\n\
+             path \"pki/issue/web\" {\n  capabilities = [\"update\"]\n}\n"
+        );
+        // pki/ is known from the flag only: one warning per source, not per key or file.
+        let warned: Vec<&str> = generated
+            .warnings
+            .iter()
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(warned.len(), 2, "{warned:#?}");
     }
 
     #[test]

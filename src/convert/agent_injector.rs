@@ -2,10 +2,11 @@
 //!
 //! The injector renders each `agent-inject-secret-<name>` through a Go template into
 //! `<secret-volume-path>/<agent-inject-file or name>` in every app container. A secret
-//! converts when its template is one the dialect expresses ([`super::template`]); the
-//! injector's default template (Go map text of the response) is not one.
+//! converts to a key or a whole secret in a file format where that writes the same bytes
+//! ([`super::template`]), else to a template with its sources ([`super::go_template`]);
+//! the injector's default template (Go map text of the response) converts to neither.
 
-use super::go_template;
+use super::go_template::{self, TranslatedFile};
 use super::rewrite::PodPlan;
 use super::template::{self, Recognised};
 use super::{logical_path, normalise_auth_path, Pod, Site};
@@ -74,11 +75,43 @@ pub fn read(pod: &Pod, site: &mut Site, settings: &Settings, plan: &mut PodPlan)
         .filter_map(|(k, _)| tree.str(*k)?.strip_prefix(FILE_KEY_PREFIX))
         .map(str::to_string)
         .collect();
+    let mut converted = Vec::new();
     for (name, secret) in &read.secrets {
-        if let Some(config) = file_secret(name, secret, &read.volume_path, &afield, site) {
-            let suffix = unique_suffix(name, &mut suffixes);
-            plan.files.push((suffix, Value::Object(config)));
+        if let Some(c) = file_secret(name, secret, &read.volume_path, &afield, site) {
+            converted.push((*name, c));
         }
+    }
+    let templates: Vec<(&str, &TranslatedFile, NodeId)> = converted
+        .iter()
+        .filter_map(|(name, c)| match c {
+            Converted::Template(t, node) => Some((*name, t, *node)),
+            Converted::Config(_) => None,
+        })
+        .collect();
+    let files: Vec<TranslatedFile> = templates.iter().map(|(_, t, _)| (*t).clone()).collect();
+    let mut template_configs = go_template::file_configs(&files, site.mounts);
+    for config in &template_configs {
+        warn_shared_certificate(&config.files, &templates, &afield, site);
+    }
+    let mut next_template = 0;
+    for (name, c) in converted {
+        let config = match c {
+            Converted::Config(config) => config,
+            Converted::Template(..) => {
+                let i = next_template;
+                next_template += 1;
+                // A config that writes several secrets' files comes where its first is.
+                match template_configs
+                    .iter_mut()
+                    .find(|c| c.files.first() == Some(&i))
+                {
+                    Some(c) => std::mem::take(&mut c.config),
+                    None => continue,
+                }
+            }
+        };
+        let suffix = unique_suffix(name, &mut suffixes);
+        plan.files.push((suffix, Value::Object(config)));
     }
     if !read.pre_populate_only {
         site.warn(
@@ -210,21 +243,37 @@ fn read_annotations<'e>(
     }
 }
 
-/// One secret as a file secret configuration; `None` (with the problem reported) when it
-/// does not convert.
+/// One injector secret, converted.
+enum Converted {
+    /// A config of its own: one key raw, or the whole secret in a file format.
+    Config(Map<String, Value>),
+    /// A template (and its annotation's value), put in a config by
+    /// [`go_template::file_configs`] with the other secrets' templates that read the same
+    /// write.
+    Template(TranslatedFile, NodeId),
+}
+
+/// One secret as a file secret configuration or a template; `None` (with the problem
+/// reported) when it does not convert.
+///
+/// The dialect's own form is kept where it writes the same bytes as the template (one
+/// key, raw, nothing around it); other templates are translated ([`go_template`]), so
+/// the file holds what `bao agent` wrote. A whole secret as `toJSONPretty` or `toYAML`,
+/// which templates do not translate, becomes the file format of that name.
 fn file_secret(
     name: &str,
     secret: &Secret,
     volume_path: &str,
     afield: &str,
     site: &mut Site,
-) -> Option<Map<String, Value>> {
+) -> Option<Converted> {
     let Some((path, path_node)) = &secret.path else {
         // A template, file or perms annotation without its secret: the injector
         // ignores it, and so does the converted pod.
         return None;
     };
     let field = format!("{afield}[{PREFIX}agent-inject-secret-{name}]");
+    let tfield = format!("{afield}[{PREFIX}agent-inject-template-{name}]");
     let file = secret.file.clone().unwrap_or_else(|| name.to_string());
     let Some((template, template_node)) = &secret.template else {
         site.problem(
@@ -236,60 +285,6 @@ fn file_secret(
         );
         return None;
     };
-    let recognised = match template::recognise(template, &file) {
-        Ok(r) => r,
-        Err(reason) => {
-            let tfield = format!("{afield}[{PREFIX}agent-inject-template-{name}]");
-            // What the template needs: a template config (not accepted by render yet),
-            // or something convert does not translate, located at its action.
-            match go_template::translate(template) {
-                Ok(_) => site.problem(
-                    Code::ConvertTemplate,
-                    *template_node,
-                    tfield,
-                    format!("secret `{name}`: {reason}; it needs a template, which render does not accept yet"),
-                    "convert this secret by hand (e.g. one file secret per key), or keep the injector for this pod",
-                ),
-                Err(refusal) => {
-                    let location = site.location_in(*template_node, &refusal.action);
-                    site.problem_at(
-                        Code::ConvertTemplate,
-                        location,
-                        tfield,
-                        format!("secret `{name}`: `{}`: {}", refusal.action, refusal.message),
-                        "rewrite that part of the template (see the migration guide), convert this secret by hand, or keep the injector for this pod",
-                    );
-                }
-            }
-            return None;
-        }
-    };
-    let source_parts = [
-        ("path", Some(&recognised.path)),
-        ("key", recognised.key.as_ref()),
-    ];
-    if let Some((what, part)) = source_parts
-        .into_iter()
-        .find_map(|(what, part)| Some((what, part.filter(|p| p.contains('#'))?)))
-    {
-        site.problem_at(
-            Code::ConvertReference,
-            site.location_in(*template_node, part),
-            format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
-            format!("secret `{name}`: the {what} `{part}` holds `#`, which separates path, key and version in a reference"),
-            "rename the secret or key without `#`, or keep the injector for this pod",
-        );
-        return None;
-    }
-    if recognised.extra_whitespace {
-        site.warn(
-            Code::ConvertBehaviourChange,
-            *template_node,
-            format!("{afield}[{PREFIX}agent-inject-template-{name}]"),
-            format!("secret `{name}`: the template writes whitespace (such as a final newline) around the value; the converted file holds the value alone"),
-            "check that the app does not rely on that whitespace",
-        );
-    }
     let dir = secret.volume_path.as_deref().unwrap_or(volume_path);
     let (mount, file_name) = split_file(dir, &file);
     if !mount.starts_with('/') {
@@ -302,21 +297,10 @@ fn file_secret(
         );
         return None;
     }
-    let mut config = Map::new();
-    config.insert(
-        "vaultSecretRef".into(),
-        Value::from(reference(&recognised, site.mounts)),
-    );
-    config.insert("secretFileName".into(), Value::from(file_name));
-    config.insert("volumeMountPath".into(), Value::from(mount));
-    if !matches!(recognised.format, FileFormat::Raw | FileFormat::Json) {
-        config.insert("format".into(), json!(format_name(recognised.format)));
-    }
-    if let Some((perms, node)) = &secret.perms {
-        match u32::from_str_radix(perms.trim_start_matches("0o"), 8) {
-            Ok(mode) if mode <= 0o777 => {
-                config.insert("mode".into(), Value::from(format!("{mode:04o}")));
-            }
+    let mode = match &secret.perms {
+        None => None,
+        Some((perms, node)) => match u32::from_str_radix(perms.trim_start_matches("0o"), 8) {
+            Ok(mode) if mode <= 0o777 => Some(format!("{mode:04o}")),
             _ => {
                 site.problem(
                     Code::ConvertUnsupportedAnnotation,
@@ -327,9 +311,138 @@ fn file_secret(
                 );
                 return None;
             }
+        },
+    };
+    let recognised = template::recognise(template, &file).ok();
+    let exact = recognised
+        .as_ref()
+        .filter(|r| r.key.as_ref().is_some_and(|k| !k.contains('#')) && !r.extra_whitespace);
+    let simple = |r: &Recognised, site: &mut Site| {
+        let mut config = Map::new();
+        config.insert(
+            "vaultSecretRef".into(),
+            Value::from(reference(r, site.mounts)),
+        );
+        config.insert("secretFileName".into(), Value::from(file_name.as_str()));
+        config.insert("volumeMountPath".into(), Value::from(mount.as_str()));
+        if !matches!(r.format, FileFormat::Raw | FileFormat::Json) {
+            config.insert("format".into(), json!(format_name(r.format)));
+        }
+        if let Some(mode) = &mode {
+            config.insert("mode".into(), Value::from(mode.as_str()));
+        }
+        config
+    };
+    if let Some(r) = exact {
+        if !hash_in_path(name, &r.path, *template_node, &tfield, site) {
+            return None;
+        }
+        return Some(Converted::Config(simple(r, site)));
+    }
+    match go_template::translate(template) {
+        Ok(translation) => {
+            for source in &translation.sources {
+                if !hash_in_path(name, &source.path, *template_node, &tfield, site) {
+                    return None;
+                }
+            }
+            Some(Converted::Template(
+                TranslatedFile {
+                    file_name,
+                    mount,
+                    mode,
+                    translation,
+                },
+                *template_node,
+            ))
+        }
+        Err(refusal) => {
+            if let Some(r) = &recognised {
+                if !hash_in_path(name, &r.path, *template_node, &tfield, site) {
+                    return None;
+                }
+                if r.extra_whitespace {
+                    site.warn(
+                        Code::ConvertBehaviourChange,
+                        *template_node,
+                        tfield,
+                        format!("secret `{name}`: the template writes whitespace (such as a final newline) around the value; the converted file holds the value alone"),
+                        "check that the app does not rely on that whitespace",
+                    );
+                }
+                return Some(Converted::Config(simple(r, site)));
+            }
+            // The same action may be written before the refused one (a stray `{{ end }}`).
+            let before = template
+                .get(..refusal.offset)
+                .map_or(0, |t| t.matches(refusal.action.as_str()).count());
+            let location = site.location_of_nth(*template_node, &refusal.action, before);
+            site.problem_at(
+                Code::ConvertTemplate,
+                location,
+                tfield,
+                format!("secret `{name}`: `{}`: {}", refusal.action, refusal.message),
+                "rewrite that part of the template (see the migration guide), convert this secret by hand, or keep the injector for this pod",
+            );
+            None
         }
     }
-    Some(config)
+}
+
+/// Several secrets whose templates call `pkiCert` with the same arguments become one
+/// config with `files`, read from one answer. The injector's agent issued a certificate
+/// per template, so its files did not belong together (a key from one issue, a
+/// certificate from another); the converted pod's do.
+fn warn_shared_certificate(
+    members: &[usize],
+    templates: &[(&str, &TranslatedFile, NodeId)],
+    afield: &str,
+    site: &mut Site,
+) {
+    let [first, rest @ ..] = members else {
+        return;
+    };
+    let (_, file, _) = templates[*first];
+    if rest.is_empty() || !file.translation.sources.iter().any(|s| s.pki) {
+        return;
+    }
+    let names: Vec<String> = members
+        .iter()
+        .map(|&i| format!("`{}`", templates[i].0))
+        .collect();
+    let (_, _, node) = templates[rest[0]];
+    site.warn(
+        Code::ConvertBehaviourChange,
+        node,
+        format!("{afield}[{PREFIX}agent-inject-template-{}]", templates[rest[0]].0),
+        format!(
+            "secrets {} call `pkiCert` with the same arguments: the injector issued a certificate for each template, the converted pod issues one for all of them (one config with `files`), so its key and certificate belong together",
+            names.join(", ")
+        ),
+        "nothing to do when the files are a certificate and its key; give the templates different arguments if they are meant to be different certificates",
+    );
+}
+
+/// `false` (with the problem reported at the path inside the template) when `path` holds
+/// `#`, which separates path, key and version in a reference.
+fn hash_in_path(
+    name: &str,
+    path: &str,
+    template_node: NodeId,
+    field: &str,
+    site: &mut Site,
+) -> bool {
+    if !path.contains('#') {
+        return true;
+    }
+    site.problem_at(
+        Code::ConvertReference,
+        site.location_in(template_node, path),
+        field.to_string(),
+        format!("secret `{name}`: the path `{path}` holds `#`, which separates path, key and version in a reference"),
+        "move the secret to a path without `#`, or keep the injector for this pod",
+    );
+    false
 }
 
 fn format_name(format: FileFormat) -> &'static str {

@@ -54,95 +54,137 @@ pub struct TranslatedFile {
     pub translation: Translation,
 }
 
+/// One file secret config of [`file_configs`], and the files (indices into its input)
+/// it writes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileConfig {
+    pub files: Vec<usize>,
+    pub config: Map<String, Value>,
+}
+
 /// The file secret configs (SPEC 1.3, 1.4) that write `files`: one per file, except that
 /// files in one directory whose templates read the same single write (a `pkiCert`
 /// certificate in one injector secret and its key in another) become one config with
-/// `files`, so that they come from one answer (the injector issued one per file).
-pub fn file_configs(files: &[TranslatedFile], mounts: &KnownMounts) -> Vec<Map<String, Value>> {
-    // (the directory and the one write a config's files share, if they do; the config)
-    type Shared<'s> = Option<(String, &'s Source)>;
-    let mut configs: Vec<(Shared, Map<String, Value>)> = Vec::new();
-    for file in files {
-        let sources = &file.translation.sources;
-        let shared = match sources.as_slice() {
-            [one] if one.params.is_some() => Some((file.mount.clone(), one)),
-            _ => None,
+/// `files`, so that they come from one answer and change together.
+///
+/// Keys are written in one order: the source (`vaultSecretRef` and `params`, or
+/// `sources`), `secretFileName`, `volumeMountPath`, `mode`, then the template or `files`,
+/// the long part, last.
+pub fn file_configs(files: &[TranslatedFile], mounts: &KnownMounts) -> Vec<FileConfig> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, file) in files.iter().enumerate() {
+        let shares = |other: &TranslatedFile| match (
+            file.translation.sources.as_slice(),
+            other.translation.sources.as_slice(),
+        ) {
+            ([a], [b]) => {
+                a.params.is_some()
+                    && file.mount == other.mount
+                    && a.path == b.path
+                    && a.params == b.params
+                    && a.pki == b.pki
+            }
+            _ => false,
         };
-        if let Some(key) = &shared {
-            let same = configs.iter_mut().find(|(k, _)| {
-                k.as_ref().is_some_and(|(mount, source)| {
-                    *mount == key.0
-                        && source.path == key.1.path
-                        && source.params == key.1.params
-                        && source.pki == key.1.pki
-                })
-            });
-            if let Some((_, config)) = same {
-                if let Some(Value::Object(entries)) = config.get_mut("files") {
-                    entries.insert(file.file_name.clone(), file_entry(file));
-                }
-                continue;
-            }
+        match groups.iter_mut().find(|g| shares(&files[g[0]])) {
+            Some(group) => group.push(i),
+            None => groups.push(vec![i]),
         }
-        let mut config = Map::new();
-        match sources.as_slice() {
-            [one] if one.alias == "secret" => {
-                config.insert(
-                    "vaultSecretRef".into(),
-                    Value::from(logical_path(&one.path, one.kv2, mounts)),
-                );
-                if let Some(params) = &one.params {
-                    config.insert("params".into(), Value::Object(params.clone()));
-                }
-            }
-            _ => {
-                let named = sources
-                    .iter()
-                    .map(|s| {
-                        let path = Value::from(logical_path(&s.path, s.kv2, mounts));
-                        let value = match &s.params {
-                            Some(params) => serde_json::json!({"path": path, "params": params}),
-                            None => path,
-                        };
-                        (s.alias.clone(), value)
-                    })
-                    .collect();
-                config.insert("sources".into(), Value::Object(named));
-            }
-        }
-        config.insert("volumeMountPath".into(), Value::from(file.mount.as_str()));
-        if shared.is_some() {
-            let mut entries = Map::new();
-            entries.insert(file.file_name.clone(), file_entry(file));
-            config.insert("files".into(), Value::Object(entries));
-        } else {
-            config.insert(
-                "secretFileName".into(),
-                Value::from(file.file_name.as_str()),
-            );
-            config.insert(
-                "template".into(),
-                Value::from(file.translation.template.as_str()),
-            );
-            if let Some(mode) = &file.mode {
-                config.insert("mode".into(), Value::from(mode.as_str()));
-            }
-        }
-        configs.push((shared, config));
     }
-    configs.into_iter().map(|(_, c)| c).collect()
+    groups
+        .into_iter()
+        .map(|group| {
+            let first = &files[group[0]];
+            let mut config = source_fields(&first.translation.sources, mounts);
+            if let [only] = group[..] {
+                let file = &files[only];
+                config.insert(
+                    "secretFileName".into(),
+                    Value::from(file.file_name.as_str()),
+                );
+                config.insert("volumeMountPath".into(), Value::from(file.mount.as_str()));
+                if let Some(mode) = &file.mode {
+                    config.insert("mode".into(), Value::from(mode.as_str()));
+                }
+                config.insert(
+                    "template".into(),
+                    Value::from(file.translation.template.as_str()),
+                );
+            } else {
+                config.insert("volumeMountPath".into(), Value::from(first.mount.as_str()));
+                let entries = group
+                    .iter()
+                    .map(|&i| (files[i].file_name.clone(), file_entry(&files[i])))
+                    .collect();
+                config.insert("files".into(), Value::Object(entries));
+            }
+            FileConfig {
+                files: group,
+                config,
+            }
+        })
+        .collect()
 }
 
-/// One entry of `files`: `{"template": ..., "mode": ...}`.
+/// `vaultSecretRef` (and `params`) for a template that reads one source as `secret`,
+/// else `sources`.
+fn source_fields(sources: &[Source], mounts: &KnownMounts) -> Map<String, Value> {
+    let mut config = Map::new();
+    match sources {
+        [one] if one.alias == "secret" => {
+            config.insert(
+                "vaultSecretRef".into(),
+                Value::from(logical_path(&one.path, one.kv2, mounts)),
+            );
+            if let Some(params) = &one.params {
+                config.insert("params".into(), Value::Object(escaped_params(params)));
+            }
+        }
+        _ => {
+            let named = sources
+                .iter()
+                .map(|s| {
+                    let path = Value::from(logical_path(&s.path, s.kv2, mounts));
+                    let value = match &s.params {
+                        Some(params) => {
+                            serde_json::json!({"path": path, "params": escaped_params(params)})
+                        }
+                        None => path,
+                    };
+                    (s.alias.clone(), value)
+                })
+                .collect();
+            config.insert("sources".into(), Value::Object(named));
+        }
+    }
+    config
+}
+
+/// A write's parameters as a config holds them: `$(` there names a pod variable (SPEC
+/// 1.3), so the literal `$(` the Go template sent is written `$$(`.
+fn escaped_params(params: &Map<String, Value>) -> Map<String, Value> {
+    params
+        .iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Value::String(s) => Value::from(s.replace("$(", "$$(")),
+                other => other.clone(),
+            };
+            (k.clone(), v)
+        })
+        .collect()
+}
+
+/// One entry of `files`: `{"mode": ..., "template": ...}`.
 fn file_entry(file: &TranslatedFile) -> Value {
     let mut entry = Map::new();
+    if let Some(mode) = &file.mode {
+        entry.insert("mode".into(), Value::from(mode.as_str()));
+    }
     entry.insert(
         "template".into(),
         Value::from(file.translation.template.as_str()),
     );
-    if let Some(mode) = &file.mode {
-        entry.insert("mode".into(), Value::from(mode.as_str()));
-    }
     Value::Object(entry)
 }
 
@@ -1258,32 +1300,44 @@ mod tests {
         let key =
             "{{ with pkiCert \"pki/issue/web\" \"common_name=web.shop.svc\" }}{{ .Key }}{{ end }}";
         let url = "{{ with secret \"database/creds/shop\" }}postgres://{{ .Data.username }}:{{ .Data.password }}@db{{ end }}";
-        let props = "{{ with secret \"secret/data/shop/db\" }}a={{ .Data.data.a }}{{ end }}{{ with secret \"kv/mq\" \"x=y\" }}b={{ .Data.b }}{{ end }}";
+        let props = "{{ with secret \"secret/data/shop/db\" }}a={{ .Data.data.a }}{{ end }}{{ with secret \"kv/mq\" \"x=$(y)\" }}b={{ .Data.b }}{{ end }}";
+        let transit = "{{ with secret \"transit/decrypt/app\" \"ciphertext=vault:v1:x\" }}{{ .Data.plaintext }}{{ end }}";
         let configs = file_configs(
             &[
                 file("tls.crt", "/etc/tls", cert, None),
                 file("db-url", "/vault/secrets", url, None),
                 file("tls.key", "/etc/tls", key, Some("0400")),
                 file("app.properties", "/config", props, Some("0440")),
+                file("plain", "/vault/secrets", transit, None),
             ],
             &KnownMounts::default(),
         );
-        let configs: Vec<Value> = configs.into_iter().map(Value::Object).collect();
-        assert_eq!(
-            configs,
-            [
-                json!({"vaultSecretRef": "pki/issue/web", "params": {"common_name": "web.shop.svc"},
-                       "volumeMountPath": "/etc/tls",
-                       "files": {"tls.crt": {"template": "${ secret.certificate ~ \"\\n\" }${ secret.issuing_ca ~ \"\\n\" }"},
-                                 "tls.key": {"template": "${ secret.private_key ~ \"\\n\" }", "mode": "0400"}}}),
-                json!({"vaultSecretRef": "database/creds/shop", "volumeMountPath": "/vault/secrets",
-                       "secretFileName": "db-url",
-                       "template": "postgres://${ secret.username }:${ secret.password }@db"}),
-                json!({"sources": {"secret": "secret/shop/db", "mq": {"path": "kv/mq", "params": {"x": "y"}}},
-                       "volumeMountPath": "/config", "secretFileName": "app.properties",
-                       "template": "a=${ secret.a }b=${ mq.b }", "mode": "0440"}),
-            ]
-        );
+        let members: Vec<&[usize]> = configs.iter().map(|c| c.files.as_slice()).collect();
+        assert_eq!(members, [&[0, 2][..], &[1], &[3], &[4]]);
+        // Compact JSON text: the key order is part of what is compared.
+        let texts: Vec<String> = configs
+            .iter()
+            .map(|c| crate::render::edit::compact_json(&Value::Object(c.config.clone())))
+            .collect();
+        let expected: Vec<String> = [
+            json!({"vaultSecretRef": "pki/issue/web", "params": {"common_name": "web.shop.svc"},
+                   "volumeMountPath": "/etc/tls",
+                   "files": {"tls.crt": {"template": "${ secret.certificate ~ \"\\n\" }${ secret.issuing_ca ~ \"\\n\" }"},
+                             "tls.key": {"mode": "0400", "template": "${ secret.private_key ~ \"\\n\" }"}}}),
+            json!({"vaultSecretRef": "database/creds/shop", "secretFileName": "db-url",
+                   "volumeMountPath": "/vault/secrets",
+                   "template": "postgres://${ secret.username }:${ secret.password }@db"}),
+            json!({"sources": {"secret": "secret/shop/db", "mq": {"path": "kv/mq", "params": {"x": "$$(y)"}}},
+                   "secretFileName": "app.properties", "volumeMountPath": "/config", "mode": "0440",
+                   "template": "a=${ secret.a }b=${ mq.b }"}),
+            json!({"vaultSecretRef": "transit/decrypt/app", "params": {"ciphertext": "vault:v1:x"},
+                   "secretFileName": "plain", "volumeMountPath": "/vault/secrets",
+                   "template": "${ secret.plaintext }"}),
+        ]
+        .iter()
+        .map(crate::render::edit::compact_json)
+        .collect();
+        assert_eq!(texts, expected);
     }
 
     #[test]

@@ -76,9 +76,16 @@ pub fn convert(inputs: &[Input], settings: &Settings, options: &Options) -> Outc
     let mut outcome = Outcome::default();
     for input in inputs {
         let mut diagnostics = Vec::new();
-        let (output, pods) = convert_input(input, settings, options, &mut diagnostics);
+        let mut converted_at = Vec::new();
+        let (output, pods) = convert_input(
+            input,
+            settings,
+            options,
+            &mut diagnostics,
+            &mut converted_at,
+        );
         let output = output.and_then(|bytes| {
-            let introduced = new_render_errors(input, &bytes, settings);
+            let introduced = new_render_errors(input, &bytes, settings, &converted_at);
             if introduced.is_empty() {
                 Some(bytes)
             } else {
@@ -95,12 +102,14 @@ pub fn convert(inputs: &[Input], settings: &Settings, options: &Options) -> Outc
     outcome
 }
 
-/// The converted input, and how many pods it converted.
+/// The converted input, and how many pods it converted; `converted_at` gets each
+/// converted object and the location of its pod template in the input.
 fn convert_input(
     input: &Input,
     settings: &Settings,
     options: &Options,
     diagnostics: &mut Vec<Diagnostic>,
+    converted_at: &mut Vec<(ObjectRef, Location)>,
 ) -> (Option<Vec<u8>>, usize) {
     let bom = stream::bom_len(&input.bytes);
     let body = &input.bytes[bom..];
@@ -120,6 +129,7 @@ fn convert_input(
                 settings,
                 options,
                 diagnostics,
+                converted_at,
             )
         } else {
             None
@@ -143,6 +153,7 @@ fn convert_document(
     settings: &Settings,
     options: &Options,
     diagnostics: &mut Vec<Diagnostic>,
+    converted_at: &mut Vec<(ObjectRef, Location)>,
 ) -> Option<(String, usize)> {
     let at = |line: usize, column: usize| Location {
         source: source.to_string(),
@@ -251,6 +262,7 @@ fn convert_document(
                 replacements.extend(r);
                 edits.extend(e);
                 pods += 1;
+                converted_at.push((object.reference.clone(), site.location(pod.template)));
                 diagnostics.append(&mut site.warnings);
             }
             Err(message) => {
@@ -387,8 +399,14 @@ fn check_commands(pod: &Pod, plan: &PodPlan, settings: &Settings, site: &mut Sit
 }
 
 /// Render errors in the converted bytes that the input did not have: a conversion that
-/// render would refuse is not written.
-fn new_render_errors(input: &Input, converted: &[u8], settings: &Settings) -> Vec<Diagnostic> {
+/// render would refuse is not written. Each is reported at the converted pod it is about
+/// in the input (its position in the output, which is not written, is in the message).
+fn new_render_errors(
+    input: &Input,
+    converted: &[u8],
+    settings: &Settings,
+    converted_at: &[(ObjectRef, Location)],
+) -> Vec<Diagnostic> {
     let errors = |bytes: &[u8]| -> Vec<Diagnostic> {
         let one = Input {
             name: input.name.clone(),
@@ -414,9 +432,16 @@ fn new_render_errors(input: &Input, converted: &[u8], settings: &Settings) -> Ve
         })
         .map(|mut d| {
             d.message = format!(
-                "the converted output would not render, so {} was left as it is: {}",
-                input.name, d.message
+                "the converted output would not render, so {} was left as it is: {} (line {}, column {} of the converted output)",
+                input.name, d.message, d.location.line, d.location.column
             );
+            let pod = converted_at
+                .iter()
+                .find(|(object, _)| d.object.as_ref() == Some(object))
+                .or(converted_at.first());
+            if let Some((_, at)) = pod {
+                d.location = at.clone();
+            }
             d
         })
         .collect()
@@ -442,14 +467,20 @@ impl Site<'_> {
     /// The location of `needle` inside the scalar `node` as written (a one-line or block
     /// scalar), else of the node.
     pub fn location_in(&self, node: NodeId, needle: &str) -> Location {
+        self.location_of_nth(node, needle, 0)
+    }
+
+    /// The location of the `nth` (from 0) `needle` inside the scalar `node` as written,
+    /// else of the node: the spot of something that may also be written before it.
+    pub fn location_of_nth(&self, node: NodeId, needle: &str, nth: usize) -> Location {
         // A block scalar's lines hold its text as written, past their indentation.
         let written = rewrite::scalar_range(self.text, self.tree, node)
             .unwrap_or_else(|_| self.tree.node(node).start..self.tree.node(node).end);
-        let Some(offset) = self
-            .text
-            .get(written.clone())
-            .and_then(|w| w.find(needle).map(|i| written.start + i))
-        else {
+        let Some(offset) = self.text.get(written.clone()).and_then(|w| {
+            w.match_indices(needle)
+                .nth(nth)
+                .map(|(i, _)| written.start + i)
+        }) else {
             return self.location(node);
         };
         let before = &self.text[..offset];

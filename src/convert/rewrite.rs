@@ -57,6 +57,67 @@ impl PodPlan {
         }
         out
     }
+
+    /// The config of the file secret annotation `key`.
+    fn config(&self, key: &str) -> Option<&Value> {
+        let suffix = key.strip_prefix(FILE_KEY_PREFIX)?;
+        self.files
+            .iter()
+            .find(|(s, _)| s == suffix)
+            .map(|(_, config)| config)
+    }
+}
+
+/// A file secret config whose template has several lines, as a literal block scalar
+/// (`|` and the lines after it, each at `indent`): one field per line, and one file per
+/// line in `files`, so that a reviewer reads it as the templates page writes configs.
+/// `None` for a config without such a template (it stays one line), or one whose JSON
+/// holds a character a block scalar cannot carry as itself.
+fn block_config(config: &Value, indent: usize, nl: &str) -> Option<String> {
+    let Value::Object(map) = config else {
+        return None;
+    };
+    let multi_line = |t: &Value| {
+        t.as_str()
+            .is_some_and(|t| t.trim_end_matches('\n').contains('\n'))
+    };
+    let templates = map.get("template").into_iter().chain(
+        map.get("files")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flat_map(|files| files.values().filter_map(|f| f.get("template"))),
+    );
+    if !templates.into_iter().any(multi_line) {
+        return None;
+    }
+    let pad = " ".repeat(indent);
+    let mut lines = Vec::new();
+    for (i, (key, value)) in map.iter().enumerate() {
+        let open = if i == 0 { "{" } else { " " };
+        let head = format!("{open}{}: ", edit::json_string(key));
+        let text = match value {
+            Value::Object(files) if key == "files" && files.len() > 1 => {
+                let under = " ".repeat(head.chars().count() + 1);
+                let entries: Vec<String> = files
+                    .iter()
+                    .map(|(name, f)| {
+                        format!("{}: {}", edit::json_string(name), edit::compact_json(f))
+                    })
+                    .collect();
+                format!("{{{}}}", entries.join(&format!(",{nl}{pad}{under}")))
+            }
+            other => edit::compact_json(other),
+        };
+        lines.push(format!("{pad}{head}{text}"));
+    }
+    let block = format!("|{nl}{}}}", lines.join(&format!(",{nl}")));
+    // Tabs and control characters are escaped in JSON text; what a YAML block scalar
+    // cannot hold as itself (DEL, C1 controls, line separators, a BOM) may remain.
+    let printable = block.chars().all(|c| {
+        (!c.is_control() || c == '\n' || c == '\r')
+            && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}')
+    });
+    printable.then_some(block)
 }
 
 /// The replacements and edits that apply `plan` to the pod `template`.
@@ -100,7 +161,13 @@ pub fn plan_pod(
             lines.push_str(&" ".repeat(col));
             lines.push_str(&edit::yaml_scalar(key));
             lines.push_str(": ");
-            lines.push_str(&edit::yaml_scalar(value));
+            match plan
+                .config(key)
+                .and_then(|c| block_config(c, col + 2, layout.newline))
+            {
+                Some(block) => lines.push_str(&block),
+                None => lines.push_str(&edit::yaml_scalar(value)),
+            }
             if key == ROLE_KEY {
                 lines.push_str(role_comment.unwrap_or_default());
             }
@@ -455,6 +522,40 @@ mod tests {
         let d = tree.get(root, "d").unwrap();
         let p = tree.items(d)[0];
         assert_eq!(&text[scalar_range(text, &tree, p).unwrap()], "p");
+    }
+
+    #[test]
+    fn configs_with_multi_line_templates_are_blocks() {
+        let one_line = serde_json::json!({"vaultSecretRef": "kv/a", "secretFileName": "f",
+            "volumeMountPath": "/s", "template": "${ secret.k }\n"});
+        assert_eq!(block_config(&one_line, 4, "\n"), None);
+        let lines = serde_json::json!({"sources": {"secret": "kv/a", "b": "kv/b"},
+            "secretFileName": "f", "volumeMountPath": "/s",
+            "template": "a=${ secret.a }\nb=${ b.b }\n"});
+        assert_eq!(
+            block_config(&lines, 4, "\n").unwrap(),
+            "|\n    {\"sources\": {\"secret\": \"kv/a\", \"b\": \"kv/b\"},\n     \"secretFileName\": \"f\",\n     \"volumeMountPath\": \"/s\",\n     \"template\": \"a=${ secret.a }\\nb=${ b.b }\\n\"}"
+        );
+        let files = serde_json::json!({"vaultSecretRef": "pki/issue/r", "params": {"common_name": "a"},
+            "volumeMountPath": "/t",
+            "files": {"a.pem": {"template": "${ secret.certificate }\n${ secret.issuing_ca }"},
+                      "b.pem": {"mode": "0400", "template": "${ secret.private_key }"}}});
+        assert_eq!(
+            block_config(&files, 2, "\r\n").unwrap(),
+            "|\r\n  {\"vaultSecretRef\": \"pki/issue/r\",\r\n   \"params\": {\"common_name\": \"a\"},\r\n   \"volumeMountPath\": \"/t\",\r\n   \"files\": {\"a.pem\": {\"template\": \"${ secret.certificate }\\n${ secret.issuing_ca }\"},\r\n             \"b.pem\": {\"mode\": \"0400\", \"template\": \"${ secret.private_key }\"}}}"
+        );
+        // A line separator would end a line for a YAML 1.1 reader: the config stays one
+        // (double-quoted) line.
+        let separator = serde_json::json!({"vaultSecretRef": "kv/a", "secretFileName": "f",
+            "volumeMountPath": "/s", "template": "a\u{2028}\n${ secret.k }\n"});
+        assert_eq!(block_config(&separator, 4, "\n"), None);
+        // The block reads back as the config.
+        let yaml = format!("k: {}\n", block_config(&lines, 2, "\n").unwrap());
+        let tree = Tree::parse(&yaml).unwrap();
+        let value = tree
+            .str(tree.get(tree.root.unwrap(), "k").unwrap())
+            .unwrap();
+        assert_eq!(serde_json::from_str::<Value>(value).unwrap(), lines);
     }
 
     #[test]

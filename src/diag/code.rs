@@ -121,7 +121,7 @@ codes! {
     MountNotFound = "SS301", Error, "No secrets engine is mounted at a prefix of the reference's path (check).", or Warning "in `policy`, which then assumes a KV mount";
     VersionNotSupported = "SS302", Error, "A version is pinned on a mount that has no versions (KV v1, non-KV) (check).";
     SecretNotFound = "SS303", Error, "No secret at the path, or its latest version is deleted or destroyed (check).";
-    KeyNotFound = "SS304", Error, "The secret has no such key (check).";
+    KeyNotFound = "SS304", Error, "The secret has no such key, or has no key a template reads of it (check).";
     VersionNotFound = "SS305", Error, "The pinned KV v2 version does not exist (check).";
     VersionDeleted = "SS306", Error, "The pinned KV v2 version is soft-deleted (check).";
     VersionDestroyed = "SS307", Error, "The pinned KV v2 version is destroyed (check).";
@@ -147,7 +147,7 @@ codes! {
     PkiTtlOverMax = "SS344", Error, "The requested ttl is longer than the PKI role's max_ttl (check).";
     CannotCheck = "SS390", Error, "A lookup was refused or failed, so an item could not be checked (check).";
     ConvertUnsupportedAnnotation = "SS601", Error, "A source tool's annotation has no equivalent that convert writes (convert).";
-    ConvertTemplate = "SS602", Error, "A Vault Agent template is not one key or the whole secret in a file format (convert).";
+    ConvertTemplate = "SS602", Error, "A Vault Agent template uses a construct convert does not translate, or the injector's default template (convert).";
     ConvertReference = "SS603", Error, "A source reference uses a form env references do not express (convert).";
     ConvertPlaceholderElsewhere = "SS604", Error, "An argocd-vault-plugin placeholder is not a pod's whole env value (convert).";
     ConvertConfigurationMismatch = "SS605", Error, "The pod's Vault address, auth path or namespace differs from the configuration (convert).";

@@ -1,5 +1,6 @@
 //! `secretstore exec -- CMD ARGS...`: the env wrapper of an app container. Replaces every
-//! secret reference in the environment and in the command line with its value from the
+//! secret reference (`secretstore:vault:...`) and file reference (`secretstore:file:...`,
+//! SPEC 1.4) in the environment and in the command line with its value from the
 //! container's env file, then `execve`s CMD, so its PID, signals and exit status are the
 //! container's own. In live mode (`SECRETSTORE_LIVE` set) it supervises CMD instead:
 //! see [`crate::pod::supervise`].
@@ -16,8 +17,12 @@ use zeroize::Zeroizing;
 
 use crate::pod::agent::log::Log;
 use crate::pod::agent_spec::{
-    ExecWatch, ENV_DIR, ENV_FILE_ENV, ENV_FILE_NAME, LIVE_ENV, REF_PREFIX,
+    ExecWatch, ENV_DIR, ENV_FILE_ENV, ENV_FILE_NAME, FILE_REF_PREFIX, LIVE_ENV, REF_PREFIX,
 };
+
+/// The prefixes of the references exec replaces; the env file maps each reference's full
+/// text to its value.
+const PREFIXES: [&str; 2] = [REF_PREFIX, FILE_REF_PREFIX];
 
 /// Exit status when exec itself fails before starting CMD (as `env`, `timeout` and
 /// container runtimes use it).
@@ -170,16 +175,15 @@ pub fn prepare(
     if argv.is_empty() {
         return Err(ExecError::NoCommand);
     }
-    let prefix = REF_PREFIX.as_bytes();
     let mut users: Vec<String> = env
         .iter()
-        .filter(|(_, v)| contains(v.as_bytes(), prefix))
+        .filter(|(_, v)| has_reference(v.as_bytes()))
         .map(|(k, _)| format!("env {}", k.to_string_lossy()))
         .collect();
     users.extend(
         argv.iter()
             .enumerate()
-            .filter(|(_, a)| contains(a.as_bytes(), prefix))
+            .filter(|(_, a)| has_reference(a.as_bytes()))
             .map(|(i, _)| format!("argument {i}")),
     );
     if users.is_empty() {
@@ -264,21 +268,28 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
+fn has_reference(text: &[u8]) -> bool {
+    PREFIXES.iter().any(|p| contains(text, p.as_bytes()))
+}
+
+fn starts_reference(text: &[u8]) -> bool {
+    PREFIXES.iter().any(|p| text.starts_with(p.as_bytes()))
+}
+
 /// Whether a byte can extend a reference, so `…#pw` is not taken for the start of `…#pw2`.
 fn continues_reference(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'#')
 }
 
-/// Replaces each reference in `text` with its value: at each occurrence of the prefix,
-/// the longest known reference that starts there and ends at a boundary. Returns the new text and the
+/// Replaces each reference in `text` with its value: at each occurrence of a prefix, the
+/// longest known reference that starts there and ends at a boundary. Returns the new text and the
 /// references (up to the next whitespace) that have no value.
 fn substitute(text: &[u8], values: &Values) -> (Vec<u8>, Vec<String>) {
-    let prefix = REF_PREFIX.as_bytes();
     let mut out = Vec::with_capacity(text.len());
     let mut missing = Vec::new();
     let mut i = 0;
     while i < text.len() {
-        if !text[i..].starts_with(prefix) {
+        if !starts_reference(&text[i..]) {
             out.push(text[i]);
             i += 1;
             continue;
@@ -403,6 +414,57 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("env PW2"), "{err}");
+        std::fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn file_references_are_replaced_and_a_missing_one_refused() {
+        let f = env_file(
+            "file-refs",
+            r#"{"secretstore:file:db/url":"postgres://app:p%40ss@db/shop","secretstore:vault:secret/db#pw":"hunter2"}"#,
+        );
+        let p = prepare(
+            os(&["app", "--url=secretstore:file:db/url"]),
+            env(&[
+                ("DATABASE_URL", "secretstore:file:db/url"),
+                ("PW", "secretstore:vault:secret/db#pw"),
+            ]),
+            &f,
+        )
+        .unwrap();
+        assert_eq!(p.args, os(&["--url=postgres://app:p%40ss@db/shop"]));
+        assert_eq!(
+            p.env,
+            env(&[
+                ("DATABASE_URL", "postgres://app:p%40ss@db/shop"),
+                ("PW", "hunter2")
+            ])
+        );
+        let err = prepare(
+            os(&["app"]),
+            env(&[
+                ("DATABASE_URL", "secretstore:file:db/url.txt"),
+                ("PW", "secretstore:vault:secret/db#pw"),
+            ]),
+            &f,
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("env DATABASE_URL (secretstore:file:db/url.txt)"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("p%40ss") && !text.contains("hunter2"),
+            "{text}"
+        );
+        let err = prepare(
+            os(&["app"]),
+            env(&[("URL", "secretstore:file:db/url")]),
+            std::path::Path::new("/nonexistent/env.json"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("env URL"), "{err}");
         std::fs::remove_file(f).unwrap();
     }
 

@@ -19,6 +19,15 @@ fn fail(filter: &str, message: &str) -> Error {
     )
 }
 
+/// A missing key reaching a filter is the strict-undefined error, which render turns into
+/// "source `db` has no key `x`" (minijinja hands filters undefined values as they are).
+fn defined(value: &Value) -> Result<(), Error> {
+    if value.is_undefined() {
+        return Err(Error::from(ErrorKind::UndefinedError));
+    }
+    Ok(())
+}
+
 fn capped(filter: &str, out: String) -> Result<String, Error> {
     if out.len() > MAX_OUTPUT_BYTES {
         return Err(fail(
@@ -31,6 +40,7 @@ fn capped(filter: &str, out: String) -> Result<String, Error> {
 
 /// The text of a scalar (a string as it is, a number or boolean as written).
 fn text_of(filter: &str, value: &Value) -> Result<String, Error> {
+    defined(value)?;
     match value.kind() {
         ValueKind::String => Ok(value.as_str().unwrap_or_default().to_string()),
         ValueKind::Number | ValueKind::Bool => Ok(value.to_string()),
@@ -87,6 +97,7 @@ pub fn b64decode(value: Value) -> Result<String, Error> {
 /// Compact JSON with keys sorted and `<`, `>`, `&`, U+2028 and U+2029 escaped: the bytes
 /// Go's `json.Marshal` (the injector's `toJSON`) writes.
 pub fn json(value: Value) -> Result<String, Error> {
+    defined(&value)?;
     let json = match value.downcast_object_ref::<SourceData>() {
         Some(source) => serde_json::Value::Object(source.data.clone()),
         None => serde_json::to_value(&value)
@@ -172,6 +183,7 @@ pub fn trim(value: Value) -> Result<String, Error> {
 
 /// The items of a list as text, `sep` between them (none by default).
 pub fn join(value: Value, sep: Option<String>) -> Result<String, Error> {
+    defined(&value)?;
     if value.kind() != ValueKind::Seq {
         return Err(fail(
             "join",
@@ -200,6 +212,7 @@ pub fn join(value: Value, sep: Option<String>) -> Result<String, Error> {
 
 /// The `[key, value]` pairs of a map, by key (the order Go's `range` gives).
 pub fn items(value: Value) -> Result<Value, Error> {
+    defined(&value)?;
     if value.kind() != ValueKind::Map {
         return Err(fail(
             "items",

@@ -17,6 +17,7 @@ mod scan;
 mod source;
 
 pub use scan::{FILTERS, TESTS};
+pub use source::zeroize_json;
 
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use serde_json::Map;
@@ -90,7 +91,8 @@ pub fn parse(text: &str, aliases: &[&str]) -> Result<Template, Vec<TemplateError
 }
 
 impl Template {
-    /// Each `alias.key` and `alias["key"]` the template names (a key a KV source must have).
+    /// Each `alias.key` and `alias["key"]` the template names (a key a KV source must have),
+    /// but for keys it tests with `is defined` / `is undefined`.
     pub fn referenced_keys(&self) -> &[(String, String)] {
         &self.scanned.keys
     }
@@ -459,6 +461,24 @@ mod tests {
             }
         );
         assert_eq!(err.to_string(), "source `db` has no key `pasword`");
+        for filter in [
+            "urlencode",
+            "b64encode",
+            "b64decode",
+            "json",
+            "trim",
+            "join(\",\")",
+            "items",
+        ] {
+            assert_eq!(
+                run(&format!("${{ db.pasword | {filter} }}")).unwrap_err(),
+                RenderError::MissingKey {
+                    alias: "db".into(),
+                    key: "pasword".into()
+                },
+                "{filter}"
+            );
+        }
         assert_eq!(
             run("${ db[\"user-name\"] }").unwrap_err(),
             RenderError::MissingKey {
@@ -619,6 +639,20 @@ mod tests {
             ]
         );
         assert_eq!(t.aliases(), ["db", "ca"]);
+        // A key the template tests for may be missing: check does not ask for it.
+        let t = parse(
+            "{% if db.host is defined %}${ db.host }{% endif %}{% if db[\"port\"] is not undefined %}${ db.port }{% endif %}${ db.user }",
+            &["db"],
+        )
+        .unwrap();
+        assert_eq!(
+            t.referenced_keys(),
+            [("db".to_string(), "user".to_string())]
+        );
+        let mut db = Map::new();
+        db.insert("user".into(), "u".into());
+        let out = render(&t, &Sources::from([("db".to_string(), db)])).unwrap();
+        assert_eq!(out.as_str(), "u");
     }
 
     proptest! {

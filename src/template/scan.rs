@@ -40,7 +40,9 @@ pub struct Scanned {
     pub source: String,
     /// (offset in `source`, bytes added there): where the rewriting shifted the text.
     pub shifts: Vec<(usize, usize)>,
-    /// Each `alias.key` / `alias["key"]`, in order of appearance, without repeats.
+    /// Each `alias.key` / `alias["key"]`, in order of appearance, without repeats, but
+    /// for keys the template tests with `is defined` / `is undefined` (it expects a
+    /// source that may lack them).
     pub keys: Vec<(String, String)>,
     /// The aliases the template reads, in order of appearance, without repeats.
     pub aliases: Vec<String>,
@@ -82,12 +84,14 @@ pub fn scan(text: &str, aliases: &[&str]) -> Result<Scanned, Vec<TemplateError>>
         ..Scanned::default()
     };
     let mut errors = Vec::new();
+    let mut optional = Vec::new();
     let mut checker = Checker {
         aliases,
         bound: Vec::new(),
         errors: &mut errors,
         text,
         keys: &mut out.keys,
+        optional: &mut optional,
         used: &mut out.aliases,
     };
     let bytes = text.as_bytes();
@@ -137,6 +141,7 @@ pub fn scan(text: &str, aliases: &[&str]) -> Result<Scanned, Vec<TemplateError>>
         }
     }
     out.source.push_str(&text[copied..]);
+    out.keys.retain(|k| !optional.contains(k));
     if errors.is_empty() {
         Ok(out)
     } else {
@@ -338,6 +343,8 @@ struct Checker<'a> {
     errors: &'a mut Vec<TemplateError>,
     text: &'a str,
     keys: &'a mut Vec<(String, String)>,
+    /// Keys tested with `is defined` / `is undefined`.
+    optional: &'a mut Vec<(String, String)>,
     used: &'a mut Vec<String>,
 }
 
@@ -447,7 +454,8 @@ impl Checker<'_> {
                     let after_is = matches!(prev, Some(Tok::Ident(w)) if w == "is")
                         || (matches!(prev, Some(Tok::Ident(w)) if w == "not")
                             && matches!(prev2, Some(Tok::Ident(w)) if w == "is"));
-                    if after_is {
+                    // `is not <test>`: `not` is part of the test, not its name.
+                    if after_is && name != "not" {
                         if !TESTS.contains(&name.as_str()) {
                             self.fail(
                                 t.offset,
@@ -471,22 +479,34 @@ impl Checker<'_> {
                     if !self.used.contains(name) {
                         self.used.push(name.clone());
                     }
+                    // The key, and the index of the token after `alias.key` / `alias["key"]`.
                     let key = match (tokens.get(i + 1), tokens.get(i + 2), tokens.get(i + 3)) {
                         (Some(dot), Some(Token { tok: Tok::Ident(k), .. }), _)
                             if dot.tok == Tok::Punct(".") =>
                         {
-                            Some(k.clone())
+                            Some((k.clone(), i + 3))
                         }
                         (Some(open), Some(Token { tok: Tok::Str(k), .. }), Some(close))
                             if open.tok == Tok::Punct("[") && close.tok == Tok::Punct("]") =>
                         {
-                            Some(k.clone())
+                            Some((k.clone(), i + 4))
                         }
                         _ => None,
                     };
-                    if let Some(key) = key {
+                    if let Some((key, after)) = key {
+                        let word = |at: usize| match tokens.get(at) {
+                            Some(Token {
+                                tok: Tok::Ident(w), ..
+                            }) => w.as_str(),
+                            _ => "",
+                        };
+                        let test = if word(after + 1) == "not" { after + 2 } else { after + 1 };
                         let pair = (name.clone(), key);
-                        if !self.keys.contains(&pair) {
+                        if word(after) == "is" && matches!(word(test), "defined" | "undefined") {
+                            if !self.optional.contains(&pair) {
+                                self.optional.push(pair);
+                            }
+                        } else if !self.keys.contains(&pair) {
                             self.keys.push(pair);
                         }
                     }

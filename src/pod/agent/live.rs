@@ -17,10 +17,11 @@ use super::certificate::{self, Validity};
 use super::format::{check_whole, Sink};
 use super::log::Log;
 use super::metrics::Metrics;
+use super::templates::{Evaluated, Parsed};
 use super::vault::{Fetched, Lease, TokenGrant, Vault, VaultError};
 use super::{
     all_outputs, copy_binary, fetch_all, login, output_ready, plan_outputs, read_token,
-    resolved_params, together_names, write, write_units, AgentError, Output, WriteUnit,
+    resolved_params, together_names, write, write_units, AgentError, Answers, Output, WriteUnit,
 };
 use crate::pod::agent_spec::{AgentSpec, Content, LiveSpec, MAX_HELD_BYTES, READY_FILE_NAME};
 use crate::vault::http::Budget;
@@ -165,11 +166,16 @@ fn instant_of(unix: i64) -> Instant {
 
 struct Live<'a> {
     spec: &'a AgentSpec,
+    /// The spec's templates, parsed.
+    parsed: &'a Parsed,
     settings: &'a LiveSpec,
     log: &'a Log,
     vault: Arc<Vault>,
     secrets: Vec<Fetched>,
-    /// What the secrets' data may take in memory.
+    /// Each template's output over the secrets as they are now, or why it has none (then
+    /// its files keep their last good content).
+    evaluated: Evaluated,
+    /// What the secrets' data and the templates' outputs may take in memory.
     budget: Budget,
     /// Per secret: its lease, for leased secrets.
     leases: Vec<Option<LeaseClock>>,
@@ -187,6 +193,7 @@ struct Live<'a> {
 /// agent), the ready marker for the startup probe, then the refresh loop until SIGTERM.
 pub async fn run(
     spec: &AgentSpec,
+    parsed: &Parsed,
     settings: &LiveSpec,
     log: &Log,
     deadline: Deadline,
@@ -211,8 +218,11 @@ pub async fn run(
         .map_err(|e| AgentError::environment("login", e.to_string()))?;
     let vault = Arc::new(vault);
     let secrets = fetch_all(spec, log, &deadline, &vault).await?;
+    // The budget of the data held from now on: the first fetch's (which fit) and the
+    // templates' outputs, then each new read and output in place of the old.
+    let budget = Budget::new(MAX_HELD_BYTES);
     // The first fetch is all or nothing: the app starts only with every file in place.
-    plan_outputs(spec, &secrets)?;
+    let (_, evaluated) = plan_outputs(spec, parsed, &secrets, &budget)?;
     for (read, fetched) in spec.secrets.iter().zip(&secrets) {
         metrics.read_ok(&read.path);
         if let Some(lease) = &fetched.lease {
@@ -223,17 +233,15 @@ pub async fn run(
         .iter()
         .map(|s| s.lease.clone().map(LeaseClock::new))
         .collect();
-    // The budget of the data held from now on: the first fetch's (which fit), then each
-    // new read in place of the old.
-    let budget = Budget::new(MAX_HELD_BYTES);
-    budget.try_charge(secrets.iter().map(|s| s.held_bytes).sum());
     let certs = (0..secrets.len()).map(|_| None).collect();
     let mut live = Live {
         spec,
+        parsed,
         settings,
         log,
         vault,
         secrets,
+        evaluated,
         budget,
         leases,
         certs,
@@ -710,9 +718,9 @@ impl Live<'_> {
             .await
     }
 
-    /// Records a new read of secret `index` in the metrics: a success when every file
-    /// and env value that reads it can be written from it, else an error (the old files
-    /// stay, and `write_changed` logs why).
+    /// Records a new read of secret `index` in the metrics: a success when every file,
+    /// env value and template that reads it can be written or evaluated from it, else an
+    /// error (the old files stay, and `write_changed` logs why).
     fn record_read(&self, index: usize) {
         let data = &self.secrets[index].data;
         let files_ok = self
@@ -731,18 +739,28 @@ impl Live<'_> {
             .iter()
             .flat_map(|e| &e.refs)
             .filter(|r| r.secret == Some(index))
-            .all(|r| r.key.as_ref().is_some_and(|key| data.contains_key(key)));
-        if files_ok && env_ok {
+            .all(|r| match r.content() {
+                Some(Content::Key { key, .. }) => data.contains_key(key),
+                Some(Content::Whole { format, .. }) => check_whole(data, format).is_ok(),
+                _ => false,
+            });
+        let templates_ok = self.evaluated.ok_for(self.spec, index);
+        if files_ok && env_ok && templates_ok {
             self.metrics.read_ok(self.path(index));
         } else {
             self.metrics.refresh_error(self.path(index));
         }
     }
 
-    /// Puts a new read of secret `index` in place of the old, whose data leaves the budget.
+    /// Puts a new read of secret `index` in place of the old, whose data leaves the
+    /// budget, and evaluates again the templates that read it (an output that did not
+    /// change writes no file: `write_changed` compares).
     fn replace(&mut self, index: usize, fetched: Fetched) {
         let old = std::mem::replace(&mut self.secrets[index], fetched);
         self.budget.release(old.held_bytes);
+        drop(old);
+        self.evaluated
+            .reevaluate(self.spec, self.parsed, index, &self.secrets, &self.budget);
     }
 
     /// Writes each output whose content differs from its file (the files of a directory
@@ -820,7 +838,11 @@ impl Live<'_> {
 
     /// The content of one output, or `None` (logged) when it cannot be rendered now.
     fn rendered(&self, out: Output) -> Result<Option<Zeroizing<Vec<u8>>>, AgentError> {
-        if let Err(e) = output_ready(self.spec, &self.secrets, &out) {
+        let answers = Answers {
+            fetched: &self.secrets,
+            evaluated: &self.evaluated,
+        };
+        if let Err(e) = output_ready(self.spec, &answers, &out) {
             self.log.error(
                 "refresh",
                 &format!("{}; the old file stays in place", e.message),
@@ -830,7 +852,7 @@ impl Live<'_> {
         }
         let mut content: Zeroizing<Vec<u8>> = Zeroizing::new(Vec::with_capacity(4096));
         let mut sink = Sink::new(&mut *content);
-        let rendered = out.write(self.spec, &self.secrets, &mut sink);
+        let rendered = out.write(self.spec, &answers, &mut sink);
         let finished = sink.finish();
         rendered?;
         finished.map_err(|e| AgentError::environment("render", e.to_string()))?;

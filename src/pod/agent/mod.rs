@@ -7,6 +7,7 @@ pub mod format;
 pub mod live;
 pub mod log;
 pub mod metrics;
+pub mod templates;
 pub mod vault;
 pub mod write;
 
@@ -18,12 +19,15 @@ use std::time::Duration;
 
 use zeroize::Zeroizing;
 
-use self::format::{check_whole, write_raw, write_whole, FormatError, SecretData, Sink};
+use self::format::{
+    check_whole, write_raw, write_whole, FormatError, SecretData, SecretValue, Sink,
+};
 use self::log::Log;
+use self::templates::{Evaluated, Parsed};
 use self::vault::{Fetched, TokenGrant, Vault, VaultError};
 use crate::pod::agent_spec::{
-    resolve_params, AgentSpec, Content, FileFormat, Params, SecretRead, MAX_HELD_BYTES,
-    POD_VARIABLES, READY_FILE, SPEC_ENV, TOKEN_DIR,
+    resolve_params, AgentSpec, Content, FileFormat, Params, SecretRead, FILE_REF_PREFIX,
+    MAX_HELD_BYTES, POD_VARIABLES, READY_FILE, SPEC_ENV, TOKEN_DIR,
 };
 use crate::vault::http::{has_dot_segment, is_header_safe, redacted_address, Budget};
 use crate::vault::mounts::{self, Engine, Mount, MountTable};
@@ -117,7 +121,7 @@ pub fn run_from_env() -> i32 {
 /// Does everything the spec says, or nothing visible: files are written only after every
 /// secret has been read and every key found.
 pub fn run(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
-    validate(spec).map_err(|e| AgentError::environment("spec", e))?;
+    let parsed = validate(spec).map_err(|e| AgentError::environment("spec", e))?;
     log.info(
         "start",
         "agent starting",
@@ -127,6 +131,7 @@ pub fn run(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
             ("auth_path", &spec.vault.auth_path),
             ("role", &spec.vault.role),
             ("secrets", &spec.secrets.len()),
+            ("templates", &spec.templates.len()),
             ("files", &spec.files.len()),
             ("env_files", &spec.env_files.len()),
             ("timeout_s", &spec.timeout_seconds),
@@ -139,9 +144,9 @@ pub fn run(spec: &AgentSpec, log: &Log) -> Result<(), AgentError> {
         .build()
         .map_err(|e| AgentError::environment("start", format!("cannot start the runtime: {e}")))?;
     if let Some(settings) = &spec.live {
-        return runtime.block_on(live::run(spec, settings, log, deadline, jwt));
+        return runtime.block_on(live::run(spec, &parsed, settings, log, deadline, jwt));
     }
-    runtime.block_on(run_async(spec, log, deadline, jwt))?;
+    runtime.block_on(run_async(spec, &parsed, log, deadline, jwt))?;
     log.info("done", "all secrets written", &[]);
     Ok(())
 }
@@ -166,6 +171,7 @@ fn read_token(file: &str) -> Result<Zeroizing<String>, AgentError> {
 
 async fn run_async(
     spec: &AgentSpec,
+    parsed: &Parsed,
     log: &Log,
     deadline: Deadline,
     jwt: Zeroizing<String>,
@@ -181,7 +187,7 @@ async fn run_async(
         .map_err(|e| AgentError::environment("login", e.to_string()))?;
 
     let vault = Arc::new(vault);
-    let outcome = fetch_and_write(spec, log, &deadline, &vault).await;
+    let outcome = fetch_and_write(spec, parsed, log, &deadline, &vault).await;
     let leased = matches!(&outcome, Ok(true));
     if leased {
         log.info(
@@ -246,19 +252,26 @@ async fn login(
 /// Reads, checks and writes everything. Returns whether a leased secret was read.
 async fn fetch_and_write(
     spec: &AgentSpec,
+    parsed: &Parsed,
     log: &Log,
     deadline: &Deadline,
     vault: &Arc<Vault>,
 ) -> Result<bool, AgentError> {
     let fetched = fetch_all(spec, log, deadline, vault).await?;
     let leased = fetched.iter().any(|f| f.leased);
-    // Every key found and every format possible before the first file is written.
-    let outputs = plan_outputs(spec, &fetched)?;
+    // Every template evaluated, every key found and every format possible before the
+    // first file is written.
+    let budget = Budget::new(MAX_HELD_BYTES);
+    let (outputs, evaluated) = plan_outputs(spec, parsed, &fetched, &budget)?;
+    let answers = Answers {
+        fetched: &fetched,
+        evaluated: &evaluated,
+    };
     for unit in write_units(spec, &outputs) {
         match unit {
-            WriteUnit::One(out) => write_one(spec, &fetched, out, log)?,
+            WriteUnit::One(out) => write_one(spec, &answers, out, log)?,
             WriteUnit::Together { dir, files } => {
-                write_dir_together(spec, &fetched, dir, &files, log)?
+                write_dir_together(spec, &answers, dir, &files, log)?
             }
         }
     }
@@ -269,7 +282,7 @@ async fn fetch_and_write(
 /// Writes one file (a file secret or an env file), its content streamed into it.
 fn write_one(
     spec: &AgentSpec,
-    fetched: &[Fetched],
+    answers: &Answers<'_>,
     out: Output,
     log: &Log,
 ) -> Result<(), AgentError> {
@@ -281,7 +294,7 @@ fn write_one(
         out.mode(spec),
         |file| {
             let mut sink = Sink::new(file);
-            rendered = out.write(spec, fetched, &mut sink);
+            rendered = out.write(spec, answers, &mut sink);
             sink.finish()
         },
     )
@@ -309,7 +322,7 @@ fn write_one(
 /// Writes the file secrets of directory `dir` together, as one version.
 fn write_dir_together(
     spec: &AgentSpec,
-    fetched: &[Fetched],
+    answers: &Answers<'_>,
     dir: &str,
     files: &[usize],
     log: &Log,
@@ -322,7 +335,7 @@ fn write_dir_together(
         &names,
         |k, file| {
             let mut sink = Sink::new(file);
-            if let Err(e) = Output::File(files[k]).write(spec, fetched, &mut sink) {
+            if let Err(e) = Output::File(files[k]).write(spec, answers, &mut sink) {
                 rendered = Err(e);
             }
             sink.finish()
@@ -700,6 +713,13 @@ fn references_of(spec: &AgentSpec, index: usize) -> String {
     {
         refs.insert(r.reference.as_str());
     }
+    for t in spec
+        .templates
+        .iter()
+        .filter(|t| t.sources.values().any(|s| *s == index))
+    {
+        refs.insert(t.name.as_str());
+    }
     if refs.is_empty() {
         return format!("secret {:?}", spec.secrets[index].path);
     }
@@ -726,13 +746,21 @@ enum Output {
     Env(usize),
 }
 
+/// What outputs are written from: the secrets' answers and the templates' outputs.
+#[derive(Clone, Copy)]
+struct Answers<'a> {
+    fetched: &'a [Fetched],
+    evaluated: &'a Evaluated,
+}
+
 impl Output {
     fn write(
         &self,
         spec: &AgentSpec,
-        fetched: &[Fetched],
+        answers: &Answers<'_>,
         sink: &mut Sink<'_>,
     ) -> Result<(), AgentError> {
+        let fetched = answers.fetched;
         match *self {
             Output::File(i) => {
                 let file = &spec.files[i];
@@ -749,19 +777,26 @@ impl Output {
                             AgentError::refused("render", format!("{}: {e}", file.reference))
                         })
                     }
-                    Some(Content::Template(_)) | None => Err(not_evaluated(&file.reference)),
+                    Some(Content::Template(t)) => {
+                        let text = answers
+                            .evaluated
+                            .get(t)
+                            .map_err(|e| AgentError::refused("render", e))?;
+                        std::io::Write::write_all(sink, text.as_bytes())
+                            .map_err(|e| AgentError::environment("write", e.to_string()))
+                    }
+                    None => Err(no_content(&file.reference)),
                 }
             }
             Output::Env(i) => {
                 let env = &spec.env_files[i];
-                let mut values: BTreeMap<&str, &str> = BTreeMap::new();
-                for r in &env.refs {
-                    if let Some(Content::Key { secret, key }) = r.content() {
-                        if let Some(value) = fetched[secret].data.get(key) {
-                            values.insert(&r.reference, value.as_text());
-                        }
-                    }
-                }
+                let held: Vec<(&str, EnvValue<'_>)> = env
+                    .refs
+                    .iter()
+                    .map(|r| Ok((r.reference.as_str(), env_value(spec, answers, r)?)))
+                    .collect::<Result<_, AgentError>>()?;
+                let values: BTreeMap<&str, &str> =
+                    held.iter().map(|(r, v)| (*r, v.as_str())).collect();
                 serde_json::to_writer(sink, &values).map_err(|e| {
                     AgentError::environment("render", format!("cannot encode the env file: {e}"))
                 })
@@ -844,10 +879,93 @@ fn together_names<'s>(spec: &'s AgentSpec, files: &[usize]) -> Vec<(&'s str, u32
         .collect()
 }
 
-fn not_evaluated(reference: &str) -> AgentError {
-    AgentError::refused(
-        "render",
-        format!("{reference}: templates are not evaluated by this agent yet"),
+/// A value of an env file: a secret's own string, or text made for it (a whole secret in
+/// a format, a list written as a file's lines, a template's output).
+enum EnvValue<'a> {
+    Borrowed(&'a str),
+    Made(Zeroizing<String>),
+}
+
+impl EnvValue<'_> {
+    fn as_str(&self) -> &str {
+        match self {
+            EnvValue::Borrowed(s) => s,
+            EnvValue::Made(s) => s,
+        }
+    }
+}
+
+/// The value of env reference `r`. A `secretstore:file:` reference is the file's content:
+/// a key's value as its raw file holds it (a list one item per line), a whole secret in
+/// its format, or a template's output.
+fn env_value<'a>(
+    spec: &AgentSpec,
+    answers: &Answers<'a>,
+    r: &crate::pod::agent_spec::EnvRef,
+) -> Result<EnvValue<'a>, AgentError> {
+    match r.content() {
+        Some(Content::Key { secret, key }) => {
+            let Some(value) = answers.fetched[secret].data.get(key) else {
+                let data = &answers.fetched[secret].data;
+                return Err(missing_key(
+                    &r.reference,
+                    &spec.secrets[secret].path,
+                    key,
+                    data,
+                ));
+            };
+            let is_list = matches!(value, SecretValue::Json(j) if j.starts_with('['));
+            if r.reference.starts_with(FILE_REF_PREFIX) && is_list {
+                let mut bytes = Zeroizing::new(Vec::new());
+                write_raw(value, &mut *bytes)
+                    .map_err(|e| AgentError::environment("render", e.to_string()))?;
+                Ok(EnvValue::Made(text_of(bytes, &r.reference)?))
+            } else {
+                Ok(EnvValue::Borrowed(value.as_text()))
+            }
+        }
+        Some(Content::Whole { secret, format }) => {
+            let mut bytes = Zeroizing::new(Vec::new());
+            let mut sink = Sink::new(&mut *bytes);
+            let written = write_whole(&answers.fetched[secret].data, format, &mut sink);
+            let finished = sink.finish();
+            written.map_err(|e| AgentError::refused("render", format!("{}: {e}", r.reference)))?;
+            finished.map_err(|e| AgentError::environment("render", e.to_string()))?;
+            Ok(EnvValue::Made(text_of(bytes, &r.reference)?))
+        }
+        Some(Content::Template(t)) => {
+            let text = answers
+                .evaluated
+                .get(t)
+                .map_err(|e| AgentError::refused("render", e))?;
+            Ok(EnvValue::Made(Zeroizing::new(text.to_owned())))
+        }
+        None => Err(no_content(&r.reference)),
+    }
+}
+
+/// Bytes made from secret strings as text (they are UTF-8; the bytes are wiped either way).
+fn text_of(
+    mut bytes: Zeroizing<Vec<u8>>,
+    reference: &str,
+) -> Result<Zeroizing<String>, AgentError> {
+    match String::from_utf8(std::mem::take(&mut *bytes)) {
+        Ok(text) => Ok(Zeroizing::new(text)),
+        Err(e) => {
+            drop(Zeroizing::new(e.into_bytes()));
+            Err(AgentError::refused(
+                "render",
+                format!("{reference}: the value is not UTF-8 text"),
+            ))
+        }
+    }
+}
+
+/// A spec entry whose fields do not say one content (the spec check refuses these).
+fn no_content(reference: &str) -> AgentError {
+    AgentError::environment(
+        "spec",
+        format!("{reference}: the spec does not say what it holds"),
     )
 }
 
@@ -862,13 +980,28 @@ fn missing_key(reference: &str, path: &str, key: &str, data: &SecretData) -> Age
     )
 }
 
-/// What to write, once every key is known to be there and every format possible.
-fn plan_outputs(spec: &AgentSpec, fetched: &[Fetched]) -> Result<Vec<Output>, AgentError> {
-    let outputs = all_outputs(spec);
-    for out in &outputs {
-        output_ready(spec, fetched, out)?;
+/// What to write, once every template is evaluated, every key known to be there and
+/// every format possible; the templates' outputs are charged to `budget`.
+fn plan_outputs(
+    spec: &AgentSpec,
+    parsed: &Parsed,
+    fetched: &[Fetched],
+    budget: &Budget,
+) -> Result<(Vec<Output>, Evaluated), AgentError> {
+    budget.try_charge(fetched.iter().map(|f| f.held_bytes).sum());
+    let evaluated = Evaluated::evaluate(spec, parsed, fetched, budget);
+    if let Some(failure) = evaluated.first_failure() {
+        return Err(AgentError::refused("render", failure.message.clone()));
     }
-    Ok(outputs)
+    let outputs = all_outputs(spec);
+    let answers = Answers {
+        fetched,
+        evaluated: &evaluated,
+    };
+    for out in &outputs {
+        output_ready(spec, &answers, out)?;
+    }
+    Ok((outputs, evaluated))
 }
 
 /// Every file and env file of the spec.
@@ -879,52 +1012,53 @@ fn all_outputs(spec: &AgentSpec) -> Vec<Output> {
         .collect()
 }
 
-/// Whether every key `out` needs is there and its format possible.
-fn output_ready(spec: &AgentSpec, fetched: &[Fetched], out: &Output) -> Result<(), AgentError> {
+/// Whether what `out` holds can be written: its keys there, its format possible, its
+/// templates evaluated.
+fn output_ready(spec: &AgentSpec, answers: &Answers<'_>, out: &Output) -> Result<(), AgentError> {
     match *out {
         Output::File(i) => {
             let file = &spec.files[i];
-            match file.content() {
-                Some(Content::Key { secret, key }) => {
-                    let data = &fetched[secret].data;
-                    if data.contains_key(key) {
-                        Ok(())
-                    } else {
-                        let path = &spec.secrets[secret].path;
-                        Err(missing_key(&file.reference, path, key, data))
-                    }
-                }
-                Some(Content::Whole { secret, format }) => {
-                    check_whole(&fetched[secret].data, format).map_err(|e| {
-                        AgentError::refused("render", format!("{}: {e}", file.reference))
-                    })
-                }
-                Some(Content::Template(_)) | None => Err(not_evaluated(&file.reference)),
+            content_ready(spec, answers, &file.reference, file.content())
+        }
+        Output::Env(i) => spec.env_files[i]
+            .refs
+            .iter()
+            .try_for_each(|r| content_ready(spec, answers, &r.reference, r.content())),
+    }
+}
+
+fn content_ready(
+    spec: &AgentSpec,
+    answers: &Answers<'_>,
+    reference: &str,
+    content: Option<Content<'_>>,
+) -> Result<(), AgentError> {
+    match content {
+        Some(Content::Key { secret, key }) => {
+            let data = &answers.fetched[secret].data;
+            if data.contains_key(key) {
+                Ok(())
+            } else {
+                let path = &spec.secrets[secret].path;
+                Err(missing_key(reference, path, key, data))
             }
         }
-        Output::Env(i) => {
-            for r in &spec.env_files[i].refs {
-                let Some(Content::Key { secret, key }) = r.content() else {
-                    return Err(not_evaluated(&r.reference));
-                };
-                let data = &fetched[secret].data;
-                if !data.contains_key(key) {
-                    return Err(missing_key(
-                        &r.reference,
-                        &spec.secrets[secret].path,
-                        key,
-                        data,
-                    ));
-                }
-            }
-            Ok(())
+        Some(Content::Whole { secret, format }) => {
+            check_whole(&answers.fetched[secret].data, format)
+                .map_err(|e| AgentError::refused("render", format!("{reference}: {e}")))
         }
+        Some(Content::Template(t)) => answers
+            .evaluated
+            .get(t)
+            .map(|_| ())
+            .map_err(|e| AgentError::refused("render", e)),
+        None => Err(no_content(reference)),
     }
 }
 
 /// Checks what render guarantees, so a hand-written or corrupted spec fails clearly
-/// before anything is fetched.
-fn validate(spec: &AgentSpec) -> Result<(), String> {
+/// before anything is fetched; returns the templates, parsed.
+fn validate(spec: &AgentSpec) -> Result<Parsed, String> {
     let conn = &spec.vault;
     if conn.role.trim().is_empty() {
         return Err("the spec names no Vault role".to_owned());
@@ -1002,23 +1136,12 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
         if f.mode > 0o777 {
             return Err(format!("file {} has mode {:o}, above 0777", f.path, f.mode));
         }
-        match (&f.key, f.format) {
-            (Some(_), FileFormat::Raw)
-            | (
-                None,
-                FileFormat::Json | FileFormat::Yaml | FileFormat::Env | FileFormat::Properties,
-            ) => {}
-            (Some(_), other) => {
-                return Err(format!(
-                    "file {}: {}",
-                    f.path,
-                    FormatError::KeyNeedsRaw(other)
-                ))
-            }
-            (None, FileFormat::Raw) => {
-                return Err(format!("file {}: {}", f.path, FormatError::RawNeedsKey))
-            }
-        }
+        check_content(
+            f.content(),
+            (f.secret, f.key.is_some(), Some(f.format), f.template),
+            spec,
+        )
+        .map_err(|e| format!("file {}: {e}", f.path))?;
         if !paths.insert(f.path.as_str()) {
             return Err(format!("the spec writes {} twice", f.path));
         }
@@ -1041,6 +1164,14 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
                 r.reference, r.secret
             ));
         }
+        for r in &e.refs {
+            check_content(
+                r.content(),
+                (r.secret, r.key.is_some(), r.format, r.template),
+                spec,
+            )
+            .map_err(|e| format!("env ref {}: {e}", r.reference))?;
+        }
         if !paths.insert(e.path.as_str()) {
             return Err(format!("the spec writes {} twice", e.path));
         }
@@ -1048,7 +1179,37 @@ fn validate(spec: &AgentSpec) -> Result<(), String> {
     if let Some(dest) = &spec.copy_binary_to {
         check_output(&spec.bin_root, dest, "copy_binary_to", &is_forbidden)?;
     }
-    Ok(())
+    templates::parse_all(spec)
+}
+
+/// A file's or env ref's content: one thing, which exists. `fields` are its secret,
+/// whether it names a key, its format and its template, for saying what is wrong.
+fn check_content(
+    content: Option<Content<'_>>,
+    fields: (Option<usize>, bool, Option<FileFormat>, Option<usize>),
+    spec: &AgentSpec,
+) -> Result<(), String> {
+    let templates = spec.templates.len();
+    match (content, fields) {
+        (Some(Content::Template(t)), _) if t >= templates => {
+            Err(format!("it points at template {t} of {templates}"))
+        }
+        (Some(_), _) => Ok(()),
+        (None, (secret, key, format, Some(_)))
+            if secret.is_some() || key || format.is_some_and(|f| f != FileFormat::Raw) =>
+        {
+            Err(
+                "a template's output is written as it is: it names no secret, key or format"
+                    .to_owned(),
+            )
+        }
+        (None, (None, _, _, None)) => Err("it names neither a secret nor a template".to_owned()),
+        (None, (Some(_), true, Some(format), None)) => {
+            Err(FormatError::KeyNeedsRaw(format).to_string())
+        }
+        (None, (Some(_), false, _, None)) => Err(FormatError::RawNeedsKey.to_string()),
+        (None, _) => Err("its fields do not say what it holds".to_owned()),
+    }
 }
 
 /// An output path: plain, inside `root`, and not a file the agent must never write.
@@ -1160,6 +1321,29 @@ mod tests {
         let mut bad = spec.clone();
         bad.copy_binary_to = Some("/secretstore/secrets/secretstore".to_owned());
         assert!(validate(&bad).unwrap_err().contains("outside the volume"));
+        let mut bad = spec.clone();
+        bad.files[0].template = Some(0);
+        assert!(validate(&bad).unwrap_err().contains("template"));
+        let mut bad = spec.clone();
+        bad.files[0].secret = None;
+        bad.files[0].key = None;
+        bad.files[0].template = Some(0);
+        assert!(validate(&bad)
+            .unwrap_err()
+            .contains("points at template 0 of 0"));
+        bad.templates.push(crate::pod::agent_spec::TemplateSpec {
+            name: "filesecret-config-1/k".to_owned(),
+            text: "${ a.k }".to_owned(),
+            sources: [("a".to_owned(), 0)].into(),
+        });
+        assert_eq!(validate(&bad).unwrap().len(), 1);
+        bad.templates[0].text = "{% include \"/etc/passwd\" %}".to_owned();
+        assert!(validate(&bad)
+            .unwrap_err()
+            .starts_with("template filesecret-config-1/k: 1:"));
+        let mut bad = spec.clone();
+        bad.env_files[0].refs[0].secret = None;
+        assert!(validate(&bad).unwrap_err().contains("neither"));
         let mut moved = spec;
         moved.secrets_root = "/tmp/pod/secrets".to_owned();
         assert!(validate(&moved).unwrap_err().contains("outside the volume"));
