@@ -303,7 +303,8 @@ fn agent_spec(spec: &Value) -> Value {
 /// byte for byte in a mounted file; the same string as `DATABASE_URL` through
 /// `secretstore:file:` from a config with `"containers": []` (mounted nowhere), read by a
 /// Python app; a file of a config mounted into one container as an env value of another;
-/// a properties file mixing three secrets. One read of the database secret serves all.
+/// a properties file mixing three secrets; `$${`, `$(POD_NAME)` and `$$` kept as text. One
+/// read of the database secret serves all.
 #[test]
 fn connection_string_in_a_file_and_as_an_env_value_byte_exact() {
     let lab = Lab::start();
@@ -330,6 +331,14 @@ fn connection_string_in_a_file_and_as_an_env_value_byte_exact() {
                                 "api": "secret/shop/payments"},
                     "template": properties}),
         ),
+        // `$${` is a literal `${`; `$(POD_NAME)` and `$$` in a template are text, which the
+        // kubelet's `$(VAR)` expansion of the agent's env must not touch.
+        config(
+            "literal",
+            &json!({"secretFileName": "literal", "volumeMountPath": "/etc/literal",
+                    "containers": ["app"], "sources": {"db": "secret/shop/db"},
+                    "template": "$${HOME} $(POD_NAME) $$x ${ db.username }"}),
+        ),
     ];
     let app = r#"import os
 def put(name, data):
@@ -338,6 +347,7 @@ def put(name, data):
 put("env", os.environb[b"DATABASE_URL"])
 put("file", open("/etc/db/database-url", "rb").read())
 put("props", open("/config/application.properties", "rb").read())
+put("literal", open("/etc/literal/literal", "rb").read())
 put("env-config-mounted", str(os.path.exists("/etc/db-env")).encode())
 "#;
     let worker = r#"import os
@@ -403,6 +413,7 @@ with open("/out/worker-file-mounted", "w") as f:
             "spring.datasource.username=shop\nspring.datasource.password={DB_PASSWORD}\nspring.rabbitmq.password={MQ_PASSWORD}\npayments.api-key={API_KEY}\n"
         )
     );
+    assert_eq!(read(&out.join("literal")), "${HOME} $(POD_NAME) $$x shop");
     assert_eq!(
         lab.reads_of("secret/data/shop/db"),
         1,
