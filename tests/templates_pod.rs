@@ -426,6 +426,67 @@ with open("/out/worker-file-mounted", "w") as f:
     }
 }
 
+/// `secretstore:file:` of files that are not templates: a key's raw value (a `files`
+/// entry of a config mounted nowhere) and a whole secret in `env` format, each equal to
+/// what the same config writes as a mounted file.
+#[test]
+fn env_values_from_key_files_and_whole_secret_files() {
+    let lab = Lab::start();
+    lab.write_shop_secrets();
+    let whole = |containers: Value| {
+        json!({"vaultSecretRef": "secret/shop/db", "secretFileName": "db.env", "format": "env",
+               "volumeMountPath": "/etc/whole", "containers": containers})
+    };
+    let annotations = [
+        config(
+            "kv",
+            &json!({"vaultSecretRef": "secret/shop/db", "containers": [],
+                    "files": {"password": "password", "user": {"key": "username", "mode": "0400"}}}),
+        ),
+        config("whole", &whole(json!([]))),
+        config("whole-file", &whole(json!(["app"]))),
+    ];
+    let app = r#"import os
+def put(name, data):
+    with open("/out/" + name, "wb") as f:
+        f.write(data)
+put("pw", os.environb[b"PW"])
+put("user", os.environb[b"DB_USER"])
+put("whole-env", os.environb[b"WHOLE"])
+put("whole-file", open("/etc/whole/db.env", "rb").read())
+"#;
+    let manifest = manifest(
+        &annotations,
+        &[python(
+            "app",
+            app,
+            &[
+                ("PW", "secretstore:file:kv/password"),
+                ("DB_USER", "secretstore:file:kv/user"),
+                ("WHOLE", "secretstore:file:whole/db.env"),
+            ],
+        )],
+    );
+    let (spec, render_output) = render(&lab, &manifest);
+    let pod = pod(&lab, &spec);
+    let logs = run_pod(&pod);
+    let out = pod.volume("out");
+    assert_eq!(read(&out.join("pw")), DB_PASSWORD);
+    assert_eq!(read(&out.join("user")), "shop");
+    let file = read(&out.join("whole-file"));
+    assert!(file.contains("username="), "an env-format file");
+    assert_eq!(
+        read(&out.join("whole-env")),
+        file,
+        "the env value is the file's content"
+    );
+    assert_eq!(lab.reads_of("secret/data/shop/db"), 1);
+    support::assert_no_secret(&render_output, &[DB_PASSWORD]);
+    for log in &logs {
+        support::assert_no_secret(log, &[DB_PASSWORD]);
+    }
+}
+
 /// A template over a dynamic PostgreSQL lease builds `DATABASE_URL`, which the app uses
 /// to connect; an env reference to the same lease gives the same user: one read of
 /// `database/creds/app` (one lease) serves both.
