@@ -988,3 +988,104 @@ while :; do sleep 0.05; done"#;
         support::assert_no_secret(text, &["pw-ONE-41c7", "pw-TWO-9b3d"]);
     }
 }
+
+/// Live mode with `on-change: restart`: an env value from a template
+/// (`secretstore:file:` of a config mounted nowhere) follows its source, the app restarted
+/// with the new value; a change of a key the template does not use restarts nothing.
+#[test]
+fn live_env_value_from_a_template_restarts_the_app_only_when_it_changes() {
+    let lab = Lab::start();
+    let put = |password: &str, unrelated: &str| {
+        lab.vault.kv2_put(
+            "secret",
+            "shop/db",
+            &json!({"username": "shop", "password": password, "unrelated": unrelated}),
+        );
+    };
+    put("pw-ONE-7c1d", "u-ONE");
+    let annotations = [
+        "        vault.secretstore.rafay.dev/refresh: 1s".to_owned(),
+        "        vault.secretstore.rafay.dev/on-change: restart".to_owned(),
+        config(
+            "url",
+            &json!({"secretFileName": "url", "containers": [],
+                    "sources": {"db": "secret/shop/db"},
+                    "template": "postgresql://${ db.username }:${ db.password | urlencode }@db/shop"}),
+        ),
+        config(
+            "probe",
+            &json!({"vaultSecretRef": "secret/shop/db#unrelated", "secretFileName": "unrelated",
+                    "volumeMountPath": "/etc/probe", "containers": ["other"]}),
+        ),
+    ];
+    // The kubelet turns `$$$$` into `$$`.
+    let script = r#"trap 'exit 0' TERM
+echo "start $$$$ $DATABASE_URL" >> /out/events
+while :; do sleep 0.05; done"#;
+    let manifest = manifest(
+        &annotations,
+        &[
+            sh(
+                "app",
+                script,
+                &[("DATABASE_URL", "secretstore:file:url/url")],
+            ),
+            sh("other", "sleep 1000", &[]),
+        ],
+    );
+    let (spec, _) = render(&lab, &manifest);
+    let pod = pod(&lab, &spec);
+    let sidecar = start_sidecar(&pod, &spec);
+    let probe = find_file(pod.volume(SECRETS_VOLUME), "unrelated");
+    let app = Running::start(&pod.containers().remove(0).1);
+    let events = pod.volume("out").join("events");
+    let events_seen = || {
+        std::fs::read_to_string(&events)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').map(str::to_owned).collect::<Vec<_>>())
+            .collect::<Vec<_>>()
+    };
+    wait_until(
+        30,
+        "the app to start",
+        || events_seen().len() == 1,
+        || app.log(),
+    );
+    assert_eq!(events_seen()[0][2], "postgresql://shop:pw-ONE-7c1d@db/shop");
+
+    put("pw-ONE-7c1d", "u-TWO");
+    wait_until(
+        30,
+        "the new version to be read",
+        || std::fs::read_to_string(&probe).ok().as_deref() == Some("u-TWO"),
+        || sidecar.log(),
+    );
+    let refreshed = |log: &str| log.matches("msg=\"secrets refreshed\"").count();
+    let rounds = refreshed(&sidecar.log());
+    wait_until(
+        30,
+        "two more refreshes",
+        || refreshed(&sidecar.log()) >= rounds + 2,
+        || sidecar.log(),
+    );
+    assert_eq!(events_seen().len(), 1, "no restart without a change");
+
+    put("pw-TWO-0e8a", "u-TWO");
+    wait_until(
+        30,
+        "the restart",
+        || events_seen().len() == 2,
+        || format!("{}\n{}", sidecar.log(), app.log()),
+    );
+    let seen = events_seen();
+    assert_eq!(seen[1][2], "postgresql://shop:pw-TWO-0e8a@db/shop");
+    assert_ne!(seen[0][1], seen[1][1], "a new app process");
+
+    app.signal(libc::SIGTERM);
+    let (_, app_log) = app.wait();
+    let log = sidecar.stop();
+    for text in [&log, &app_log] {
+        support::assert_no_secret(text, &["pw-ONE-7c1d", "pw-TWO-0e8a"]);
+    }
+}
