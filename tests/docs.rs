@@ -501,3 +501,131 @@ fn gitlab_ci_example_is_complete() {
         .as_str()
         .is_some_and(|p| p.starts_with("testdata/lint/"))));
 }
+
+/// The fenced blocks of a page: (info string, body).
+fn fenced_blocks(text: &str) -> Vec<(String, String)> {
+    let mut blocks = Vec::new();
+    let mut open: Option<(String, String)> = None;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        match open.as_mut() {
+            None => {
+                if let Some(info) = trimmed.strip_prefix("```") {
+                    open = Some((info.trim().to_owned(), String::new()));
+                }
+            }
+            Some((_, body)) => {
+                if trimmed == "```" {
+                    blocks.push(open.take().expect("open block"));
+                } else {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// The Templates page's examples are true: every complete manifest on it renders (exit
+/// 0, each template in the agent spec as the annotation wrote it), except those followed
+/// by `$ secretstore lint web.yaml` / `$ secretstore render web.yaml` console blocks, which
+/// exit 1 with exactly the output shown (stdout, then stderr).
+#[test]
+fn templates_page_examples_render_and_the_shown_errors_are_the_real_ones() {
+    let page = read(&book_src().join("templates.md"));
+    let blocks = fenced_blocks(&page);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut rendered = 0;
+    let mut shown_outputs = 0;
+    for (i, (info, body)) in blocks.iter().enumerate() {
+        if info != "yaml" || !body.starts_with("apiVersion:") {
+            continue;
+        }
+        std::fs::write(dir.path().join("web.yaml"), body).expect("write example");
+        let run = |command: &str| {
+            Command::new(env!("CARGO_BIN_EXE_secretstore"))
+                .args([command, "web.yaml"])
+                .current_dir(dir.path())
+                .env_remove("VAULT_ADDR")
+                .env_remove("SECRETSTORE_CONFIG")
+                .output()
+                .expect("run secretstore")
+        };
+        let shown: Vec<(&str, &str)> = blocks[i + 1..]
+            .iter()
+            .take_while(|(info, _)| info == "console")
+            .map(|(_, text)| {
+                let (prompt, output) = text.split_once('\n').expect("a command and its output");
+                let command = prompt
+                    .strip_prefix("$ secretstore ")
+                    .and_then(|c| c.strip_suffix(" web.yaml"))
+                    .unwrap_or_else(|| panic!("templates.md: unexpected command {prompt}"));
+                (command, output)
+            })
+            .collect();
+        for (command, expected) in &shown {
+            let output = run(command);
+            let all = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert_eq!(output.status.code(), Some(1), "{all}");
+            assert_eq!(
+                &all, expected,
+                "templates.md shows another output of `secretstore {command}`"
+            );
+            shown_outputs += 1;
+        }
+        if !shown.is_empty() {
+            continue;
+        }
+        let output = run("render");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "example {i}:\n{body}\n{stderr}");
+        let doc: serde_json::Value = yaml_serde::from_str(&stdout).expect("YAML");
+        let agent = &doc["spec"]["template"]["spec"]["initContainers"][0];
+        let spec = agent["env"]
+            .as_array()
+            .expect("agent env")
+            .iter()
+            .find(|e| e["name"] == "SECRETSTORE_SPEC")
+            .and_then(|e| e["value"].as_str())
+            .expect("SECRETSTORE_SPEC");
+        // What the agent reads: the kubelet turns render's `$$` into `$` (no `$(VAR)` of
+        // the agent's env occurs in a spec).
+        let spec = spec.replace("$$", "$");
+        let spec: serde_json::Value = serde_json::from_str(&spec).expect("JSON");
+        let input: serde_json::Value = yaml_serde::from_str(body).expect("YAML");
+        let annotations = input["spec"]["template"]["metadata"]["annotations"]
+            .as_object()
+            .expect("annotations");
+        for (key, value) in annotations {
+            if !key.contains("filesecret-config-") {
+                continue;
+            }
+            let config: serde_json::Value =
+                serde_json::from_str(value.as_str().expect("string")).expect("JSON");
+            let mut texts: Vec<&serde_json::Value> = vec![&config["template"]];
+            if let Some(files) = config["files"].as_object() {
+                texts.extend(files.values().map(|f| &f["template"]));
+            }
+            for text in texts.into_iter().filter(|t| t.is_string()) {
+                assert!(
+                    spec["templates"]
+                        .as_array()
+                        .is_some_and(|ts| ts.iter().any(|t| &t["text"] == text)),
+                    "example {i}: {text} not in the agent spec {spec}"
+                );
+            }
+        }
+        rendered += 1;
+    }
+    assert!(rendered >= 4, "only {rendered} examples rendered");
+    assert!(
+        shown_outputs >= 2,
+        "the page shows lint's and render's output"
+    );
+}

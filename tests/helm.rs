@@ -206,3 +206,75 @@ fn helm4_plugin_version_is_the_crate_version() {
     assert_eq!(plugin["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(plugin["type"], "postrenderer/v1");
 }
+
+/// The templates the agent spec of a rendered stream's first pod carries (SPEC 1.4).
+fn agent_templates(stream: &str) -> Vec<String> {
+    let doc: serde_json::Value = yaml_serde::from_str(stream).expect("one YAML document");
+    let agent = &doc["spec"]["template"]["spec"]["initContainers"][0];
+    assert_eq!(agent["name"], "secretstore-agent", "{stream}");
+    let spec = agent["env"]
+        .as_array()
+        .expect("agent env")
+        .iter()
+        .find(|e| e["name"] == "SECRETSTORE_SPEC")
+        .and_then(|e| e["value"].as_str())
+        .expect("SECRETSTORE_SPEC");
+    // What the agent reads: the kubelet's `$(VAR)` expansion turns render's `$$` into `$`.
+    let spec = support::pod::expand(spec, &Default::default());
+    let spec: serde_json::Value = serde_json::from_str(&spec).expect("agent spec JSON");
+    let mut texts: Vec<String> = spec["templates"]
+        .as_array()
+        .expect("templates")
+        .iter()
+        .map(|t| t["text"].as_str().expect("text").to_owned())
+        .collect();
+    texts.sort();
+    texts
+}
+
+/// A chart carrying secretstore templates verbatim, in a chart template and in values
+/// (testdata/charts/templated): `${ }` and `{% %}` mean nothing to Helm, so `helm template`
+/// writes them unchanged, with Helm 3 and Helm 4; through the post-renderer (Helm 3's
+/// executable, Helm 4's plugin) the pod is expanded and the agent spec carries each
+/// template's text exactly as the chart wrote it.
+#[test]
+fn templates_in_a_chart_pass_helm_unchanged_and_post_render_into_the_agent_spec() {
+    let chart = repo_root().join("testdata/charts/templated");
+    let url = "postgresql://${ db.username }:${ db.password | urlencode }@db.shop:5432/shop";
+    let properties =
+        "{% if db.username %}user=${ db.username }\n{% endif %}password=${ db.password | json }\n";
+    // The annotation lines as the chart's template and its values make them.
+    let lines = [
+        format!("           \"template\": \"{url}\"}}\n"),
+        r#"           "template": "{% if db.username %}user=${ db.username }\n{% endif %}password=${ db.password | json }\n"}"#.to_owned(),
+    ];
+    let mut expected = vec![url.to_owned(), properties.to_owned()];
+    expected.sort();
+    let home = HelmHome::new();
+    install_helm4_plugin(&home);
+    let bin = bin_dir();
+    for helm in ["helm3", "helm4"] {
+        let mut plain = home.command(helm);
+        plain.args(["template", "shop"]).arg(&chart);
+        let plain = run_ok(plain);
+        for line in &lines {
+            assert!(plain.contains(line.as_str()), "{helm}: {line}\n{plain}");
+        }
+        assert!(!is_rendered(&plain), "{plain}");
+
+        let mut post = with_path(home.command(helm), bin.path());
+        post.args(["template", "shop"])
+            .arg(&chart)
+            .args(["--post-renderer", "secretstore"]);
+        if helm == "helm3" {
+            post.args(["--post-renderer-args", "render"]);
+        }
+        let out = run_ok(post);
+        assert!(is_rendered(&out), "{helm}: {out}");
+        for line in &lines {
+            assert!(out.contains(line.as_str()), "{helm}: {line}\n{out}");
+        }
+        assert_eq!(agent_templates(&out), expected, "{helm}");
+        validate_k8s(&out).unwrap_or_else(|e| panic!("{helm}: {e}\n{out}"));
+    }
+}

@@ -37,11 +37,14 @@ impl OpenBao {
     /// file audit device with `log_raw`; OpenBao configures audit devices only in its
     /// configuration file). For tests that need the answer another client got.
     pub fn start_with_raw_audit(file: &Path) -> OpenBao {
-        let config = format!(
-            "audit \"file\" \"raw\" {{\n  options {{\n    file_path = \"{}\"\n    log_raw = \"true\"\n  }}\n}}\n",
-            file.display()
-        );
-        Self::start_with(None, false, Some(&config))
+        Self::start_with(None, false, Some(&audit_config(file, true)))
+    }
+
+    /// A dev server that logs every request and answer to `file` with values HMAC-hashed
+    /// (a file audit device as OpenBao configures it by default): paths and operations in
+    /// clear, no secret. For tests that count what a client read.
+    pub fn start_with_audit(file: &Path) -> OpenBao {
+        Self::start_with(None, false, Some(&audit_config(file, false)))
     }
 
     /// Starts a dev server whose client address is HTTPS, with a certificate for
@@ -352,6 +355,15 @@ impl OpenBao {
     pub fn pid(&self) -> u32 {
         self.server.pid()
     }
+}
+
+/// A file audit device writing to `file`, values in clear with `raw`.
+fn audit_config(file: &Path, raw: bool) -> String {
+    let name = if raw { "raw" } else { "hashed" };
+    format!(
+        "audit \"file\" \"{name}\" {{\n  options {{\n    file_path = \"{}\"\n    log_raw = \"{raw}\"\n  }}\n}}\n",
+        file.display()
+    )
 }
 
 fn unseal_key_in(log: &str) -> Option<String> {
