@@ -23,6 +23,7 @@ use serde_json::json;
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::net::Forward;
 use support::openbao::OpenBao;
+use support::output::{describe, text};
 use support::pod::{expand, Container, KubeletPod, Mount, PodVolumes};
 use support::postgres::Postgres;
 use support::{assert_no_secret, free_port};
@@ -304,19 +305,6 @@ fn app_container(
         read_only_root: true,
         create_dirs: Vec::new(),
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
 }
 
 /// No secret value in anything a command printed.

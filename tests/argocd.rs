@@ -10,6 +10,7 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::k8s::validate_k8s;
+use support::output::text;
 use support::{repo_root, tool};
 use tempfile::TempDir;
 
@@ -114,10 +115,6 @@ impl Sidecar {
         }
         command.output().expect("cannot run the plugin step")
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -14,6 +14,7 @@ use std::process::Output;
 use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
+use support::output::{describe, text};
 use support::pod::KubeletPod;
 
 const NAMESPACE: &str = "shop";
@@ -69,19 +70,6 @@ fn lab() -> Lab {
     );
     vault.put_json("kv1/shop/legacy", &json!({ "token": KV1_TOKEN }));
     Lab { vault, issuer }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "{}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
 }
 
 fn assert_no_values(output: &Output) {

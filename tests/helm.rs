@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use support::helm::HelmHome;
 use support::k8s::validate_k8s;
+use support::output::text;
 use support::{repo_root, secretstore};
 use tempfile::TempDir;
 
@@ -42,10 +43,6 @@ fn with_path(mut command: Command, bin: &Path) -> Command {
 
 fn chart() -> PathBuf {
     repo_root().join("examples/helm/shop")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The stream's documents by their `# Source:` template, e.g. `migrate-job.yaml`.

@@ -11,7 +11,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +21,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
+use support::output::{describe, text};
 use support::pod::KubeletPod;
 use support::sidecar::{start_sidecar, wait_until, Running};
 
@@ -195,19 +196,6 @@ fn pod(lab: &Lab, spec: &Value) -> KubeletPod {
     pod.set_field("metadata.name", POD_NAME);
     pod.set_field("status.podIP", POD_IP);
     pod
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
 }
 
 fn mode(path: &Path) -> u32 {

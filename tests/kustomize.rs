@@ -9,6 +9,7 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 use support::k8s::validate_k8s;
+use support::output::text;
 use support::{repo_root, tool};
 use tempfile::TempDir;
 
@@ -40,10 +41,6 @@ fn kustomize(dir: &Path) -> Output {
         .env_remove("SECRETSTORE_AUTH_PATH")
         .output()
         .expect("cannot run kubectl")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The agent spec (the `SECRETSTORE_SPEC` env of the injected init container).

@@ -8,12 +8,12 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
+use support::output::{describe, text};
 use support::pod::{Container, KubeletPod};
 use support::postgres::Postgres;
 use support::sidecar::{start_sidecar, wait_until, Running};
@@ -151,19 +151,6 @@ fn render_with(lab: &Lab, manifest: &str, env: &[(&str, &str)]) -> Value {
     let spec = doc["spec"]["template"]["spec"].clone();
     assert_eq!(spec["initContainers"][0]["restartPolicy"], "Always");
     spec
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
 }
 
 fn app_container(pod: &KubeletPod) -> Container {

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
+use support::output::text;
 use support::pod::KubeletPod;
 use support::postgres::Postgres;
 use support::sidecar::{start_sidecar, wait_until};
@@ -61,10 +62,6 @@ fn run(args: &[&str], env: &[(&str, &str)], manifest: &str) -> Output {
         command.env(k, v);
     }
     command.output().expect("run secretstore")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn config(dir: &Path, yaml: &str) -> String {

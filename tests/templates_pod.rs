@@ -17,6 +17,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
+use support::output::{describe, text};
 use support::pod::KubeletPod;
 use support::postgres::Postgres;
 use support::sidecar::{start_sidecar, wait_until, Running};
@@ -244,19 +245,6 @@ fn run_pod(pod: &KubeletPod) -> Vec<String> {
         logs.push(describe(&output));
     }
     logs
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
 }
 
 fn read(path: &Path) -> String {

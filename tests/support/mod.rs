@@ -14,6 +14,7 @@ pub mod jwt;
 pub mod k8s;
 pub mod net;
 pub mod openbao;
+pub mod output;
 pub mod pod;
 pub mod postgres;
 pub mod process;

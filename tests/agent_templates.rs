@@ -24,6 +24,7 @@ use serde_json::{json, Value};
 use support::assert_no_secret;
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
+use support::output::{describe, text};
 use support::pod::{Container, Mount, PodVolumes};
 use support::postgres::Postgres;
 use support::sidecar::{wait_until, Running};
@@ -252,19 +253,6 @@ fn python_reporter(names: &[&str]) -> Vec<String> {
         "import os\nfor name in {names:?}:\n    with open('/out/' + name, 'wb') as f:\n        f.write(os.environb[name.encode()])\n"
     );
     vec![PYTHON.to_owned(), "-c".to_owned(), script]
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}--- stderr\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
 }
 
 fn assert_no_values(output: &Output, values: &[&str]) {
