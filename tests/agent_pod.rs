@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use secretstore::pod::agent_spec::{
     AgentSpec, EnvFileOutput, EnvRef, FileFormat, FileOutput, SecretRead, VaultConnection,
-    AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME, REF_PREFIX, SPEC_ENV, TOKEN_DIR,
+    AGENT_SECRETS_DIR, BIN_DIR, CA_DIR, ENV_DIR, ENV_FILE_NAME, REF_PREFIX, TOKEN_DIR,
     TOKEN_FILE_NAME,
 };
 use serde_json::json;
@@ -24,26 +24,19 @@ use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::net::Forward;
 use support::openbao::OpenBao;
 use support::output::{describe, text};
-use support::pod::{expand, Container, KubeletPod, Mount, PodVolumes};
+use support::pod::{
+    agent_binary, agent_container, expand, Container, KubeletPod, Mount, PodVolumes, AGENT_UID,
+    FS_GROUP,
+};
 use support::postgres::Postgres;
 use support::{assert_no_secret, free_port};
 
-const AGENT_UID: u32 = 65532;
 const APP_UID: u32 = 1000;
-const FS_GROUP: u32 = 2000;
 const NAMESPACE: &str = "shop";
 const SERVICE_ACCOUNT: &str = "app";
 const AUDIENCE: &str = "vault";
 const ROLE: &str = "app";
 const AUTH_MOUNT: &str = "kubernetes";
-const AGENT_BINARY: &str = "/usr/local/bin/secretstore";
-/// Runs the pod tests with another build of the binary (e.g. the static release build).
-const AGENT_BIN_ENV: &str = "SECRETSTORE_TEST_AGENT_BIN";
-
-/// The binary the pods run: this build's, or `$SECRETSTORE_TEST_AGENT_BIN`.
-fn binary() -> String {
-    std::env::var(AGENT_BIN_ENV).unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
-}
 
 /// OpenBao with KV v2 at `secret/`, KV v1 at `kv1/`, `jwt` auth at `auth/kubernetes`, and
 /// role `app` bound to `shop/app` with a policy that reads only what the tests allow.
@@ -241,28 +234,6 @@ impl PodRequest {
             live: None,
         };
         (spec, mounts)
-    }
-}
-
-/// The init container as render lays it out: restricted (non-root, read-only root), the
-/// secrets volume read-write, the bin volume when needed, the token read-only.
-fn agent_container(pod: &PodVolumes, spec: &AgentSpec) -> Container {
-    let mut mounts = vec![
-        Mount::ro(binary(), AGENT_BINARY),
-        Mount::rw(pod.secrets(), AGENT_SECRETS_DIR),
-        Mount::ro(pod.token_dir(), TOKEN_DIR),
-    ];
-    if spec.copy_binary_to.is_some() {
-        mounts.push(Mount::rw(pod.bin(), BIN_DIR));
-    }
-    Container {
-        argv: vec![AGENT_BINARY.to_owned(), "agent".to_owned()],
-        env: vec![(SPEC_ENV.to_owned(), spec.to_compact_json())],
-        mounts,
-        user: Some((AGENT_UID, AGENT_UID)),
-        groups: vec![FS_GROUP],
-        read_only_root: true,
-        create_dirs: Vec::new(),
     }
 }
 
@@ -1202,7 +1173,7 @@ fn twenty_secrets_are_fetched_quickly() {
     }
     eprintln!(
         "20 secrets: best wall time {best:?} (agent's own elapsed_ms={agent_ms}), binary {}",
-        binary()
+        agent_binary()
     );
     assert!(best < Duration::from_secs(5), "20 secrets took {best:?}");
 }
@@ -1252,7 +1223,7 @@ fn rendered_workload_runs_as_the_kubelet_runs_it() {
         NAMESPACE,
         &lab.issuer,
         &[("vault-ca", "ca.crt", &ca)],
-        Path::new(&binary()),
+        Path::new(&agent_binary()),
     );
 
     let init = pod.init_containers();

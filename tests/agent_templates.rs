@@ -18,31 +18,23 @@ use base64::Engine;
 use secretstore::pod::agent_spec::{
     AgentSpec, EnvFileOutput, EnvRef, FileFormat, FileOutput, LiveSpec, SecretRead, TemplateSpec,
     VaultConnection, AGENT_SECRETS_DIR, BIN_DIR, ENV_DIR, ENV_FILE_NAME, FILE_REF_PREFIX,
-    READY_FILE_NAME, REF_PREFIX, SPEC_ENV, TOKEN_DIR, TOKEN_FILE_NAME,
+    READY_FILE_NAME, REF_PREFIX, TOKEN_DIR, TOKEN_FILE_NAME,
 };
 use serde_json::{json, Value};
 use support::assert_no_secret;
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
 use support::output::{describe, text};
-use support::pod::{Container, Mount, PodVolumes};
+use support::pod::{agent_container, Container, Mount, PodVolumes, AGENT_UID, FS_GROUP};
 use support::postgres::Postgres;
 use support::sidecar::{wait_until, Running};
 
-const AGENT_UID: u32 = 65532;
 const APP_UID: u32 = 1000;
-const FS_GROUP: u32 = 2000;
 const NAMESPACE: &str = "shop";
 const SERVICE_ACCOUNT: &str = "app";
 const AUDIENCE: &str = "vault";
 const AUTH_MOUNT: &str = "kubernetes";
-const AGENT_BINARY: &str = "/usr/local/bin/secretstore";
 const PYTHON: &str = "/usr/bin/python3";
-
-fn binary() -> String {
-    std::env::var("SECRETSTORE_TEST_AGENT_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
-}
 
 /// OpenBao with KV v2 at `secret/`, KV v1 at `kv1/`, transit key `k`, `jwt` auth, and role
 /// `app` (bound to shop/app) with a policy that allows exactly what the tests read.
@@ -195,27 +187,6 @@ fn spec(
         bin_root: BIN_DIR.to_owned(),
         env_files,
         live: None,
-    }
-}
-
-/// The init container as render lays it out (restricted: non-root, read-only root).
-fn agent_container(pod: &PodVolumes, spec: &AgentSpec) -> Container {
-    let mut mounts = vec![
-        Mount::ro(binary(), AGENT_BINARY),
-        Mount::rw(pod.secrets(), AGENT_SECRETS_DIR),
-        Mount::ro(pod.token_dir(), TOKEN_DIR),
-    ];
-    if spec.copy_binary_to.is_some() {
-        mounts.push(Mount::rw(pod.bin(), BIN_DIR));
-    }
-    Container {
-        argv: vec![AGENT_BINARY.to_owned(), "agent".to_owned()],
-        env: vec![(SPEC_ENV.to_owned(), spec.to_compact_json())],
-        mounts,
-        user: Some((AGENT_UID, AGENT_UID)),
-        groups: vec![FS_GROUP],
-        read_only_root: true,
-        create_dirs: Vec::new(),
     }
 }
 

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
 use support::output::{describe, text};
-use support::pod::KubeletPod;
+use support::pod::{agent_binary, KubeletPod};
 use support::sidecar::{start_sidecar, wait_until, Running};
 
 const NAMESPACE: &str = "shop";
@@ -32,11 +32,6 @@ const AUTH_MOUNT: &str = "kubernetes";
 const SECRETS_VOLUME: &str = "secretstore-secrets";
 const POD_NAME: &str = "web-7d9f5-x2p4q";
 const POD_IP: &str = "10.0.0.7";
-
-fn binary() -> String {
-    std::env::var("SECRETSTORE_TEST_AGENT_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
-}
 
 struct Lab {
     vault: OpenBao,
@@ -192,7 +187,13 @@ fn render(lab: &Lab, manifest: &str) -> Value {
 }
 
 fn pod(lab: &Lab, spec: &Value) -> KubeletPod {
-    let mut pod = KubeletPod::new(spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let mut pod = KubeletPod::new(
+        spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[],
+        Path::new(&agent_binary()),
+    );
     pod.set_field("metadata.name", POD_NAME);
     pod.set_field("status.podIP", POD_IP);
     pod

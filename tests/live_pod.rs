@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
 use support::output::{describe, text};
-use support::pod::{Container, KubeletPod};
+use support::pod::{agent_binary, Container, KubeletPod};
 use support::postgres::Postgres;
 use support::sidecar::{start_sidecar, wait_until, Running};
 
@@ -23,11 +23,6 @@ const SERVICE_ACCOUNT: &str = "app";
 const AUDIENCE: &str = "vault";
 const AUTH_MOUNT: &str = "kubernetes";
 const SECRETS_VOLUME: &str = "secretstore-secrets";
-
-fn binary() -> String {
-    std::env::var("SECRETSTORE_TEST_AGENT_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
-}
 
 struct Lab {
     vault: OpenBao,
@@ -187,7 +182,13 @@ while :; do sleep 0.05; done"#;
             &app(script, &[]),
         ),
     );
-    let pod = KubeletPod::new(&spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let pod = KubeletPod::new(
+        &spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[],
+        Path::new(&agent_binary()),
+    );
     let accessors = lab.token_accessors();
     let sidecar = start_sidecar(&pod, &spec);
     let file = secret_file(&pod, "files/app/0/cert");
@@ -287,7 +288,13 @@ while :; do sleep 0.05; done"#;
         ),
         &[("SECRETSTORE_LOG_FORMAT", "json")],
     );
-    let pod = KubeletPod::new(&spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let pod = KubeletPod::new(
+        &spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[],
+        Path::new(&agent_binary()),
+    );
     let sidecar = start_sidecar(&pod, &spec);
     let app = Running::start(&app_container(&pod));
     let events = pod.volume("out").join("events");
@@ -339,7 +346,13 @@ while :; do sleep 0.05; done"#;
             &app(script, &[("API_TOKEN", "secretstore:vault:secret/shop/api#token")]),
         ),
     );
-    let pod = KubeletPod::new(&spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let pod = KubeletPod::new(
+        &spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[],
+        Path::new(&agent_binary()),
+    );
     let sidecar = start_sidecar(&pod, &spec);
     let app = Running::start(&app_container(&pod));
     let events = pod.volume("out").join("events");
@@ -388,7 +401,13 @@ fn sealed_vault_keeps_the_files_and_refresh_resumes() {
             &app("sleep 1000", &[]),
         ),
     );
-    let pod = KubeletPod::new(&spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let pod = KubeletPod::new(
+        &spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[],
+        Path::new(&agent_binary()),
+    );
     let sidecar = start_sidecar(&pod, &spec);
     let file = secret_file(&pod, "files/app/0/key");
     lab.vault.seal();
@@ -492,7 +511,13 @@ done"#,
         ),
     );
     // The first service-account token expires in 8 s; the kubelet has rotated the file by then.
-    let pod = KubeletPod::new(&spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()));
+    let pod = KubeletPod::new(
+        &spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[],
+        Path::new(&agent_binary()),
+    );
     let token_file = pod.volume("secretstore-token").join("token");
     let mut claims = lab
         .issuer

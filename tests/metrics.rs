@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
 use support::output::text;
-use support::pod::KubeletPod;
+use support::pod::{agent_binary, KubeletPod};
 use support::postgres::Postgres;
 use support::sidecar::{start_sidecar, wait_until};
 
@@ -209,11 +209,6 @@ fn lint_warns_about_metrics_without_live_mode() {
 
 // --- The sidecar against OpenBao ---------------------------------------------------
 
-fn binary() -> String {
-    std::env::var("SECRETSTORE_TEST_AGENT_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
-}
-
 fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -346,7 +341,7 @@ path "sys/leases/revoke" { capabilities = ["update"] }
     assert_eq!(spec["initContainers"][0]["ports"][0]["containerPort"], port);
 
     let started = now();
-    let pod = KubeletPod::new(&spec, "shop", &issuer, &[], Path::new(&binary()));
+    let pod = KubeletPod::new(&spec, "shop", &issuer, &[], Path::new(&agent_binary()));
     let sidecar = start_sidecar(&pod, &spec);
     let creds =
         std::fs::read_to_string(pod.volume("secretstore-secrets").join("files/app/1/creds"))

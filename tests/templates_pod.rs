@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use support::jwt::{JwtRole, ServiceAccountIssuer};
 use support::openbao::OpenBao;
 use support::output::{describe, text};
-use support::pod::KubeletPod;
+use support::pod::{agent_binary, KubeletPod};
 use support::postgres::Postgres;
 use support::sidecar::{start_sidecar, wait_until, Running};
 use tempfile::TempDir;
@@ -38,11 +38,6 @@ const API_KEY: &str = "pay-key-77f0";
 const URL_TEMPLATE: &str =
     "postgresql://${ db.username }:${ db.password | urlencode }@db.shop:5432/shop?sslmode=require";
 const URL: &str = "postgresql://shop:p%40ss%3A%20w0rd%21@db.shop:5432/shop?sslmode=require";
-
-fn binary() -> String {
-    std::env::var("SECRETSTORE_TEST_AGENT_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
-}
 
 struct Lab {
     vault: OpenBao,
@@ -224,7 +219,13 @@ fn render(lab: &Lab, manifest: &str) -> (Value, String) {
 }
 
 fn pod(lab: &Lab, spec: &Value) -> KubeletPod {
-    KubeletPod::new(spec, NAMESPACE, &lab.issuer, &[], Path::new(&binary()))
+    KubeletPod::new(
+        spec,
+        NAMESPACE,
+        &lab.issuer,
+        &[],
+        Path::new(&agent_binary()),
+    )
 }
 
 /// Runs the agent, then every app container in order; each must succeed. Returns their

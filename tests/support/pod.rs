@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+use secretstore::pod::agent_spec::{AgentSpec, AGENT_SECRETS_DIR, BIN_DIR, SPEC_ENV, TOKEN_DIR};
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -298,6 +299,14 @@ pub struct KubeletPod {
     _dir: TempDir,
 }
 
+/// Runs the pod tests with another build of the binary (e.g. the static release build).
+pub const AGENT_BIN_ENV: &str = "SECRETSTORE_TEST_AGENT_BIN";
+
+/// The binary the pods run: this build's, or `$SECRETSTORE_TEST_AGENT_BIN`.
+pub fn agent_binary() -> String {
+    std::env::var(AGENT_BIN_ENV).unwrap_or_else(|_| env!("CARGO_BIN_EXE_secretstore").to_owned())
+}
+
 /// Where the agent image keeps the binary.
 pub const AGENT_IMAGE_BINARY: &str = "/usr/local/bin/secretstore";
 
@@ -529,4 +538,30 @@ fn single_run_as_user(spec: &Value) -> Option<u32> {
 fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", path.display()));
+}
+
+/// The agent's user and the pods' fsGroup in the pod tests.
+pub const AGENT_UID: u32 = 65532;
+pub const FS_GROUP: u32 = 2000;
+
+/// The init container as render lays it out: restricted (non-root, read-only root), the
+/// secrets volume read-write, the bin volume when needed, the token read-only.
+pub fn agent_container(pod: &PodVolumes, spec: &AgentSpec) -> Container {
+    let mut mounts = vec![
+        Mount::ro(agent_binary(), AGENT_IMAGE_BINARY),
+        Mount::rw(pod.secrets(), AGENT_SECRETS_DIR),
+        Mount::ro(pod.token_dir(), TOKEN_DIR),
+    ];
+    if spec.copy_binary_to.is_some() {
+        mounts.push(Mount::rw(pod.bin(), BIN_DIR));
+    }
+    Container {
+        argv: vec![AGENT_IMAGE_BINARY.to_owned(), "agent".to_owned()],
+        env: vec![(SPEC_ENV.to_owned(), spec.to_compact_json())],
+        mounts,
+        user: Some((AGENT_UID, AGENT_UID)),
+        groups: vec![FS_GROUP],
+        read_only_root: true,
+        create_dirs: Vec::new(),
+    }
 }
